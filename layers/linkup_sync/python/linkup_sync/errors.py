@@ -1,0 +1,293 @@
+"""Typed errors, one per failure mode.
+
+Every message is written for the person who set the bridge up, not for a programmer: it names the
+cause and the fix. No message may contain a password, a token, an Account-Id or any hash of them.
+`reason` is a short stable key used in metrics, logs and the state's circuit breakers.
+"""
+
+from __future__ import annotations
+
+
+class LinkupSyncError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+    reason = "error"
+    #: True when only the person can fix it (credentials, terms, version): alarm at once.
+    needs_person = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+
+class ConfigError(LinkupSyncError):
+    """The settings or the secret are wrong. Lists every problem at once."""
+
+    reason = "config"
+    needs_person = True
+
+    def __init__(self, problems: list[str], *, heading: str = "linkup-sync is not configured correctly") -> None:
+        self.problems = list(problems)
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{heading}:\n{lines}")
+
+
+class SecretError(ConfigError):
+    """The Secrets Manager secret is missing, empty or lacks keys."""
+
+    reason = "secret"
+
+
+# --- LibreLink Up --------------------------------------------------------------------------------
+
+
+class LinkUpError(LinkupSyncError):
+    reason = "linkup"
+
+
+class LinkUpBadCredentials(LinkUpError):
+    reason = "bad_credentials"
+    needs_person = True
+
+    def __init__(self) -> None:
+        super().__init__(
+            "LibreLink Up rejected the e-mail address or password. Check LINK_UP_USERNAME and "
+            "LINK_UP_PASSWORD in the secret: they must be the login of the LibreLink Up (follower) app, "
+            "not of the LibreLink app on the sensor wearer's phone. To protect the account from a lockout, "
+            "no further login is tried until the secret is changed."
+        )
+
+
+class LinkUpActionRequired(LinkUpError):
+    reason = "action_required"
+    needs_person = True
+
+    _WHAT = {
+        "tou": "accept the new Terms of Use",
+        "pp": "accept the new Privacy Policy",
+        "verifyEmail": "verify the account's e-mail address (follow the link in the e-mail from Abbott)",
+    }
+
+    def __init__(self, step: str) -> None:
+        self.step = step
+        what = self._WHAT.get(step, f"complete the step '{step}' that the app asks for")
+        super().__init__(
+            f"LibreLink Up needs the account holder to act before it sends data again: open the "
+            f"LibreLink Up app, log in with the follower account and {what}. Your password is fine. "
+            "The bridge resumes by itself on its next run after that."
+        )
+
+
+class LinkUpLocked(LinkUpError):
+    reason = "locked"
+
+    def __init__(self, lockout_seconds: int) -> None:
+        self.lockout_seconds = lockout_seconds
+        super().__init__(
+            f"LibreLink Up has locked the account for {lockout_seconds} seconds after too many failed "
+            "logins. The bridge will not try to log in until the lock has passed. If this repeats, another "
+            "app or device is using an old password for this account: update or remove it."
+        )
+
+
+class LinkUpVersionRejected(LinkUpError):
+    reason = "version"
+    needs_person = True
+
+    def __init__(self, minimum_version: str | None, sent_version: str) -> None:
+        self.minimum_version = minimum_version
+        self.sent_version = sent_version
+        if minimum_version and minimum_version.startswith("5."):
+            text = (
+                f"LibreLink Up now requires app version {minimum_version}: Abbott has retired the API this "
+                "bridge uses (LibreLink Up 4). No setting can fix this; watch the project for an update."
+            )
+        else:
+            need = minimum_version or "a newer version"
+            text = (
+                f"LibreLink Up rejected app version {sent_version} and requires {need}. Set the "
+                f"LINK_UP_VERSION parameter to {need} (sam deploy --parameter-overrides "
+                f"LinkUpVersion={need}) or to 'auto'."
+            )
+        super().__init__(text)
+
+
+class LinkUpUnauthorized(LinkUpError):
+    reason = "unauthorized"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "LibreLink Up did not accept the stored login (the session was revoked, often after Abbott's "
+            "maintenance). The bridge logs in again once; if this repeats, check the account in the app."
+        )
+
+
+class LinkUpMissingHeader(LinkUpError):
+    reason = "missing_header"
+    needs_person = True
+
+    def __init__(self) -> None:
+        super().__init__(
+            "LibreLink Up answered 'RequiredHeaderMissing': it expects a request header this version of "
+            "linkup-sync does not send. Update linkup-sync; setting a newer LINK_UP_VERSION may also help."
+        )
+
+
+class LinkUpPatientNotFound(LinkUpError):
+    reason = "patient_not_found"
+    needs_person = True
+
+    def __init__(self, patient_id: str, known: list[str]) -> None:
+        self.patient_id = patient_id
+        self.known = list(known)
+        listed = ", ".join(self.known) if self.known else "none"
+        super().__init__(
+            f"The patient id {patient_id} is not followed by this LibreLink Up account. "
+            f"Patient ids that exist: {listed}. Set LINK_UP_CONNECTION to one of them, or leave it empty "
+            "to use the only (or first) one."
+        )
+
+
+class LinkUpNoConnections(LinkUpError):
+    reason = "no_connections"
+    needs_person = True
+
+    def __init__(self) -> None:
+        super().__init__(
+            "This LibreLink Up account follows nobody yet. The sensor wearer must invite it from the "
+            "LibreLink app (Connected Apps > LibreLinkUp), and the invitation must be accepted in the "
+            "LibreLink Up app with this account."
+        )
+
+
+class LinkUpRateLimited(LinkUpError):
+    reason = "rate_limited"
+
+    def __init__(self, retry_after: int | None = None) -> None:
+        self.retry_after = retry_after
+        wait = f" for {retry_after} seconds" if retry_after else ""
+        super().__init__(
+            f"LibreLink Up is limiting requests from this network{wait}. The bridge pauses and tries again "
+            "later by itself; nothing to do unless this lasts for hours."
+        )
+
+
+class LinkUpBlocked(LinkUpError):
+    reason = "blocked"
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        super().__init__(
+            f"LibreLink Up's firewall refused the request (HTTP {status}). The bridge pauses and tries again "
+            "later; if this lasts, deploy the stack in another AWS region."
+        )
+
+
+class LinkUpMaintenance(LinkUpError):
+    reason = "maintenance"
+
+    def __init__(self) -> None:
+        super().__init__("LibreLink Up is down for maintenance. The bridge tries again on its next runs.")
+
+
+class LinkUpServerError(LinkUpError):
+    reason = "server_error"
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        super().__init__(
+            f"LibreLink Up had a server error (HTTP {status}). The bridge tries again on its next runs."
+        )
+
+
+class LinkUpTimeout(LinkUpError):
+    reason = "timeout"
+
+    def __init__(self, what: str = "LibreLink Up") -> None:
+        super().__init__(f"{what} did not answer in time. The bridge tries again on its next run.")
+
+
+class LinkUpUnreachable(LinkUpServerError):
+    """No HTTP response at all (DNS, refused connection, TLS failure). A LinkUpServerError with status 0."""
+
+    reason = "unreachable"
+
+    def __init__(self, detail: str = "the connection failed") -> None:
+        self.status = 0
+        self.detail = detail
+        LinkUpError.__init__(
+            self, f"LibreLink Up could not be reached ({detail}). The bridge tries again on its next runs."
+        )
+
+
+class LinkUpMalformedResponse(LinkUpError):
+    reason = "malformed"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            f"LibreLink Up sent a response this bridge cannot read ({detail}). Nothing was changed; the "
+            "next run tries again. If this persists, the API may have changed: update linkup-sync."
+        )
+
+
+class LinkUpRedirectLoop(LinkUpError):
+    reason = "redirect_loop"
+    needs_person = True
+
+    def __init__(self, regions: list[str]) -> None:
+        super().__init__(
+            "LibreLink Up kept sending the login to another region (" + " -> ".join(regions) + "). "
+            "Set LINK_UP_REGION to the region of the account's country (EU2 for the UK and Ireland)."
+        )
+
+
+# --- Nightscout ----------------------------------------------------------------------------------
+
+
+class NightscoutError(LinkupSyncError):
+    reason = "nightscout"
+
+
+class NightscoutUnauthorized(NightscoutError):
+    reason = "nightscout_unauthorized"
+    needs_person = True
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Nightscout answered 401 Unauthorized. Check NIGHTSCOUT_API_TOKEN in the secret: use your "
+            "site's API_SECRET, or an access token from Admin Tools whose role has the permissions "
+            "api:entries:create and api:entries:read (no built-in role but admin has both)."
+        )
+
+
+class NightscoutRejected(NightscoutError):
+    reason = "nightscout_rejected"
+    needs_person = True
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(f"Nightscout did not accept the readings: {detail}")
+
+
+class NightscoutUnreachable(NightscoutError):
+    reason = "nightscout_unreachable"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            f"Nightscout could not be reached ({detail}). Nothing is lost: the readings are sent on the next "
+            "run that reaches it, as long as they are still in LibreLink Up's 12-hour history."
+        )
+
+
+# --- state ---------------------------------------------------------------------------------------
+
+
+class StateConflict(LinkupSyncError):
+    reason = "state_conflict"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Another run changed the stored state at the same moment. Nothing is lost; the next run continues."
+        )

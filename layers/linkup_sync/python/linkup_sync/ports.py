@@ -1,0 +1,96 @@
+"""The small interfaces between the sync service and the outside world.
+
+The sync service (sync.py) only talks to these. Adapters implement them with urllib3, DynamoDB and
+Secrets Manager; tests implement them with in-memory fakes. Nothing outside `librelinkup/` knows
+LibreLink Up's JSON, and nothing outside `nightscout/` knows Nightscout's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from .readings import Reading
+
+# Re-login a day before the 180-day ticket expires, so a run never starts with a ticket that dies mid-run.
+TICKET_RENEW_MARGIN_S = 24 * 3600
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """A LibreLink Up login: valid for 180 days, usable only on the host (region) that issued it."""
+
+    token: str
+    expires: int  # Unix seconds
+    user_id: str
+    account_id: str  # lower-case hex SHA-256 of user_id, sent as the Account-Id header
+    region: str  # lower-case region key of the host that issued the ticket
+
+    def usable_at(self, now: float) -> bool:
+        return now < self.expires - TICKET_RENEW_MARGIN_S
+
+    def __repr__(self) -> str:  # never show the token or the Account-Id
+        return f"Ticket(region={self.region!r}, expires={self.expires})"
+
+
+@dataclass(frozen=True)
+class Sensor:
+    serial: str
+    activated_at: int  # Unix seconds
+
+
+@dataclass(frozen=True)
+class Connection:
+    """One person the follower account follows."""
+
+    patient_id: str
+    initials: str = ""  # for doctor output only; never logged
+    sensor: Sensor | None = None
+
+
+@dataclass(frozen=True)
+class Graph:
+    """What one graph request returned: the current reading plus ~12 h of history."""
+
+    patient_id: str
+    current: Reading | None
+    history: tuple[Reading, ...]
+    sensor: Sensor | None = None
+    skipped_items: int = 0  # malformed items that were left out (each logged as a warning)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The secret's content. `version` changes whenever the secret is changed."""
+
+    username: str
+    password: str = field(repr=False)
+    nightscout_url: str
+    nightscout_token: str = field(repr=False)
+    version: str = ""
+
+
+class LinkUpSource(Protocol):
+    def login(self, username: str, password: str, region: str) -> Ticket:
+        """Log in, following region redirects. Raises a LinkUpError subclass on failure."""
+        ...
+
+    def connections(self, ticket: Ticket) -> list[Connection]: ...
+
+    def graph(self, ticket: Ticket, patient_id: str) -> Graph: ...
+
+
+class NightscoutSink(Protocol):
+    def upload(self, readings: Sequence[Reading]) -> int:
+        """Send readings (never empty, oldest first). Returns how many Nightscout acknowledged.
+
+        Returns only when Nightscout accepted them; raises a NightscoutError otherwise.
+        """
+        ...
+
+
+class Clock(Protocol):
+    def __call__(self) -> float:
+        """Seconds since the epoch."""
+        ...

@@ -1,0 +1,63 @@
+"""Credentials from Secrets Manager through Powertools parameters (cached across warm runs)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .errors import SecretError
+from .ports import Credentials
+from .settings import credentials_from_secret, set_secret_hint
+
+SECRET_MAX_AGE_S = 300
+
+
+def _provider_class() -> Any:
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+    class VersionedSecretsProvider(SecretsProvider):  # type: ignore[misc]
+        """Also returns the secret's VersionId, so a changed secret can be recognised without hashing it."""
+
+        def _get(self, name: str, **sdk_options: Any) -> str:
+            sdk_options["SecretId"] = name
+            reply = self.client.get_secret_value(**sdk_options)
+            return json.dumps({"version": reply.get("VersionId", ""), "value": reply.get("SecretString")})
+
+    return VersionedSecretsProvider
+
+
+class SecretsManagerCredentials:
+    def __init__(self, secret_id: str, client: Any = None) -> None:
+        self.secret_id = secret_id
+        self._provider = _provider_class()(boto3_client=client) if client is not None else None
+
+    @property
+    def provider(self) -> Any:
+        if self._provider is None:
+            self._provider = _provider_class()()
+        return self._provider
+
+    def get(self) -> Credentials:
+        from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
+        try:
+            wrapped = self.provider.get(self.secret_id, transform="json", max_age=SECRET_MAX_AGE_S)
+        except GetParameterError as exc:
+            text = str(exc)
+            if "ResourceNotFound" in text or "can't find" in text or "not find" in text:
+                problem = (
+                    "The secret has no value yet (or does not exist). Set it once after deploying: "
+                    + set_secret_hint(self.secret_id)
+                )
+            elif "AccessDenied" in text:
+                problem = "The function may not read the secret (AccessDenied): redeploy the stack unchanged."
+            else:
+                problem = "Secrets Manager could not be read; the next run tries again."
+            raise SecretError([problem], heading="The credentials secret cannot be read") from None
+        if not isinstance(wrapped, dict) or wrapped.get("value") is None:
+            raise SecretError(
+                ["The secret holds binary data; it must be a JSON string. " + set_secret_hint(self.secret_id)],
+                heading="The credentials secret cannot be used",
+            )
+        return credentials_from_secret(wrapped["value"], version=str(wrapped.get("version", "")),
+                                       secret_id=self.secret_id)

@@ -1,0 +1,175 @@
+"""Settings from the environment and credentials from the secret, each validated once.
+
+Both raise a ConfigError that lists every problem at once, so a person fixes everything in one go.
+Setting names are those of nightscout-librelink-up, so its users can move over unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .errors import ConfigError, SecretError
+from .ports import Credentials
+
+DEFAULT_URL_TEMPLATE = "https://api-{region}.libreview.io"
+DEFAULT_VERSION = "4.16.0"
+
+REGIONS = ("ae", "ap", "au", "ca", "de", "eu", "eu2", "fr", "jp", "us", "la", "ru", "cn")
+REGION_ALIASES = {"gb": "eu2", "uk": "eu2"}
+
+SECRET_KEYS = ("LINK_UP_USERNAME", "LINK_UP_PASSWORD", "NIGHTSCOUT_URL", "NIGHTSCOUT_API_TOKEN")
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off", ""}
+_VERSION_RE = re.compile(r"^\d+\.\d+(\.\d+){0,2}$")
+_PATIENT_RE = re.compile(r"^[0-9A-Fa-f-]{8,64}$")
+
+
+def _bool(env: Mapping[str, str], name: str, problems: list[str], default: bool = False) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    problems.append(f"{name} must be true or false, not '{raw}'.")
+    return default
+
+
+def _loopback(host: str) -> bool:
+    return host in ("localhost", "::1", "[::1]") or host.startswith("127.")
+
+
+def check_api_url_template(template: str) -> str | None:
+    """Return a problem description, or None when the LibreLink Up URL template is acceptable."""
+    if "{region}" not in template:
+        return (
+            f"LINK_UP_API_URL must contain '{{region}}' where the region goes, e.g. {DEFAULT_URL_TEMPLATE} "
+            f"(it is '{template}')."
+        )
+    match = re.match(r"^(https?)://([^/:]+|\[[^\]]+\])", template.replace("{region}", "x"))
+    if not match:
+        return f"LINK_UP_API_URL must start with https:// (it is '{template}')."
+    scheme, host = match.group(1), match.group(2)
+    if scheme == "http" and not _loopback(host):
+        return (
+            "LINK_UP_API_URL uses plain http to a host that is not this machine; only https is allowed "
+            "(plain http is accepted for 127.0.0.1 simulators only)."
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class Settings:
+    region: str
+    connection: str | None
+    version: str
+    api_v3: bool
+    api_url_template: str
+    table_name: str | None
+    secret_id: str | None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], *, need_aws: bool = True) -> Settings:
+        problems: list[str] = []
+
+        raw_region = env.get("LINK_UP_REGION", "EU").strip()
+        region = REGION_ALIASES.get(raw_region.lower(), raw_region.lower())
+        if region not in REGIONS:
+            problems.append(
+                f"LINK_UP_REGION '{raw_region}' is not a LibreLink Up region; use one of "
+                + ", ".join(r.upper() for r in REGIONS)
+                + " (EU2 for the UK and Ireland)."
+            )
+
+        connection = env.get("LINK_UP_CONNECTION", "").strip() or None
+        if connection is not None and not _PATIENT_RE.match(connection):
+            problems.append(
+                f"LINK_UP_CONNECTION must be a patientId such as 8b6e4d2c-1a3f-4c5e-9d7b-2f0a6c8e4b13, "
+                f"not '{connection}'. Leave it empty to use the only (or first) person the account follows."
+            )
+
+        version = env.get("LINK_UP_VERSION", "").strip() or DEFAULT_VERSION
+        if not _VERSION_RE.match(version):
+            problems.append(f"LINK_UP_VERSION must look like {DEFAULT_VERSION}, not '{version}'.")
+
+        api_v3 = _bool(env, "NIGHTSCOUT_API_V3", problems)
+
+        template = env.get("LINK_UP_API_URL", "").strip() or DEFAULT_URL_TEMPLATE
+        template = template.rstrip("/")
+        problem = check_api_url_template(template)
+        if problem:
+            problems.append(problem)
+
+        table_name = env.get("STATE_TABLE_NAME", "").strip() or None
+        secret_id = env.get("CREDENTIALS_SECRET_ID", "").strip() or None
+        if need_aws:
+            if table_name is None:
+                problems.append("STATE_TABLE_NAME is not set: it must name the stack's DynamoDB table.")
+            if secret_id is None:
+                problems.append("CREDENTIALS_SECRET_ID is not set: it must name the stack's secret.")
+
+        if problems:
+            raise ConfigError(problems)
+        return cls(
+            region=region,
+            connection=connection,
+            version=version,
+            api_v3=api_v3,
+            api_url_template=template,
+            table_name=table_name,
+            secret_id=secret_id,
+        )
+
+
+def set_secret_hint(secret_id: str | None) -> str:
+    sid = secret_id or "<secret arn>"
+    return (
+        f"aws secretsmanager put-secret-value --secret-id {sid} --secret-string "
+        "'{\"LINK_UP_USERNAME\":\"...\",\"LINK_UP_PASSWORD\":\"...\",\"NIGHTSCOUT_URL\":\"https://...\","
+        "\"NIGHTSCOUT_API_TOKEN\":\"...\"}'"
+    )
+
+
+def credentials_from_secret(raw: object, *, version: str, secret_id: str | None) -> Credentials:
+    """Validate the secret's JSON. Messages name keys, never values."""
+    hint = "Set it with: " + set_secret_hint(secret_id)
+    if isinstance(raw, (str, bytes)):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise SecretError(
+                ["The secret is not JSON. It must be a JSON object with the keys " + ", ".join(SECRET_KEYS) + ".",
+                 hint],
+                heading="The credentials secret cannot be used",
+            ) from None
+    if not isinstance(raw, dict):
+        raise SecretError(
+            ["The secret must be a JSON object with the keys " + ", ".join(SECRET_KEYS) + ".", hint],
+            heading="The credentials secret cannot be used",
+        )
+    problems: list[str] = []
+    values: dict[str, str] = {}
+    for key in SECRET_KEYS:
+        value = raw.get(key)
+        if value is None:
+            problems.append(f"{key} is missing from the secret.")
+        elif not isinstance(value, str) or not value.strip():
+            problems.append(f"{key} in the secret is empty or not a string.")
+        else:
+            values[key] = value.strip() if key != "LINK_UP_PASSWORD" else value
+    if problems:
+        problems.append(hint)
+        raise SecretError(problems, heading="The credentials secret is incomplete")
+    return Credentials(
+        username=values["LINK_UP_USERNAME"],
+        password=values["LINK_UP_PASSWORD"],
+        nightscout_url=values["NIGHTSCOUT_URL"],
+        nightscout_token=values["NIGHTSCOUT_API_TOKEN"],
+        version=version,
+    )

@@ -1,0 +1,178 @@
+"""State in the stack's DynamoDB table: one Query to read an account, one UpdateItem per change.
+
+The function's IAM role allows exactly dynamodb:Query and dynamodb:UpdateItem on this table.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from ..errors import StateConflict
+from ..ports import Ticket
+from .model import AccountState, StoredState, TargetState, pack_ledger, unpack_ledger
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+
+ACCOUNT_SK = "account"
+TARGET_PREFIX = "target#"
+TARGET_TTL_S = 30 * 24 * 3600  # a target nobody syncs any more disappears after a month
+CONFLICT_RETRIES = 3
+
+
+def _s(item: dict[str, Any], name: str) -> str | None:
+    value = item.get(name)
+    return value["S"] if value and "S" in value else None
+
+
+def _n(item: dict[str, Any], name: str) -> int | None:
+    value = item.get(name)
+    return int(value["N"]) if value and "N" in value else None
+
+
+def _account_from_item(item: dict[str, Any]) -> AccountState:
+    ticket = None
+    token, expires = _s(item, "ticket_token"), _n(item, "ticket_expires")
+    user_id, account_id, region = _s(item, "ticket_user_id"), _s(item, "ticket_account_id"), _s(item, "region")
+    if token and expires is not None and user_id and account_id and region:
+        ticket = Ticket(token=token, expires=expires, user_id=user_id, account_id=account_id, region=region)
+    return AccountState(ticket=ticket, region=region, patient_id=_s(item, "patient_id"), rev=_n(item, "rev") or 0)
+
+
+def _target_from_item(item: dict[str, Any]) -> TargetState:
+    sk = _s(item, "sk") or ""
+    blob = item.get("uploaded", {}).get("B", b"")
+    return TargetState(
+        patient_id=sk[len(TARGET_PREFIX):],
+        uploaded=unpack_ledger(bytes(blob)),
+        rev=_n(item, "rev") or 0,
+    )
+
+
+class DynamoDBStateStore:
+    def __init__(
+        self,
+        table_name: str,
+        client: DynamoDBClient | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.table_name = table_name
+        self._client = client
+        self._clock = clock
+
+    @property
+    def client(self) -> DynamoDBClient:
+        if self._client is None:
+            import boto3  # lazy: keeps import time out of runs that fail before touching state
+
+            self._client = boto3.client("dynamodb")
+        return self._client
+
+    def _query(self, key: str, sk: str | None = None) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {
+            "TableName": self.table_name,
+            "ConsistentRead": True,
+            "KeyConditionExpression": "pk = :pk" + (" AND sk = :sk" if sk else ""),
+            "ExpressionAttributeValues": {":pk": {"S": key}, **({":sk": {"S": sk}} if sk else {})},
+        }
+        items: list[dict[str, Any]] = []
+        while True:
+            page = self.client.query(**params)
+            items.extend(page.get("Items", []))
+            last = page.get("LastEvaluatedKey")
+            if not last:
+                return items
+            params["ExclusiveStartKey"] = last
+
+    def load(self, key: str) -> StoredState:
+        account = AccountState()
+        targets: dict[str, TargetState] = {}
+        for item in self._query(key):
+            sk = _s(item, "sk") or ""
+            if sk == ACCOUNT_SK:
+                account = _account_from_item(item)
+            elif sk.startswith(TARGET_PREFIX):
+                target = _target_from_item(item)
+                targets[target.patient_id] = target
+        return StoredState(key=key, account=account, targets=targets)
+
+    def _conditional_update(
+        self, key: str, sk: str, expected_rev: int, values: dict[str, dict[str, Any]], remove: Iterable[str] = ()
+    ) -> bool:
+        names = {f"#a{i}": name for i, name in enumerate(values)}
+        sets = [f"{alias} = :v{i}" for i, alias in enumerate(names)]
+        attr_values = {f":v{i}": value for i, value in enumerate(values.values())}
+        attr_values[":rev"] = {"N": str(expected_rev + 1)}
+        sets.append("#rev = :rev")
+        names["#rev"] = "rev"
+        expression = "SET " + ", ".join(sets)
+        removed = list(remove)
+        if removed:
+            for j, name in enumerate(removed):
+                names[f"#r{j}"] = name
+            expression += " REMOVE " + ", ".join(f"#r{j}" for j in range(len(removed)))
+        if expected_rev == 0:
+            condition = "attribute_not_exists(pk)"
+        else:
+            condition = "#rev = :expected"
+            attr_values[":expected"] = {"N": str(expected_rev)}
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": key}, "sk": {"S": sk}},
+                UpdateExpression=expression,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=attr_values,
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
+
+    def save_account(self, key: str, account: AccountState) -> AccountState:
+        now = int(self._clock())
+        values: dict[str, dict[str, Any]] = {"updated_at": {"N": str(now)}}
+        remove: list[str] = []
+        ticket = account.ticket
+        if ticket is not None:
+            values.update(
+                ticket_token={"S": ticket.token},
+                ticket_expires={"N": str(ticket.expires)},
+                ticket_user_id={"S": ticket.user_id},
+                ticket_account_id={"S": ticket.account_id},
+                # the item outlives its ticket by a week, then DynamoDB removes it
+                expires_at={"N": str(ticket.expires + 7 * 24 * 3600)},
+            )
+        else:
+            remove += ["ticket_token", "ticket_expires", "ticket_user_id", "ticket_account_id"]
+        region = ticket.region if ticket is not None else account.region
+        if region:
+            values["region"] = {"S": region}
+        if account.patient_id:
+            values["patient_id"] = {"S": account.patient_id}
+        else:
+            remove.append("patient_id")
+        if self._conditional_update(key, ACCOUNT_SK, account.rev, values, remove):
+            return replace(account, rev=account.rev + 1)
+        # Another run wrote first (it logged in or chose the patient too): its result is as good as ours.
+        return self.load(key).account
+
+    def record_upload(self, key: str, target: TargetState, added: Iterable[int]) -> TargetState:
+        added = tuple(added)
+        current = target
+        for _ in range(CONFLICT_RETRIES):
+            updated = current.with_uploaded(added)
+            now = int(self._clock())
+            values = {
+                "uploaded": {"B": pack_ledger(updated.uploaded)},
+                "updated_at": {"N": str(now)},
+                "expires_at": {"N": str(now + TARGET_TTL_S)},
+            }
+            if self._conditional_update(key, TARGET_PREFIX + target.patient_id, current.rev, values):
+                return replace(updated, rev=current.rev + 1)
+            items = self._query(key, TARGET_PREFIX + target.patient_id)
+            current = _target_from_item(items[0]) if items else TargetState(patient_id=target.patient_id)
+        raise StateConflict()

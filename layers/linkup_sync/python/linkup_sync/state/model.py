@@ -1,0 +1,86 @@
+"""What is remembered, keyed by follower account and patient.
+
+One account item holds what belongs to the LibreLink Up login (ticket, chosen patient); one target item
+per patient holds what was uploaded to that patient's Nightscout. A run reads all of an account's items
+in one request and normally writes only its target item, so the work of a run does not depend on how
+many other accounts the table holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from ..ports import Ticket
+from ..selection import merge_ledger
+
+
+def account_key(username: str) -> str:
+    """Partition key of a follower account. The e-mail address itself is not stored."""
+    digest = hashlib.sha256(username.strip().lower().encode()).hexdigest()[:32]
+    return f"acct#{digest}"
+
+
+def pack_ledger(instants: Iterable[int]) -> bytes:
+    """4 bytes per uploaded reading: about 3 KB for 13 hours of one-minute readings."""
+    values = sorted(instants)
+    return struct.pack(f">{len(values)}I", *values)
+
+
+def unpack_ledger(data: bytes) -> tuple[int, ...]:
+    if len(data) % 4:
+        raise ValueError("ledger length is not a multiple of 4")
+    return tuple(sorted(struct.unpack(f">{len(data) // 4}I", data)))
+
+
+@dataclass(frozen=True)
+class AccountState:
+    ticket: Ticket | None = None
+    region: str | None = None  # the region that last issued a ticket: the next login starts there
+    patient_id: str | None = None
+    rev: int = 0  # optimistic-concurrency counter of the stored item; 0 = not stored yet
+
+
+@dataclass(frozen=True)
+class TargetState:
+    patient_id: str
+    uploaded: tuple[int, ...] = ()  # sorted epoch seconds of readings Nightscout accepted
+    rev: int = 0
+
+    @property
+    def newest(self) -> int | None:
+        return self.uploaded[-1] if self.uploaded else None
+
+    def with_uploaded(self, added: Iterable[int]) -> TargetState:
+        return replace(self, uploaded=merge_ledger(self.uploaded, added))
+
+
+@dataclass(frozen=True)
+class StoredState:
+    key: str
+    account: AccountState = field(default_factory=AccountState)
+    targets: dict[str, TargetState] = field(default_factory=dict)
+
+    def target(self, patient_id: str) -> TargetState:
+        return self.targets.get(patient_id) or TargetState(patient_id=patient_id)
+
+
+class StateStore(Protocol):
+    def load(self, key: str) -> StoredState:
+        """Everything stored for one follower account, in one read."""
+        ...
+
+    def save_account(self, key: str, account: AccountState) -> AccountState:
+        """Store the account item if nobody changed it since `account.rev`; returns the stored version."""
+        ...
+
+    def record_upload(self, key: str, target: TargetState, added: Iterable[int]) -> TargetState:
+        """Add accepted instants to the target's ledger in one conditional write.
+
+        The write is a union with whatever is stored, so it can never move the ledger backwards, even
+        when another run wrote in between (then it re-reads and merges).
+        """
+        ...

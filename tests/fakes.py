@@ -1,0 +1,110 @@
+"""In-memory fakes of the ports (fakes over mocks: they behave, they do not just record)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+
+from linkup_sync.errors import LinkUpPatientNotFound, LinkUpUnauthorized, NightscoutUnreachable, StateConflict
+from linkup_sync.ports import Connection, Graph, Ticket
+from linkup_sync.readings import Reading
+from linkup_sync.state.model import AccountState, StoredState, TargetState
+
+
+@dataclass
+class FakeLinkUp:
+    graphs: dict[str, Graph] = field(default_factory=dict)
+    connection_ids: list[str] = field(default_factory=list)
+    home_region: str = "eu"
+    expires: int = 2_000_000_000
+    logins: int = 0
+    requests: list[str] = field(default_factory=list)
+    unauthorized_next: int = 0
+    revoked: set[str] = field(default_factory=set)
+
+    def login(self, username: str, password: str, region: str) -> Ticket:
+        self.logins += 1
+        self.requests.append("login")
+        user_id = "user-" + username
+        return Ticket(
+            token=f"tok-{self.logins}",
+            expires=self.expires,
+            user_id=user_id,
+            account_id=hashlib.sha256(user_id.encode()).hexdigest(),
+            region=self.home_region,
+        )
+
+    def connections(self, ticket: Ticket) -> list[Connection]:
+        self.requests.append("connections")
+        return [Connection(patient_id=p) for p in self.connection_ids]
+
+    def graph(self, ticket: Ticket, patient_id: str) -> Graph:
+        self.requests.append("graph")
+        if ticket.token in self.revoked or self.unauthorized_next > 0:
+            self.unauthorized_next = max(0, self.unauthorized_next - 1)
+            raise LinkUpUnauthorized()
+        if patient_id not in self.graphs:
+            raise LinkUpPatientNotFound(patient_id, [])
+        return self.graphs[patient_id]
+
+
+@dataclass
+class FakeNightscout:
+    entries: dict[int, Reading] = field(default_factory=dict)
+    posts: list[list[Reading]] = field(default_factory=list)
+    down: bool = False
+
+    @property
+    def requests_made(self) -> int:
+        return len(self.posts)
+
+    def upload(self, readings: Sequence[Reading]) -> int:
+        assert readings, "never post an empty array"
+        self.posts.append(list(readings))
+        if self.down:
+            raise NightscoutUnreachable("connection refused")
+        for r in readings:
+            self.entries[r.epoch_ms] = r  # upsert on the instant, like Nightscout
+        return len(readings)
+
+
+@dataclass
+class MemoryStateStore:
+    accounts: dict[str, AccountState] = field(default_factory=dict)
+    targets: dict[tuple[str, str], TargetState] = field(default_factory=dict)
+    reads: int = 0
+    writes: int = 0
+    conflict_next: int = 0
+
+    def load(self, key: str) -> StoredState:
+        self.reads += 1
+        targets = {pid: t for (k, pid), t in self.targets.items() if k == key}
+        return StoredState(key=key, account=self.accounts.get(key, AccountState()), targets=targets)
+
+    def save_account(self, key: str, account: AccountState) -> AccountState:
+        self.writes += 1
+        stored = self.accounts.get(key, AccountState())
+        if stored.rev != account.rev:
+            return stored
+        saved = replace(account, rev=account.rev + 1)
+        self.accounts[key] = saved
+        return saved
+
+    def record_upload(self, key: str, target: TargetState, added: Iterable[int]) -> TargetState:
+        added = tuple(added)
+        current = target
+        for _ in range(3):
+            self.writes += 1
+            stored = self.targets.get((key, target.patient_id), TargetState(patient_id=target.patient_id))
+            if self.conflict_next:
+                self.conflict_next -= 1
+                current = stored
+                continue
+            if stored.rev != current.rev:
+                current = stored
+                continue
+            saved = replace(current.with_uploaded(added), rev=current.rev + 1)
+            self.targets[(key, target.patient_id)] = saved
+            return saved
+        raise StateConflict()

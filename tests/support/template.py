@@ -1,0 +1,210 @@
+"""Helpers that read template.yaml so tests follow the deployed configuration.
+
+- ``load_template()``: template.yaml as a dict, short-form tags (!Ref, !Sub, !GetAtt, ...)
+  turned into their long form ({"Ref": ...}, {"Fn::Sub": ...}, {"Fn::GetAtt": [res, attr]}).
+- ``transformed_template()``: the CloudFormation template the SAM transform produces, offline
+  (no AWS account, no network).
+- ``function_environment()``: the environment variables SyncFunction gets.
+- ``create_state_table(client)``: the state table created in moto from the template's schema.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+import yaml
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_PATH = REPO_ROOT / "template.yaml"
+
+FUNCTION_ID = "SyncFunction"
+LAYER_ID = "LinkupSyncLayer"
+TABLE_ID = "StateTable"
+SECRET_ID = "CredentialsSecret"
+LOG_GROUP_ID = "SyncLogGroup"
+SCHEDULE_EVENT_ID = "Schedule"
+
+DEFAULT_TABLE_NAME = "linkup-sync-state"
+# Region the offline SAM transform pretends to run in (it only shapes ARNs/partition).
+TRANSFORM_REGION = "us-east-1"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """SafeLoader that understands CloudFormation short-form intrinsic tags.
+
+    A subclass, so the process-wide yaml.SafeLoader stays untouched (samtranslator's
+    yaml_parse registers its constructor on SafeLoader itself).
+    """
+
+
+def _intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
+    tag = node.tag[1:]
+    name = tag if tag in ("Ref", "Condition") else f"Fn::{tag}"
+    value: Any
+    if tag == "GetAtt" and isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node).split(".", 1)
+    elif isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(cast(yaml.MappingNode, node), deep=True)
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _intrinsic)
+
+
+@functools.cache
+def _load(path: Path) -> dict[str, Any]:
+    with path.open(encoding="utf-8") as stream:
+        data = yaml.load(stream, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+    if not isinstance(data, dict):
+        raise TypeError(f"{path} is not a YAML mapping")
+    return data
+
+
+def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
+    """template.yaml as a dict with intrinsic functions in long form (a fresh copy)."""
+    return copy.deepcopy(_load(path))
+
+
+def _local_uris_to_s3(template: dict[str, Any]) -> None:
+    """Replace local CodeUri/ContentUri paths the way `sam validate` does.
+
+    The translator only accepts S3 locations; `sam package`/`sam deploy` upload the folders.
+    """
+    uri_property = {
+        "AWS::Serverless::Function": "CodeUri",
+        "AWS::Serverless::LayerVersion": "ContentUri",
+    }
+    for resource in template.get("Resources", {}).values():
+        prop = uri_property.get(resource.get("Type", ""))
+        if prop is None:
+            continue
+        properties = resource.setdefault("Properties", {})
+        if isinstance(properties.get(prop), str) and not properties[prop].startswith("s3://"):
+            properties[prop] = f"s3://linkup-sync-artifacts/{prop.lower()}"
+
+
+class _OfflineSession:
+    """What the Translator reads from a boto3 Session: only ``region_name``.
+
+    A real boto3 Session would read AWS_PROFILE and fail when that profile does not exist.
+    """
+
+    def __init__(self, region_name: str) -> None:
+        self.region_name = region_name
+
+
+@functools.cache
+def _transform(parameter_items: tuple[tuple[str, str], ...], region: str) -> dict[str, Any]:
+    from samtranslator.parser.parser import Parser
+    from samtranslator.plugins.application.serverless_app_plugin import ServerlessAppPlugin
+    from samtranslator.translator.translator import Translator
+
+    def no_sar_client() -> Any:
+        raise AssertionError("the offline SAM transform must not call the Serverless Application Repository")
+
+    template = load_template()
+    _local_uris_to_s3(template)
+    parameters: dict[str, Any] = dict(parameter_items)
+    # samtranslator.translator.transform.transform() takes its region from the ambient boto3
+    # configuration and fails without one; the Translator accepts an explicit session instead.
+    translator = Translator(
+        managed_policy_map=None,
+        sam_parser=Parser(),
+        plugins=[ServerlessAppPlugin(parameters=parameters, sar_client_creator=no_sar_client)],
+        boto_session=_OfflineSession(region),
+    )
+    # The ManagedPolicyLoader stand-in: the template names no managed policy by its bare name,
+    # so the map of AWS managed policies (an IAM ListPolicies call) is never needed.
+    result = translator.translate(template, parameters, get_managed_policy_map=dict)
+    return cast(dict[str, Any], result)
+
+
+def transformed_template(
+    parameter_values: Mapping[str, str] | None = None, region: str = TRANSFORM_REGION
+) -> dict[str, Any]:
+    """Run the SAM transform offline and return the CloudFormation template (a fresh copy).
+
+    Parameters not given keep their template defaults (the translator fills them in).
+    """
+    items = tuple(sorted((parameter_values or {}).items()))
+    return copy.deepcopy(_transform(items, region))
+
+
+def function_environment(
+    resources: Mapping[str, str] | None = None,
+    parameters: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Environment variables of SyncFunction, as the deployed function gets them.
+
+    Literal values are kept; ``Ref`` to a parameter gives ``parameters[name]`` or the
+    parameter's default; ``Ref`` to a resource gives ``resources[logical_id]`` or the logical
+    id itself (what `sam local` uses for resources it cannot resolve).
+    """
+    template = load_template()
+    defaults = {
+        name: "" if spec.get("Default") is None else str(spec["Default"])
+        for name, spec in template.get("Parameters", {}).items()
+    }
+    defaults.update(parameters or {})
+    resource_values = dict(resources or {})
+    variables = template["Resources"][FUNCTION_ID]["Properties"]["Environment"]["Variables"]
+    environment: dict[str, str] = {}
+    for name, value in variables.items():
+        if isinstance(value, dict) and set(value) == {"Ref"}:
+            target = str(value["Ref"])
+            if target in defaults:
+                environment[name] = defaults[target]
+            elif target in template["Resources"]:
+                environment[name] = resource_values.get(target, target)
+            else:
+                raise ValueError(f"{name}: Ref to unknown {target!r}")
+        elif isinstance(value, str | int | float | bool):
+            environment[name] = str(value).lower() if isinstance(value, bool) else str(value)
+        else:
+            raise ValueError(f"{name}: unsupported environment value {value!r}")
+    return environment
+
+
+def state_table_properties() -> dict[str, Any]:
+    """Properties of the StateTable resource in template.yaml."""
+    return cast(dict[str, Any], load_template()["Resources"][TABLE_ID]["Properties"])
+
+
+def create_state_table(dynamodb_client: DynamoDBClient, table_name: str = DEFAULT_TABLE_NAME) -> str:
+    """Create the state table (e.g. in moto) from the template's schema; return its name.
+
+    KeySchema, AttributeDefinitions, BillingMode and any GlobalSecondaryIndexes come from
+    template.yaml, so schema drift between code and template breaks the tests; the TTL
+    attribute is enabled as in the template (moto stores it but never expires items).
+    """
+    properties = state_table_properties()
+    kwargs: dict[str, Any] = {
+        "TableName": table_name,
+        "KeySchema": properties["KeySchema"],
+        "AttributeDefinitions": properties["AttributeDefinitions"],
+        "BillingMode": properties["BillingMode"],
+    }
+    if properties.get("GlobalSecondaryIndexes"):
+        kwargs["GlobalSecondaryIndexes"] = properties["GlobalSecondaryIndexes"]
+    dynamodb_client.create_table(**kwargs)
+    dynamodb_client.get_waiter("table_exists").wait(
+        TableName=table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 30}
+    )
+    ttl = properties.get("TimeToLiveSpecification")
+    if ttl and ttl.get("Enabled"):
+        dynamodb_client.update_time_to_live(
+            TableName=table_name,
+            TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
+        )
+    return table_name
