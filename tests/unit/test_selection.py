@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from itertools import pairwise
+
 from linkup_sync.ports import Graph
 from linkup_sync.readings import Reading
 from linkup_sync.selection import GAP_S, KEEP_S, merge_ledger, select_new
@@ -48,7 +50,7 @@ def test_history_fills_a_gap_without_double_density() -> None:
     assert [r.epoch_s for r in new] == [T0 + 60 + 300 * i for i in range(6, 12)][0:6]
     # no two uploaded readings closer than GAP_S after the fill
     everything = sorted(set(uploaded) | {r.epoch_s for r in new})
-    assert all(b - a > 60 for a, b in zip(everything, everything[1:], strict=False))
+    assert all(b - a > 60 for a, b in pairwise(everything))
 
 
 def test_history_points_one_minute_apart_fill_once() -> None:

@@ -7,6 +7,8 @@ cause and the fix. No message may contain a password, a token, an Account-Id or 
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 
 class LinkupSyncError(Exception):
     """Base class of every error this package raises on purpose."""
@@ -65,7 +67,7 @@ class LinkUpActionRequired(LinkUpError):
     reason = "action_required"
     needs_person = True
 
-    _WHAT = {
+    _WHAT: ClassVar[dict[str, str]] = {
         "tou": "accept the new Terms of Use",
         "pp": "accept the new Privacy Policy",
         "verifyEmail": "verify the account's e-mail address (follow the link in the e-mail from Abbott)",

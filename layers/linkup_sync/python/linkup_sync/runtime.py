@@ -60,9 +60,9 @@ def build_sink(deps: Dependencies, creds: Credentials, deadline: Deadline) -> An
 
     try:
         url = normalize_nightscout_url(creds.nightscout_url)
-    except ValueError as exc:
-        raise ConfigError([str(exc)], heading="NIGHTSCOUT_URL in the secret cannot be used") from None
-    return NightscoutV1(base_url=url, token=creds.nightscout_token, pool=deps.pool, deadline=deadline, device=DEVICE)
+        return NightscoutV1(base_url=url, token=creds.nightscout_token, pool=deps.pool, deadline=deadline, device=DEVICE)
+    except ValueError as exc:  # the messages name the setting, never its value
+        raise ConfigError([str(exc)], heading="The Nightscout settings in the secret cannot be used") from None
 
 
 def run_once(deps: Dependencies, *, deadline_s: float = RUN_DEADLINE_S) -> RunReport:

@@ -12,13 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from .errors import ConfigError, SecretError
+from .http import check_url_scheme
+from .librelinkup.regions import DEFAULT_URL_TEMPLATE, normalize_region
 from .ports import Credentials
 
-DEFAULT_URL_TEMPLATE = "https://api-{region}.libreview.io"
 DEFAULT_VERSION = "4.16.0"
-
-REGIONS = ("ae", "ap", "au", "ca", "de", "eu", "eu2", "fr", "jp", "us", "la", "ru", "cn")
-REGION_ALIASES = {"gb": "eu2", "uk": "eu2"}
 
 SECRET_KEYS = ("LINK_UP_USERNAME", "LINK_UP_PASSWORD", "NIGHTSCOUT_URL", "NIGHTSCOUT_API_TOKEN")
 
@@ -41,10 +39,6 @@ def _bool(env: Mapping[str, str], name: str, problems: list[str], default: bool 
     return default
 
 
-def _loopback(host: str) -> bool:
-    return host in ("localhost", "::1", "[::1]") or host.startswith("127.")
-
-
 def check_api_url_template(template: str) -> str | None:
     """Return a problem description, or None when the LibreLink Up URL template is acceptable."""
     if "{region}" not in template:
@@ -52,15 +46,10 @@ def check_api_url_template(template: str) -> str | None:
             f"LINK_UP_API_URL must contain '{{region}}' where the region goes, e.g. {DEFAULT_URL_TEMPLATE} "
             f"(it is '{template}')."
         )
-    match = re.match(r"^(https?)://([^/:]+|\[[^\]]+\])", template.replace("{region}", "x"))
-    if not match:
-        return f"LINK_UP_API_URL must start with https:// (it is '{template}')."
-    scheme, host = match.group(1), match.group(2)
-    if scheme == "http" and not _loopback(host):
-        return (
-            "LINK_UP_API_URL uses plain http to a host that is not this machine; only https is allowed "
-            "(plain http is accepted for 127.0.0.1 simulators only)."
-        )
+    try:
+        check_url_scheme(template.replace("{region}", "eu"), name="LINK_UP_API_URL")
+    except ValueError as exc:
+        return str(exc)
     return None
 
 
@@ -78,14 +67,11 @@ class Settings:
     def from_env(cls, env: Mapping[str, str], *, need_aws: bool = True) -> Settings:
         problems: list[str] = []
 
-        raw_region = env.get("LINK_UP_REGION", "EU").strip()
-        region = REGION_ALIASES.get(raw_region.lower(), raw_region.lower())
-        if region not in REGIONS:
-            problems.append(
-                f"LINK_UP_REGION '{raw_region}' is not a LibreLink Up region; use one of "
-                + ", ".join(r.upper() for r in REGIONS)
-                + " (EU2 for the UK and Ireland)."
-            )
+        region = "eu"
+        try:
+            region = normalize_region(env.get("LINK_UP_REGION", "EU"))
+        except ValueError as exc:
+            problems.append(str(exc))
 
         connection = env.get("LINK_UP_CONNECTION", "").strip() or None
         if connection is not None and not _PATIENT_RE.match(connection):

@@ -166,7 +166,7 @@ class DynamoDBStateStore:
         for _ in range(CONFLICT_RETRIES):
             updated = current.with_uploaded(added)
             now = int(self._clock())
-            values = {
+            values: dict[str, dict[str, Any]] = {
                 "uploaded": {"B": pack_ledger(updated.uploaded)},
                 "updated_at": {"N": str(now)},
                 "expires_at": {"N": str(now + TARGET_TTL_S)},

@@ -1,0 +1,145 @@
+"""LibreLink Up follower API client (implements ports.LinkUpSource).
+
+One HTTP request per call (plus login redirects); never retries by itself: the caller decides, because
+repeated logins can lock the account (spec §5.6, §13.2).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+import urllib3
+
+from ..errors import LinkUpMalformedResponse, LinkUpRedirectLoop, LinkUpTimeout, LinkUpUnreachable
+from ..http import Deadline, TransportError, check_url_scheme, make_pool, send
+from ..ports import Connection, Graph, Ticket
+from . import parsing
+from .regions import DEFAULT_URL_TEMPLATE, base_url, normalize_region, redirect_region
+
+DEFAULT_VERSION = "4.16.0"
+DEFAULT_USER_AGENT = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
+    "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
+)
+MAX_REDIRECTS = 2
+
+_PATH_LOGIN = "/llu/auth/login"
+_PATH_CONNECTIONS = "/llu/connections"
+
+
+class LinkUpClient:
+    """urllib3 client of the LibreLink Up v4 `/llu` API."""
+
+    def __init__(
+        self,
+        *,
+        url_template: str = DEFAULT_URL_TEMPLATE,
+        version: str = DEFAULT_VERSION,
+        pool: urllib3.PoolManager | None = None,
+        deadline: Deadline | None = None,
+        product: str = "llu.ios",
+        user_agent: str = DEFAULT_USER_AGENT,
+    ) -> None:
+        if "{region}" not in url_template:
+            raise ValueError("The LibreLink Up URL template must contain '{region}'.")
+        check_url_scheme(base_url(url_template, "eu"), name="The LibreLink Up URL")
+        self.url_template = url_template
+        self.version = version
+        self.product = product
+        self.user_agent = user_agent
+        self.pool = pool if pool is not None else make_pool()
+        self.deadline = deadline
+        self.requests_made = 0
+
+    def __repr__(self) -> str:
+        return f"LinkUpClient(url_template={self.url_template!r}, version={self.version!r})"
+
+    # --- ports.LinkUpSource ----------------------------------------------------------------------
+
+    def login(self, username: str, password: str, region: str) -> Ticket:
+        """POST /llu/auth/login, following at most 2 region redirects (never back to a visited region)."""
+        current = normalize_region(region)
+        visited = [current]
+        body = json.dumps({"email": username, "password": password}).encode("utf-8")
+        while True:
+            payload = self._call("POST", current, _PATH_LOGIN, body=body, ticket=None, during_login=True)
+            raw_region = parsing.login_redirect(payload)
+            if raw_region is None:
+                return parsing.parse_login(payload, current)
+            target = redirect_region(raw_region)
+            if target is None:
+                raise LinkUpMalformedResponse("the login redirect names no usable region")
+            if target in visited or len(visited) > MAX_REDIRECTS:
+                raise LinkUpRedirectLoop([r.upper() for r in [*visited, target]])
+            visited.append(target)
+            current = target
+
+    def connections(self, ticket: Ticket) -> list[Connection]:
+        """GET /llu/connections. [] when the account follows nobody (the caller decides what that means)."""
+        payload = self._call("GET", ticket.region, _PATH_CONNECTIONS, body=None, ticket=ticket)
+        return parsing.parse_connections(payload)
+
+    def graph(self, ticket: Ticket, patient_id: str) -> Graph:
+        """GET /llu/connections/{patient_id}/graph: the current reading plus ~12 h of history."""
+        path = f"{_PATH_CONNECTIONS}/{quote(patient_id, safe='')}/graph"
+        payload = self._call("GET", ticket.region, path, body=None, ticket=ticket, patient_id=patient_id)
+        return parsing.parse_graph(patient_id, payload)
+
+    # --- transport -------------------------------------------------------------------------------
+
+    def headers(self, ticket: Ticket | None) -> dict[str, str]:
+        """The request headers of spec §3.5 (Account-Id is empty before login)."""
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "Accept-Encoding": "gzip",
+            "Cache-Control": "no-cache",
+            "Pragma": "no-cache",
+            "product": self.product,
+            "version": self.version,
+            "User-Agent": self.user_agent,
+            "Account-Id": "",
+        }
+        if ticket is not None:
+            headers["Authorization"] = f"Bearer {ticket.token}"
+            headers["Account-Id"] = ticket.account_id
+        return headers
+
+    def _call(
+        self,
+        method: str,
+        region: str,
+        path: str,
+        *,
+        body: bytes | None,
+        ticket: Ticket | None,
+        during_login: bool = False,
+        patient_id: str = "",
+    ) -> dict[str, Any]:
+        url = base_url(self.url_template, region) + path
+        check_url_scheme(url, name="The LibreLink Up URL")
+        if self.deadline is not None:
+            expired = LinkUpTimeout("LibreLink Up (the run's time budget is used up)")
+            timeout = self.deadline.timeout(error=expired)
+        else:
+            timeout = urllib3.Timeout(connect=3.05, read=10.0)
+        self.requests_made += 1
+        try:
+            result = send(self.pool, method, url, headers=self.headers(ticket), body=body, timeout=timeout)
+        except TransportError as exc:
+            if exc.kind == "timeout":
+                raise LinkUpTimeout() from None
+            if exc.kind == "decode":
+                raise LinkUpMalformedResponse(exc.detail) from None
+            raise LinkUpUnreachable(exc.detail) from None
+        return parsing.classify(
+            result.status,
+            result.content_type,
+            result.data,
+            during_login=during_login,
+            version=self.version,
+            patient_id=patient_id,
+            retry_after=result.headers.get("retry-after"),
+        )

@@ -1,0 +1,95 @@
+"""Cleaning up the NIGHTSCOUT_URL a person typed or pasted."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from urllib.parse import urlsplit
+
+from ..http import check_url_scheme
+
+_EXAMPLE = "expected something like https://my-site.herokuapp.com"
+_API_SUFFIXES = ("/api/v1/entries.json", "/api/v1/entries", "/api/v1")
+_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+
+
+def _valid_host(host: str) -> bool:
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1] if host.endswith("]") else "x")
+        except ValueError:
+            return False
+        return True
+    host = host.rstrip(".")
+    if not host or len(host) > 253:
+        return False
+    return all(_LABEL.match(label) for label in host.split("."))
+
+
+def normalize_nightscout_url(raw: str) -> str:
+    """The site's base URL: https://host[:port][/sub/path] without a trailing slash or /api/v1 suffix.
+
+    Accepts the address with or without https:// and with a pasted /api/v1(/entries(.json)) part.
+    Raises ValueError with a message for the person who set the bridge up.
+    """
+    if not isinstance(raw, str) or not raw.strip():
+        raise ValueError(f"NIGHTSCOUT_URL is empty; {_EXAMPLE}.")
+    text = raw.strip()
+    shown = text if len(text) <= 80 else text[:77] + "..."
+    garbage = ValueError(f"NIGHTSCOUT_URL '{shown}' is not a web address; {_EXAMPLE}.")
+    if any(ch.isspace() for ch in text) or any(ord(ch) < 32 for ch in text):
+        raise garbage
+    if "://" not in text:
+        if ":" in text.split("/", 1)[0] and not re.match(r"^[^:/]+:\d+(/|$)", text):
+            raise garbage  # e.g. 'mailto:x' or 'javascript:...'
+        text = "https://" + text
+    parts = urlsplit(text)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise ValueError(f"NIGHTSCOUT_URL must start with https:// ({_EXAMPLE}).")
+    if "@" in parts.netloc:
+        raise ValueError(
+            "NIGHTSCOUT_URL must not contain a user name or password; "
+            "put the token into NIGHTSCOUT_API_TOKEN."
+        )
+    if parts.query or parts.fragment or text.endswith(("?", "#")):
+        raise ValueError(
+            "NIGHTSCOUT_URL must be just the site address, without '?…' or '#…' (a token belongs in "
+            f"NIGHTSCOUT_API_TOKEN); {_EXAMPLE}."
+        )
+    host = parts.netloc.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        raise garbage from None
+    hostname = host.rsplit(":", 1)[0] if port is not None and not host.endswith("]") else host
+    if port is not None and not 0 < port < 65536:
+        raise garbage
+    try:
+        hostname.encode("ascii")
+    except UnicodeEncodeError:
+        try:
+            ascii_host = hostname.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise garbage from None
+        host = host.replace(hostname, ascii_host)
+        hostname = ascii_host
+    # A single word ('my-site') is almost always an incomplete address, except localhost and IPv6.
+    single_word = "." not in hostname.rstrip(".") and not hostname.startswith("[")
+    if not _valid_host(hostname) or (single_word and hostname.rstrip(".") != "localhost"):
+        raise garbage
+
+    path = re.sub(r"/{2,}", "/", parts.path).rstrip("/")
+    changed = True
+    while changed:
+        changed = False
+        for suffix in _API_SUFFIXES:
+            if path.lower().endswith(suffix):
+                path = path[: -len(suffix)].rstrip("/")
+                changed = True
+    url = f"{scheme}://{host}{path}"
+    try:
+        check_url_scheme(url, name="NIGHTSCOUT_URL")
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
+    return url

@@ -1,0 +1,143 @@
+"""Nightscout API v1 uploader (implements ports.NightscoutSink; spec §2, §3, §10)."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import urllib3
+
+from ..errors import NightscoutRejected, NightscoutUnauthorized, NightscoutUnreachable
+from ..http import Deadline, TransportError, make_pool, send
+from ..readings import Reading
+from .auth import api_secret_header
+from .url import normalize_nightscout_url
+
+MAX_BATCH = 288  # one day at 5-minute spacing; keeps bodies far below Nightscout's limits
+_ENTRIES_PATH = "/api/v1/entries.json"
+_NOT_NIGHTSCOUT = (
+    "the answer was not a list of entries, so NIGHTSCOUT_URL probably does not point to a Nightscout site "
+    "(or a proxy/login page is in front of it). Open {url}/api/v1/status.json in a browser to check"
+)
+
+
+class NightscoutV1:
+    """Uploads readings with `POST /api/v1/entries.json` (bulk, idempotent upsert on date+type)."""
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        token: str,
+        pool: urllib3.PoolManager | None = None,
+        deadline: Deadline | None = None,
+        device: str = "linkup-sync",
+    ) -> None:
+        self.base_url = normalize_nightscout_url(base_url)
+        self._secret = api_secret_header(token)
+        self._raw_token = token.strip()
+        self.pool = pool if pool is not None else make_pool()
+        self.deadline = deadline
+        self.device = device
+        self.requests_made = 0
+
+    def __repr__(self) -> str:
+        return f"NightscoutV1(base_url={self.base_url!r}, device={self.device!r})"
+
+    def entry_for(self, reading: Reading) -> dict[str, Any]:
+        """One v1 sgv entry; `date` and `dateString` are the same instant (the reading's identity)."""
+        return {
+            "type": "sgv",
+            "sgv": int(reading.sgv),
+            "date": int(reading.epoch_ms),
+            "dateString": reading.iso_utc,
+            "direction": reading.direction,
+            "device": self.device,
+        }
+
+    def upload(self, readings: Sequence[Reading]) -> int:
+        """POST the readings oldest first in batches of at most 288; returns how many were sent.
+
+        Never sends an empty array (Nightscout ≤ 15.0.6 would hang). Raises a NightscoutError on the
+        first batch that is not accepted; earlier batches stay stored (re-sending them is harmless).
+        """
+        if not readings:
+            return 0
+        ordered = sorted(readings, key=lambda r: r.epoch_ms)
+        sent = 0
+        for start in range(0, len(ordered), MAX_BATCH):
+            batch = [self.entry_for(r) for r in ordered[start : start + MAX_BATCH]]
+            self._post(batch)
+            sent += len(batch)
+        return sent
+
+    # --- transport -------------------------------------------------------------------------------
+
+    def _post(self, entries: list[dict[str, Any]]) -> None:
+        if self.deadline is not None:
+            timeout = self.deadline.timeout(error=NightscoutUnreachable("the run's time budget is used up"))
+        else:
+            timeout = urllib3.Timeout(connect=3.05, read=10.0)
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "api-secret": self._secret,
+        }
+        body = json.dumps(entries, separators=(",", ":")).encode("utf-8")
+        self.requests_made += 1
+        try:
+            url = self.base_url + _ENTRIES_PATH
+            result = send(self.pool, "POST", url, headers=headers, body=body, timeout=timeout)
+        except TransportError as exc:
+            detail = "no answer in time" if exc.kind == "timeout" else exc.detail
+            raise NightscoutUnreachable(detail) from None
+        status = result.status
+        if status == 200:
+            try:
+                parsed = json.loads(result.data)
+            except (ValueError, UnicodeDecodeError):
+                parsed = None
+            if isinstance(parsed, list):
+                return
+            raise NightscoutRejected(_NOT_NIGHTSCOUT.format(url=self.base_url))
+        if status == 401:
+            raise NightscoutUnauthorized()
+        if status in (301, 302, 303, 307, 308):
+            raise NightscoutRejected(self._redirect_text(result.headers.get("location", "")))
+        if status == 413:
+            raise NightscoutRejected(
+                "the site refused the upload as too large (HTTP 413). This happens when SECURE_CSP=true "
+                "limits request bodies to 100 kB; the bridge sends at most 288 readings per request."
+            )
+        if 500 <= status <= 599:
+            raise NightscoutUnreachable(f"HTTP {status}: {self._excerpt(result.data)}")
+        if 400 <= status <= 499:
+            raise NightscoutRejected(f"HTTP {status}: {self._excerpt(result.data)}")
+        raise NightscoutRejected(f"unexpected HTTP {status}; " + _NOT_NIGHTSCOUT.format(url=self.base_url))
+
+    def _redirect_text(self, location: str) -> str:
+        target = urlsplit(location)
+        if target.scheme.lower() == "https" and self.base_url.startswith("http://"):
+            return "the site redirects to https: fix NIGHTSCOUT_URL to start with https://."
+        where = f" ({target.scheme}://{target.hostname})" if target.scheme and target.hostname else ""
+        return (
+            f"the site redirects to another address{where}: fix NIGHTSCOUT_URL (it redirects to https or "
+            "another host; use the final https:// address of the site)."
+        )
+
+    def _excerpt(self, data: bytes, limit: int = 160) -> str:
+        """A short, single-line, tag-free piece of the body with anything secret-looking removed."""
+        text = data[:4096].decode("utf-8", errors="replace")
+        text = re.sub(r"<[^>]*>", " ", text)
+        for secret in (self._secret, self._raw_token):
+            if secret:
+                text = text.replace(secret, "[redacted]")
+        text = re.sub(r"[0-9a-fA-F]{32,}", "[redacted]", text)
+        text = "".join(ch if ch.isprintable() else " " for ch in text)
+        text = re.sub(r"\s+", " ", text).strip()
+        if not text:
+            return "empty body"
+        return text if len(text) <= limit else text[: limit - 1] + "…"

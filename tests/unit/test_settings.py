@@ -1,0 +1,66 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from linkup_sync.errors import ConfigError, SecretError
+from linkup_sync.settings import DEFAULT_URL_TEMPLATE, Settings, credentials_from_secret
+
+BASE = {"STATE_TABLE_NAME": "t", "CREDENTIALS_SECRET_ID": "arn:secret"}
+
+
+def test_defaults_match_nightscout_librelink_up() -> None:
+    s = Settings.from_env(BASE)
+    assert (s.region, s.version, s.api_v3, s.connection) == ("eu", "4.16.0", False, None)
+    assert s.api_url_template == DEFAULT_URL_TEMPLATE
+
+
+def test_region_aliases_and_case() -> None:
+    assert Settings.from_env({**BASE, "LINK_UP_REGION": "gb"}).region == "eu2"
+    assert Settings.from_env({**BASE, "LINK_UP_REGION": "US"}).region == "us"
+
+
+def test_every_problem_is_listed_at_once() -> None:
+    env = {"LINK_UP_REGION": "Mars", "LINK_UP_VERSION": "latest", "NIGHTSCOUT_API_V3": "maybe",
+           "LINK_UP_API_URL": "http://evil.example.com/{region}", "LINK_UP_CONNECTION": "Pat Example"}
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env(env)
+    text = str(err.value)
+    for fragment in ("LINK_UP_REGION 'Mars'", "LINK_UP_VERSION", "NIGHTSCOUT_API_V3", "http://",
+                     "LINK_UP_CONNECTION", "STATE_TABLE_NAME", "CREDENTIALS_SECRET_ID"):
+        assert fragment in text
+    assert len(err.value.problems) == 7
+
+
+def test_loopback_http_is_allowed_for_simulators() -> None:
+    s = Settings.from_env({**BASE, "LINK_UP_API_URL": "http://127.0.0.1:8080/{region}/"})
+    assert s.api_url_template == "http://127.0.0.1:8080/{region}"
+
+
+def test_template_without_region_placeholder_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"\{region\}"):
+        Settings.from_env({**BASE, "LINK_UP_API_URL": "https://api-eu.libreview.io"})
+
+
+def test_secret_missing_keys_are_named_without_values() -> None:
+    with pytest.raises(SecretError) as err:
+        credentials_from_secret(json.dumps({"LINK_UP_USERNAME": "a@b.c", "LINK_UP_PASSWORD": "hunter2hunter2",
+                                            "NIGHTSCOUT_URL": ""}), version="v1", secret_id="arn:s")
+    text = str(err.value)
+    assert "NIGHTSCOUT_URL in the secret is empty" in text
+    assert "NIGHTSCOUT_API_TOKEN is missing" in text
+    assert "aws secretsmanager put-secret-value --secret-id arn:s" in text
+    assert "hunter2hunter2" not in text and "a@b.c" not in text
+
+
+def test_secret_that_is_not_json() -> None:
+    with pytest.raises(SecretError, match="not JSON"):
+        credentials_from_secret("user:pass", version="v", secret_id=None)
+
+
+def test_credentials_repr_hides_password_and_token() -> None:
+    creds = credentials_from_secret({"LINK_UP_USERNAME": "a@b.c", "LINK_UP_PASSWORD": "pw-secret-1",
+                                     "NIGHTSCOUT_URL": "https://ns", "NIGHTSCOUT_API_TOKEN": "tok-secret-2"},
+                                    version="v", secret_id=None)
+    assert "pw-secret-1" not in repr(creds) and "tok-secret-2" not in repr(creds)
