@@ -7,7 +7,7 @@ SAM_VENV := .venv-sam
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv test lint type unit demo bench soak build validate deploy logs invoke-local secret clean
+.PHONY: help venv test lint type demo bench build validate deploy logs invoke-local clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -47,8 +47,8 @@ validate: ## sam validate and sam validate --lint
 	$(SAM_VENV)/bin/sam validate --region us-east-1
 	$(SAM_VENV)/bin/sam validate --lint --region us-east-1
 
-deploy: build ## sam deploy (guided the first time, when samconfig has no saved answers)
-	if grep -q '^\[default.deploy.parameters\]' samconfig.toml && grep -q 'stack_name' samconfig.toml; then \
+deploy: build ## sam deploy; guided the first time (until `sam deploy --guided` saved parameter_overrides)
+	if grep -q '^parameter_overrides' samconfig.toml; then \
 	  $(SAM_VENV)/bin/sam deploy; else $(SAM_VENV)/bin/sam deploy --guided; fi
 
 logs: ## follow the function's logs
