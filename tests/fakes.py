@@ -22,6 +22,7 @@ class FakeLinkUp:
     requests: list[str] = field(default_factory=list)
     unauthorized_next: int = 0
     revoked: set[str] = field(default_factory=set)
+    version: str = "4.16.0"
 
     def login(self, username: str, password: str, region: str) -> Ticket:
         self.logins += 1
@@ -76,6 +77,13 @@ class MemoryStateStore:
     reads: int = 0
     writes: int = 0
     conflict_next: int = 0
+    locks: dict[str, float] = field(default_factory=dict)
+
+    def acquire_login_lock(self, key: str, now: float, seconds: int) -> bool:
+        if self.locks.get(key, 0) > now:
+            return False
+        self.locks[key] = now + seconds
+        return True
 
     def load(self, key: str) -> StoredState:
         self.reads += 1
@@ -89,6 +97,7 @@ class MemoryStateStore:
             return stored
         saved = replace(account, rev=account.rev + 1)
         self.accounts[key] = saved
+        self.locks.pop(key, None)
         return saved
 
     def record_upload(self, key: str, target: TargetState, added: Iterable[int]) -> TargetState:

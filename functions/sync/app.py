@@ -2,6 +2,13 @@
 
 Thin on purpose. Dependencies are built once per container (lazily, so a bad setting is reported on
 every invocation, and tests can replace them), then every scheduled run calls the sync service.
+
+When a run raises (a Lambda error, counted by the FailingRunsAlarm) and when it only reports:
+- it raises when this run failed: LibreLink Up or Nightscout answered with an error, or the settings or
+  the secret are wrong. One failed run is a blip; the alarm waits for several.
+- it returns normally, with `skipped` set, when a stored circuit breaker kept it from contacting
+  LibreLink Up (rate limit back-off, lockout, bad password waiting for a new secret). Those runs are
+  expected and must not flap the failure alarm; the ones only a person can fix count as ActionRequired.
 """
 
 from __future__ import annotations
@@ -9,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from linkup_sync.errors import LinkupSyncError
-from linkup_sync.observability import logger, metrics
+from linkup_sync.observability import logger, metrics, record_failure, record_report
 from linkup_sync.runtime import Dependencies, run_once
 
 log = logger()
@@ -28,23 +35,20 @@ def dependencies() -> Dependencies:
 @log.inject_lambda_context(correlation_id_path="execution_id", clear_state=True)
 @metric.log_metrics(capture_cold_start_metric=True)
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    from aws_lambda_powertools.metrics import MetricUnit
-
+    log.append_keys(scheduled_time=event.get("scheduled_time"))
     try:
-        deps = dependencies()
-        report = run_once(deps)
+        run = run_once(dependencies())
     except LinkupSyncError as exc:
-        # The message is written for people and never contains a secret; the run counts as failed.
+        # The message is written for people and never contains a secret.
         log.error(exc.message, extra={"reason": exc.reason, "needs_person": exc.needs_person})
-        metric.add_metric(name="RunFailed", unit=MetricUnit.Count, value=1)
+        report = getattr(exc, "report", None)
+        record_failure(exc.reason, exc.needs_person, logins=report.logins if report else 0)
         raise
-    summary = report.as_dict()
-    metric.add_metric(name="ReadingsUploaded", unit=MetricUnit.Count, value=report.uploaded)
-    metric.add_metric(name="GapFilled", unit=MetricUnit.Count, value=report.gap_filled)
-    metric.add_metric(name="LoginAttempts", unit=MetricUnit.Count, value=report.logins)
-    if report.newest_reading_age_s is not None:
-        metric.add_metric(
-            name="NewestReadingAgeMinutes", unit=MetricUnit.Count, value=round(report.newest_reading_age_s / 60, 1)
-        )
-    log.info("sync run finished", extra={"summary": summary, "scheduled_time": event.get("scheduled_time")})
+    except Exception:
+        log.exception("unexpected failure: please report it with this log line")
+        record_failure("internal", needs_person=False)
+        raise
+    record_report(run)
+    summary = run.as_dict()
+    log.info("sync run finished", extra={"summary": summary})
     return summary

@@ -61,13 +61,13 @@ class Harness:
     # --- AWS resources -----------------------------------------------------------------------
 
     def provision(self, *, region_setting: str = "EU", connection: str = "", ns_token: str | None = None,
-                  ns_url: str | None = None) -> None:
+                  ns_url: str | None = None, password: str = PASSWORD, **extra_env: str) -> None:
         ddb = boto3.client("dynamodb", endpoint_url=self.moto_endpoint)
         table = create_state_table(ddb, f"linkup-sync-state-{os.getpid()}-{id(self)}")
         sm = boto3.client("secretsmanager", endpoint_url=self.moto_endpoint)
         secret = sm.create_secret(Name=f"linkup-sync-{id(self)}")
         self.secret_arn = secret["ARN"]
-        self.put_secret(ns_token=ns_token, ns_url=ns_url)
+        self.put_secret(ns_token=ns_token, ns_url=ns_url, password=password)
         self.env = {
             "LINK_UP_REGION": region_setting,
             "LINK_UP_CONNECTION": connection,
@@ -79,7 +79,9 @@ class Harness:
             "POWERTOOLS_SERVICE_NAME": "linkup-sync",
             "POWERTOOLS_METRICS_NAMESPACE": "LinkupSync",
             "AWS_ENDPOINT_URL": self.moto_endpoint,
+            **extra_env,
         }
+        self.deadline_s: float | None = None
 
     def put_secret(self, *, password: str = PASSWORD, ns_token: str | None = None, ns_url: str | None = None) -> None:
         sm = boto3.client("secretsmanager", endpoint_url=self.moto_endpoint)
@@ -113,6 +115,8 @@ class Harness:
         if self._deps is None:
             parameters.clear_caches()
             self._deps = Dependencies.from_env(self.env, clock=self.clock)
+            if self.deadline_s is not None:
+                self._deps.deadline_s = self.deadline_s
             self._deps.store.client.meta.events.register("before-call", self.aws_calls)
             self._deps.credentials.provider.client.meta.events.register("before-call", self.aws_calls)
         app.DEPENDENCIES = self._deps
@@ -135,13 +139,24 @@ class Harness:
         result: dict[str, Any] = json.loads(line)["result"]
         return result
 
+    def stored_account(self) -> Any:
+        from linkup_sync.state.dynamodb import DynamoDBStateStore
+        from linkup_sync.state.model import account_key
+
+        client = boto3.client("dynamodb", endpoint_url=self.moto_endpoint)
+        return DynamoDBStateStore(self.env["STATE_TABLE_NAME"], client=client).load(account_key(EMAIL))
+
     def tick(self, seconds: float = 300) -> None:
         self.clock.advance(seconds)
 
 
 @contextmanager
 def moto_server() -> Iterator[str]:
+    import logging
+
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per AWS call is noise here
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()

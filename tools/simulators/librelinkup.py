@@ -673,6 +673,7 @@ class LinkUpSimulator:
         self.patients: dict[str, SimPatient] = {}
         self._lock = threading.RLock()
         self._faults: list[_Fault] = []
+        self._delays: list[_Fault] = []
         self._key_generation = 0
         self._patient_counter = 0
         self._shuffle_counter = 0
@@ -965,10 +966,29 @@ class LinkUpSimulator:
         with self._lock:
             self._faults.append(_Fault(count, 0, b"", None, path, None, {}, "hang", hang_s=secs))
 
+    def delay(self, count: int, seconds: float, *, path: str | None = None) -> None:
+        """Hold the next ``count`` matching requests for ``seconds`` REAL seconds (≤ 30), then answer
+        them normally: a slow server, e.g. to make two runs overlap."""
+        secs = max(0.0, min(float(seconds), MAX_HANG_S))
+        with self._lock:
+            self._delays.append(_Fault(count, 0, b"", None, path, None, {}, "delay", hang_s=secs))
+
+    def _wait_for_delay(self, raw_path: str, method: str) -> None:
+        path = "/" + "/".join(urlsplit(raw_path).path.split("/")[2:])
+        with self._lock:
+            match = next((d for d in self._delays if d.count > 0 and (d.path is None or path.startswith(d.path))
+                          and (d.method is None or d.method == method)), None)
+            if match is None:
+                return
+            match.count -= 1
+            seconds = match.hang_s or 0.0
+        self._stop_event.wait(seconds)
+
     def clear_faults(self) -> None:
         """Drop queued faults and switch every fault mode off (accounts and series stay)."""
         with self._lock:
             self._faults.clear()
+            self._delays.clear()
             self.maintenance = False
             self.maintenance_on_login = False
             self.shuffle = False
@@ -1487,6 +1507,7 @@ def _make_handler(sim: LinkUpSimulator) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(min(length, MAX_BODY)) if length > 0 else b""
             headers = {k.lower(): v for k, v in self.headers.items()}
+            sim._wait_for_delay(self.path, self.command)
             resp = sim._handle(self.command, self.path, headers, body)
             if resp.hang_s is not None:
                 sim._stop_event.wait(resp.hang_s)

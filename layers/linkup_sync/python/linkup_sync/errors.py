@@ -112,7 +112,7 @@ class LinkUpVersionRejected(LinkUpError):
             text = (
                 f"LibreLink Up rejected app version {sent_version} and requires {need}. Set the "
                 f"LINK_UP_VERSION parameter to {need} (sam deploy --parameter-overrides "
-                f"LinkUpVersion={need})."
+                f"LinkUpVersion={need}) or to 'auto'."
             )
         super().__init__(text)
 

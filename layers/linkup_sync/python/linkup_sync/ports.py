@@ -72,6 +72,8 @@ class Credentials:
 
 
 class LinkUpSource(Protocol):
+    version: str  # the app version sent in the "version" header; LINK_UP_VERSION=auto may change it
+
     def login(self, username: str, password: str, region: str) -> Ticket:
         """Log in, following region redirects. Raises a LinkUpError subclass on failure."""
         ...

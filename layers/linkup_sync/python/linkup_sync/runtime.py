@@ -38,6 +38,7 @@ class Dependencies:
     clock: Clock = time.time
     pool: urllib3.PoolManager = field(default_factory=make_pool)
     monotonic: Callable[[], float] = time.monotonic
+    deadline_s: float = RUN_DEADLINE_S
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, clock: Clock = time.time) -> Dependencies:
@@ -60,19 +61,25 @@ def build_sink(deps: Dependencies, creds: Credentials, deadline: Deadline) -> An
 
     try:
         url = normalize_nightscout_url(creds.nightscout_url)
-        return NightscoutV1(base_url=url, token=creds.nightscout_token, pool=deps.pool, deadline=deadline, device=DEVICE)
+        return NightscoutV1(
+            base_url=url, token=creds.nightscout_token, pool=deps.pool, deadline=deadline, device=DEVICE
+        )
     except ValueError as exc:  # the messages name the setting, never its value
         raise ConfigError([str(exc)], heading="The Nightscout settings in the secret cannot be used") from None
 
 
-def run_once(deps: Dependencies, *, deadline_s: float = RUN_DEADLINE_S) -> RunReport:
+def run_once(deps: Dependencies) -> RunReport:
     from .librelinkup.client import LinkUpClient
 
     creds = deps.credentials.get()
-    deadline = Deadline(deps.monotonic, deadline_s)
+    deadline = Deadline(deps.monotonic, deps.deadline_s)
     settings = deps.settings
     source = LinkUpClient(
-        url_template=settings.api_url_template, version=settings.version, pool=deps.pool, deadline=deadline
+        url_template=settings.api_url_template,
+        version=settings.version,
+        pool=deps.pool,
+        deadline=deadline,
+        auto_accept_terms=settings.auto_accept_terms,
     )
     sink = build_sink(deps, creds, deadline)
     service = SyncService(
@@ -82,9 +89,13 @@ def run_once(deps: Dependencies, *, deadline_s: float = RUN_DEADLINE_S) -> RunRe
         clock=deps.clock,
         region=settings.region,
         connection=settings.connection,
+        version_auto=settings.version_auto,
     )
     try:
         return service.run(creds)
+    except Exception as exc:
+        exc.report = service.report  # type: ignore[attr-defined]  # for the failure metrics
+        raise
     finally:
         service.report.linkup_requests = source.requests_made
         service.report.nightscout_requests = sink.requests_made

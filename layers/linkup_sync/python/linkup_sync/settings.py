@@ -62,6 +62,8 @@ class Settings:
     api_url_template: str
     table_name: str | None
     secret_id: str | None
+    version_auto: bool = False  # LINK_UP_VERSION=auto: adopt the minimum version a 920 reply names
+    auto_accept_terms: bool = False  # LINK_UP_AUTO_ACCEPT_TERMS: accept new terms / privacy policy
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, need_aws: bool = True) -> Settings:
@@ -81,8 +83,12 @@ class Settings:
             )
 
         version = env.get("LINK_UP_VERSION", "").strip() or DEFAULT_VERSION
-        if not _VERSION_RE.match(version):
-            problems.append(f"LINK_UP_VERSION must look like {DEFAULT_VERSION}, not '{version}'.")
+        version_auto = version.lower() == "auto"
+        if version_auto:
+            version = DEFAULT_VERSION
+        elif not _VERSION_RE.match(version):
+            problems.append(f"LINK_UP_VERSION must look like {DEFAULT_VERSION} (or be 'auto'), not '{version}'.")
+        auto_accept_terms = _bool(env, "LINK_UP_AUTO_ACCEPT_TERMS", problems)
 
         api_v3 = _bool(env, "NIGHTSCOUT_API_V3", problems)
 
@@ -110,6 +116,8 @@ class Settings:
             api_url_template=template,
             table_name=table_name,
             secret_id=secret_id,
+            version_auto=version_auto,
+            auto_accept_terms=auto_accept_terms,
         )
 
 

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import urllib3
 
-from ..errors import LinkUpMalformedResponse, LinkUpRedirectLoop, LinkUpTimeout, LinkUpUnreachable
+from ..errors import LinkUpActionRequired, LinkUpMalformedResponse, LinkUpRedirectLoop, LinkUpTimeout, LinkUpUnreachable
 from ..http import Deadline, TransportError, check_url_scheme, make_pool, send
 from ..ports import Connection, Graph, Ticket
 from . import parsing
@@ -24,6 +24,8 @@ DEFAULT_USER_AGENT = (
     "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"
 )
 MAX_REDIRECTS = 2
+MAX_ACCEPT_STEPS = 4  # documents accepted in one login, at most (tou, pp, and a margin for re-issues)
+ACCEPTABLE_STEPS = frozenset({"tou", "pp"})  # verifyEmail and anything else is for the person to do
 
 _PATH_LOGIN = "/llu/auth/login"
 _PATH_CONNECTIONS = "/llu/connections"
@@ -41,6 +43,7 @@ class LinkUpClient:
         deadline: Deadline | None = None,
         product: str = "llu.ios",
         user_agent: str = DEFAULT_USER_AGENT,
+        auto_accept_terms: bool = False,
     ) -> None:
         if "{region}" not in url_template:
             raise ValueError("The LibreLink Up URL template must contain '{region}'.")
@@ -51,7 +54,9 @@ class LinkUpClient:
         self.user_agent = user_agent
         self.pool = pool if pool is not None else make_pool()
         self.deadline = deadline
+        self.auto_accept_terms = auto_accept_terms
         self.requests_made = 0
+        self.accepted_steps: list[str] = []
 
     def __repr__(self) -> str:
         return f"LinkUpClient(url_template={self.url_template!r}, version={self.version!r})"
@@ -63,8 +68,11 @@ class LinkUpClient:
         current = normalize_region(region)
         visited = [current]
         body = json.dumps({"email": username, "password": password}).encode("utf-8")
+        accept = ACCEPTABLE_STEPS if self.auto_accept_terms else frozenset()
         while True:
-            payload = self._call("POST", current, _PATH_LOGIN, body=body, ticket=None, during_login=True)
+            payload = self._call("POST", current, _PATH_LOGIN, body=body, ticket=None, during_login=True,
+                                 accept_steps=accept)
+            payload = self._accept_steps(current, payload, accept)
             raw_region = parsing.login_redirect(payload)
             if raw_region is None:
                 return parsing.parse_login(payload, current)
@@ -75,6 +83,17 @@ class LinkUpClient:
                 raise LinkUpRedirectLoop([r.upper() for r in [*visited, target]])
             visited.append(target)
             current = target
+
+    def _accept_steps(self, region: str, payload: dict[str, Any], accept: frozenset[str]) -> dict[str, Any]:
+        """LINK_UP_AUTO_ACCEPT_TERMS: accept each offered tou/pp once via POST /auth/continue/{type}."""
+        while (step := parsing.login_step(payload)) is not None:
+            step_type, step_token = step
+            if step_type in self.accepted_steps or len(self.accepted_steps) >= MAX_ACCEPT_STEPS:
+                raise LinkUpActionRequired(step_type)
+            self.accepted_steps.append(step_type)
+            payload = self._call("POST", region, f"/auth/continue/{step_type}", body=None, ticket=None,
+                                 during_login=True, accept_steps=accept, bearer=step_token)
+        return payload
 
     def connections(self, ticket: Ticket) -> list[Connection]:
         """GET /llu/connections. [] when the account follows nobody (the caller decides what that means)."""
@@ -89,7 +108,7 @@ class LinkUpClient:
 
     # --- transport -------------------------------------------------------------------------------
 
-    def headers(self, ticket: Ticket | None) -> dict[str, str]:
+    def headers(self, ticket: Ticket | None, bearer: str | None = None) -> dict[str, str]:
         """The request headers of spec §3.5 (Account-Id is empty before login)."""
         headers = {
             "Content-Type": "application/json",
@@ -105,6 +124,8 @@ class LinkUpClient:
         if ticket is not None:
             headers["Authorization"] = f"Bearer {ticket.token}"
             headers["Account-Id"] = ticket.account_id
+        elif bearer is not None:  # a step ticket: only for /auth/continue, which has no Account-Id yet
+            headers["Authorization"] = f"Bearer {bearer}"
         return headers
 
     def _call(
@@ -117,6 +138,8 @@ class LinkUpClient:
         ticket: Ticket | None,
         during_login: bool = False,
         patient_id: str = "",
+        accept_steps: frozenset[str] = frozenset(),
+        bearer: str | None = None,
     ) -> dict[str, Any]:
         url = base_url(self.url_template, region) + path
         check_url_scheme(url, name="The LibreLink Up URL")
@@ -127,7 +150,7 @@ class LinkUpClient:
             timeout = urllib3.Timeout(connect=3.05, read=10.0)
         self.requests_made += 1
         try:
-            result = send(self.pool, method, url, headers=self.headers(ticket), body=body, timeout=timeout)
+            result = send(self.pool, method, url, headers=self.headers(ticket, bearer), body=body, timeout=timeout)
         except TransportError as exc:
             if exc.kind == "timeout":
                 raise LinkUpTimeout() from None
@@ -142,4 +165,5 @@ class LinkUpClient:
             version=self.version,
             patient_id=patient_id,
             retry_after=result.headers.get("retry-after"),
+            accept_steps=accept_steps,
         )

@@ -215,6 +215,21 @@ def login_redirect(payload: object) -> object | None:
     return None
 
 
+def login_step(payload: object) -> tuple[str, str] | None:
+    """(step type, step token) of a status-4 login reply that asks for a document to be accepted."""
+    if not isinstance(payload, Mapping) or payload.get("status") != 4:
+        return None
+    data = payload.get("data")
+    if not isinstance(data, Mapping):
+        return None
+    step, ticket = data.get("step"), data.get("authTicket")
+    step_type = step.get("type") if isinstance(step, Mapping) else None
+    token = ticket.get("token") if isinstance(ticket, Mapping) else None
+    if isinstance(step_type, str) and isinstance(token, str) and token:
+        return step_type, token
+    raise LinkUpMalformedResponse("the login reply asks for a step but carries no step ticket")
+
+
 def parse_login(payload: object, region: str) -> Ticket:
     """A Ticket from a successful (status 0) login reply."""
     data = _data(payload, Mapping)
@@ -310,8 +325,11 @@ def classify(
     version: str = "",
     patient_id: str = "",
     retry_after: str | None = None,
+    accept_steps: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """Decide what a LibreLink Up response means (spec §4.3).
+
+    A login step whose type is in `accept_steps` is returned (the caller accepts it) instead of raised.
 
     Returns the parsed JSON object for a body status 0 (success or login redirect); raises the typed
     LinkUpError otherwise. `version` is the version header that was sent (for LinkUpVersionRejected),
@@ -385,8 +403,10 @@ def classify(
         data = parsed.get("data")
         step = data.get("step") if isinstance(data, Mapping) else None
         if isinstance(step, Mapping):
-            step_type = step.get("type") or step.get("componentName")
-            raise LinkUpActionRequired(_safe(step_type) or "unknown")
+            step_type = _safe(step.get("type") or step.get("componentName")) or "unknown"
+            if step_type in accept_steps:
+                return parsed
+            raise LinkUpActionRequired(step_type)
         if error_message == "couldNotLoadPatient":
             raise LinkUpPatientNotFound(patient_id, [])
     if body_status == 429:

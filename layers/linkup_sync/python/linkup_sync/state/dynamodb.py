@@ -33,13 +33,22 @@ def _n(item: dict[str, Any], name: str) -> int | None:
     return int(value["N"]) if value and "N" in value else None
 
 
+# Plain account attributes, stored under their own names (None = attribute absent).
+_ACCOUNT_STRINGS = ("region", "patient_id", "bad_credentials_version", "login_block_reason", "backoff_reason",
+                    "version", "rejected_version")
+_ACCOUNT_NUMBERS = ("login_not_before", "backoff_until", "backoff_failures")
+
+
 def _account_from_item(item: dict[str, Any]) -> AccountState:
     ticket = None
     token, expires = _s(item, "ticket_token"), _n(item, "ticket_expires")
     user_id, account_id, region = _s(item, "ticket_user_id"), _s(item, "ticket_account_id"), _s(item, "region")
     if token and expires is not None and user_id and account_id and region:
         ticket = Ticket(token=token, expires=expires, user_id=user_id, account_id=account_id, region=region)
-    return AccountState(ticket=ticket, region=region, patient_id=_s(item, "patient_id"), rev=_n(item, "rev") or 0)
+    fields: dict[str, Any] = {name: _s(item, name) for name in _ACCOUNT_STRINGS}
+    fields.update({name: _n(item, name) for name in _ACCOUNT_NUMBERS})
+    fields["backoff_failures"] = fields["backoff_failures"] or 0
+    return AccountState(ticket=ticket, rev=_n(item, "rev") or 0, **fields)
 
 
 def _target_from_item(item: dict[str, Any]) -> TargetState:
@@ -115,7 +124,7 @@ class DynamoDBStateStore:
                 names[f"#r{j}"] = name
             expression += " REMOVE " + ", ".join(f"#r{j}" for j in range(len(removed)))
         if expected_rev == 0:
-            condition = "attribute_not_exists(pk)"
+            condition = "attribute_not_exists(#rev)"  # the login lock may have created the item
         else:
             condition = "#rev = :expected"
             attr_values[":expected"] = {"N": str(expected_rev)}
@@ -148,17 +157,38 @@ class DynamoDBStateStore:
             )
         else:
             remove += ["ticket_token", "ticket_expires", "ticket_user_id", "ticket_account_id"]
-        region = ticket.region if ticket is not None else account.region
-        if region:
-            values["region"] = {"S": region}
-        if account.patient_id:
-            values["patient_id"] = {"S": account.patient_id}
-        else:
-            remove.append("patient_id")
+        if ticket is not None:
+            account = replace(account, region=ticket.region)
+        for name in _ACCOUNT_STRINGS:
+            text = getattr(account, name)
+            if text:
+                values[name] = {"S": text}
+            else:
+                remove.append(name)
+        for name in _ACCOUNT_NUMBERS:
+            number = getattr(account, name)
+            if number:
+                values[name] = {"N": str(int(number))}
+            else:
+                remove.append(name)
+        remove.append("login_lock_until")
         if self._conditional_update(key, ACCOUNT_SK, account.rev, values, remove):
             return replace(account, rev=account.rev + 1)
         # Another run wrote first (it logged in or chose the patient too): its result is as good as ours.
         return self.load(key).account
+
+    def acquire_login_lock(self, key: str, now: float, seconds: int) -> bool:
+        try:
+            self.client.update_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": key}, "sk": {"S": ACCOUNT_SK}},
+                UpdateExpression="SET login_lock_until = :until",
+                ConditionExpression="attribute_not_exists(login_lock_until) OR login_lock_until < :now",
+                ExpressionAttributeValues={":until": {"N": str(int(now) + seconds)}, ":now": {"N": str(int(now))}},
+            )
+        except self.client.exceptions.ConditionalCheckFailedException:
+            return False
+        return True
 
     def record_upload(self, key: str, target: TargetState, added: Iterable[int]) -> TargetState:
         added = tuple(added)

@@ -38,10 +38,35 @@ def unpack_ledger(data: bytes) -> tuple[int, ...]:
 
 @dataclass(frozen=True)
 class AccountState:
+    """What belongs to the LibreLink Up login, including the circuit breakers that protect the account.
+
+    The breakers live here, not in memory, so they hold across cold starts and concurrent containers.
+    """
+
     ticket: Ticket | None = None
     region: str | None = None  # the region that last issued a ticket: the next login starts there
     patient_id: str | None = None
+    # Bad credentials: no login while the secret still has this version (one attempt per secret version).
+    bad_credentials_version: str | None = None
+    # Locked account or an action the person must take: no login before this time.
+    login_not_before: int | None = None
+    login_block_reason: str | None = None
+    # Rate limits, edge blocks, maintenance, server errors: no LibreLink Up request before this time.
+    backoff_until: int | None = None
+    backoff_failures: int = 0
+    backoff_reason: str | None = None
+    # LINK_UP_VERSION=auto: the minimum version LibreLink Up asked for; rejected_version: refused as too old.
+    version: str | None = None
+    rejected_version: str | None = None
     rev: int = 0  # optimistic-concurrency counter of the stored item; 0 = not stored yet
+
+    def breakers_set(self) -> bool:
+        return any((self.bad_credentials_version, self.login_not_before, self.backoff_until,
+                    self.backoff_failures, self.rejected_version))
+
+    def without_breakers(self) -> AccountState:
+        return replace(self, bad_credentials_version=None, login_not_before=None, login_block_reason=None,
+                       backoff_until=None, backoff_failures=0, backoff_reason=None, rejected_version=None)
 
 
 @dataclass(frozen=True)
@@ -74,7 +99,14 @@ class StateStore(Protocol):
         ...
 
     def save_account(self, key: str, account: AccountState) -> AccountState:
-        """Store the account item if nobody changed it since `account.rev`; returns the stored version."""
+        """Store the account item if nobody changed it since `account.rev`; returns the stored version.
+
+        Also releases the login lock.
+        """
+        ...
+
+    def acquire_login_lock(self, key: str, now: float, seconds: int) -> bool:
+        """Take the account's login lock unless another run holds it: never two logins in flight."""
         ...
 
     def record_upload(self, key: str, target: TargetState, added: Iterable[int]) -> TargetState:
