@@ -140,6 +140,13 @@ def test_transform_produces_the_expected_resources(cfn: dict[str, Any]) -> None:
             "AWS::Logs::LogGroup",
             "AWS::DynamoDB::Table",
             "AWS::SecretsManager::Secret",
+            "AWS::SNS::Topic",  # alerts
+            "AWS::SNS::TopicPolicy",
+            "AWS::SNS::Subscription",
+            "AWS::CloudWatch::Alarm",  # stale data
+            "AWS::CloudWatch::Alarm",  # needs the person
+            "AWS::CloudWatch::Alarm",  # failing runs
+            "AWS::CloudWatch::Dashboard",
         ]
     )
 
