@@ -54,15 +54,20 @@ class FakeLinkUp:
 class FakeNightscout:
     entries: dict[int, Reading] = field(default_factory=dict)
     posts: list[list[Reading]] = field(default_factory=list)
+    sensor_starts: list[tuple[str, int]] = field(default_factory=list)
     down: bool = False
+    requests_made: int = 0
 
-    @property
-    def requests_made(self) -> int:
-        return len(self.posts)
+    def post_sensor_start(self, *, serial: str, activated_at: int) -> None:
+        self.requests_made += 1
+        if self.down:
+            raise NightscoutUnreachable("connection refused")
+        self.sensor_starts.append((serial, activated_at))
 
     def upload(self, readings: Sequence[Reading]) -> int:
         assert readings, "never post an empty array"
         self.posts.append(list(readings))
+        self.requests_made += 1
         if self.down:
             raise NightscoutUnreachable("connection refused")
         for r in readings:
@@ -105,7 +110,7 @@ class MemoryStateStore:
         current = target
         for _ in range(3):
             self.writes += 1
-            stored = self.targets.get((key, target.patient_id), TargetState(patient_id=target.patient_id))
+            stored = self.targets.get((key, target.target_id), TargetState(target_id=target.target_id))
             if self.conflict_next:
                 self.conflict_next -= 1
                 current = stored
@@ -113,7 +118,8 @@ class MemoryStateStore:
             if stored.rev != current.rev:
                 current = stored
                 continue
-            saved = replace(current.with_uploaded(added), rev=current.rev + 1)
-            self.targets[(key, target.patient_id)] = saved
+            ours = replace(current, sensor=target.sensor, jwt=target.jwt, jwt_exp=target.jwt_exp)
+            saved = replace(ours.with_uploaded(added), rev=current.rev + 1)
+            self.targets[(key, target.target_id)] = saved
             return saved
         raise StateConflict()

@@ -95,6 +95,15 @@ class Harness:
             }),
         )
 
+    def secret_targets(self, targets: list[dict[str, object]]) -> None:
+        """Switch the secret to its list form: one entry per followed patient."""
+        sm = boto3.client("secretsmanager", endpoint_url=self.moto_endpoint)
+        sm.put_secret_value(
+            SecretId=self.secret_arn,
+            SecretString=json.dumps({"LINK_UP_USERNAME": EMAIL, "LINK_UP_PASSWORD": PASSWORD, "TARGETS": targets}),
+        )
+        self.new_container()
+
     # --- runs --------------------------------------------------------------------------------
 
     def event(self) -> dict[str, str]:

@@ -58,18 +58,18 @@ def test_stale_account_write_yields_the_stored_one(store: DynamoDBStateStore) ->
 
 
 def test_record_upload_merges_with_a_concurrent_writer(store: DynamoDBStateStore) -> None:
-    base = TargetState(patient_id="p1")
+    base = TargetState(target_id="p1#site")
     first = store.record_upload(KEY, base, [NOW - 600, NOW - 300])
     assert first.rev == 1
     # a second run that read the state before the first wrote: its write must not lose the first's
     second = store.record_upload(KEY, base, [NOW])
     assert second.uploaded == (NOW - 600, NOW - 300, NOW)
-    assert store.load(KEY).targets["p1"].uploaded == (NOW - 600, NOW - 300, NOW)
+    assert store.load(KEY).targets["p1#site"].uploaded == (NOW - 600, NOW - 300, NOW)
 
 
 def test_ledger_item_stays_small(store: DynamoDBStateStore) -> None:
     instants = [NOW - 60 * i for i in range(13 * 60)]
-    store.record_upload(KEY, TargetState(patient_id="p1"), instants)
+    store.record_upload(KEY, TargetState(target_id="p1#site"), instants)
     item = store.client.query(TableName=store.table_name, KeyConditionExpression="pk = :p",
                               ExpressionAttributeValues={":p": {"S": KEY}})["Items"][0]
     assert len(item["uploaded"]["B"]) <= 4 * 13 * 60

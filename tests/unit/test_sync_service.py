@@ -3,14 +3,15 @@ from __future__ import annotations
 import pytest
 
 from linkup_sync.errors import LinkUpNoConnections, LinkUpPatientNotFound, LinkUpUnauthorized, NightscoutUnreachable
-from linkup_sync.ports import Credentials, Graph
+from linkup_sync.ports import Credentials, Graph, Target
 from linkup_sync.readings import Reading
-from linkup_sync.state.model import account_key
+from linkup_sync.state.model import account_key, target_id
 from linkup_sync.sync import SyncService, short_hash
 from tests.fakes import FakeLinkUp, FakeNightscout, MemoryStateStore
 
 NOW = 1_800_000_000
-CREDS = Credentials(username="f@example.invalid", password="pw-123", nightscout_url="https://ns", nightscout_token="t")
+CREDS = Credentials(username="f@example.invalid", password="pw-123",
+                    targets=(Target(patient_id=None, nightscout_url="https://ns", nightscout_token="t"),))
 
 
 def g(patient: str, current_t: int, history_ts: list[int]) -> Graph:
@@ -22,7 +23,8 @@ def g(patient: str, current_t: int, history_ts: list[int]) -> Graph:
 
 
 def service(llu: FakeLinkUp, ns: FakeNightscout, store: MemoryStateStore, **kw: object) -> SyncService:
-    return SyncService(source=llu, sink=ns, store=store, clock=lambda: NOW, region="eu", **kw)  # type: ignore[arg-type]
+    return SyncService(source=llu, sinks=lambda target, stored: ns, store=store, clock=lambda: NOW, region="eu",
+                       **kw)  # type: ignore[arg-type]
 
 
 def test_first_run_logs_in_discovers_patient_and_uploads() -> None:
@@ -31,7 +33,7 @@ def test_first_run_logs_in_discovers_patient_and_uploads() -> None:
     report = service(llu, ns, store).run(CREDS)
     assert llu.requests == ["login", "connections", "graph"]
     assert report.uploaded == 3 and report.gap_filled == 2 and report.logins == 1
-    assert report.patient == short_hash("p1")
+    assert report.targets[0].patient == short_hash("p1")
     assert report.newest_reading_age_s == 60
     assert sorted(ns.entries) == [(NOW - 3600) * 1000, (NOW - 3300) * 1000, (NOW - 60) * 1000]
 
@@ -71,7 +73,7 @@ def test_several_connections_take_the_first_with_a_warning(caplog: pytest.LogCap
     llu = FakeLinkUp(connection_ids=["p2", "p1"], graphs={"p1": g("p1", NOW - 60, []), "p2": g("p2", NOW - 60, [])})
     ns, store = FakeNightscout(), MemoryStateStore()
     report = service(llu, ns, store).run(CREDS)
-    assert report.patient == short_hash("p2")
+    assert report.targets[0].patient == short_hash("p2")
     assert "p2, p1" in caplog.text and "LINK_UP_CONNECTION" in caplog.text
     llu.requests.clear()
     service(llu, ns, store).run(CREDS)
@@ -119,5 +121,5 @@ def test_concurrent_write_is_merged_not_lost() -> None:
     llu = FakeLinkUp(connection_ids=["p1"], graphs={"p1": g("p1", NOW - 60, [NOW - 3600])})
     ns, store = FakeNightscout(), MemoryStateStore(conflict_next=1)
     service(llu, ns, store).run(CREDS)
-    target = store.targets[(account_key(CREDS.username), "p1")]
+    target = store.targets[(account_key(CREDS.username), target_id("p1", "https://ns"))]
     assert target.uploaded == (NOW - 3600, NOW - 60)

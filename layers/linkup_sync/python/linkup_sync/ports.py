@@ -61,14 +61,31 @@ class Graph:
 
 
 @dataclass(frozen=True)
+class Target:
+    """Where one followed patient's readings go. `patient_id` None: the only (or first) one followed."""
+
+    patient_id: str | None
+    nightscout_url: str
+    nightscout_token: str = field(repr=False)
+    api_v3: bool | None = None  # None: the NIGHTSCOUT_API_V3 setting decides
+
+
+@dataclass(frozen=True)
 class Credentials:
     """The secret's content. `version` changes whenever the secret is changed."""
 
     username: str
     password: str = field(repr=False)
-    nightscout_url: str
-    nightscout_token: str = field(repr=False)
+    targets: tuple[Target, ...]
     version: str = ""
+
+    @property
+    def nightscout_url(self) -> str:
+        return self.targets[0].nightscout_url
+
+    @property
+    def nightscout_token(self) -> str:
+        return self.targets[0].nightscout_token
 
 
 class LinkUpSource(Protocol):
@@ -84,11 +101,18 @@ class LinkUpSource(Protocol):
 
 
 class NightscoutSink(Protocol):
+    requests_made: int
+
     def upload(self, readings: Sequence[Reading]) -> int:
         """Send readings (never empty, oldest first). Returns how many Nightscout acknowledged.
 
-        Returns only when Nightscout accepted them; raises a NightscoutError otherwise.
+        Returns only when Nightscout accepted them all; raises a NightscoutError otherwise
+        (NightscoutPartialUpload names the ones it did accept).
         """
+        ...
+
+    def post_sensor_start(self, *, serial: str, activated_at: int) -> None:
+        """One "Sensor Start" treatment at the activation time; re-posting the same one is harmless."""
         ...
 
 

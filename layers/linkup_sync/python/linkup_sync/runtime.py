@@ -7,13 +7,13 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .errors import ConfigError
 from .http import Deadline, make_pool
-from .ports import Clock, Credentials
+from .ports import Clock, Credentials, NightscoutSink, Target
 from .settings import Settings
-from .state.model import StateStore
+from .state.model import StateStore, TargetState
 from .sync import RunReport, SyncService
 
 if TYPE_CHECKING:
@@ -36,9 +36,12 @@ class Dependencies:
     store: StateStore
     credentials: CredentialSource
     clock: Clock = time.time
-    pool: urllib3.PoolManager = field(default_factory=make_pool)
+    pool: urllib3.PoolManager = field(default_factory=lambda: make_pool(maxsize=4))  # v3 posts 4 at a time
     monotonic: Callable[[], float] = time.monotonic
     deadline_s: float = RUN_DEADLINE_S
+    # how a target's Nightscout uploader is made (the command line's dry run swaps it)
+    sink_factory: Callable[[Dependencies, Target, TargetState, Deadline], NightscoutSink] = field(
+        default=lambda deps, target, stored, deadline: build_sink(deps, target, stored, deadline))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, clock: Clock = time.time) -> Dependencies:
@@ -55,15 +58,36 @@ class Dependencies:
         )
 
 
-def build_sink(deps: Dependencies, creds: Credentials, deadline: Deadline) -> Any:
-    from .nightscout.url import normalize_nightscout_url
-    from .nightscout.v1 import NightscoutV1
+class StateJwtCache:
+    """API v3's JWT, seeded from the target's stored state; the sync service stores it back."""
 
+    def __init__(self, jwt: str | None, exp: int | None) -> None:
+        self.value: tuple[str, int] | None = (jwt, exp) if jwt and exp else None
+
+    def get(self) -> tuple[str, int] | None:
+        return self.value
+
+    def put(self, jwt: str, exp: int) -> None:
+        self.value = (jwt, exp)
+
+
+def build_sink(deps: Dependencies, target: Target, stored: TargetState, deadline: Deadline) -> NightscoutSink:
+    """The Nightscout uploader for one target: API v1, or v3 when the target or the setting asks for it."""
+    from .nightscout.url import normalize_nightscout_url
+
+    api_v3 = deps.settings.api_v3 if target.api_v3 is None else target.api_v3
     try:
-        url = normalize_nightscout_url(creds.nightscout_url)
-        return NightscoutV1(
-            base_url=url, token=creds.nightscout_token, pool=deps.pool, deadline=deadline, device=DEVICE
-        )
+        url = normalize_nightscout_url(target.nightscout_url)
+        if api_v3:
+            from .nightscout.v3 import NightscoutV3
+
+            return NightscoutV3(base_url=url, token=target.nightscout_token, pool=deps.pool, deadline=deadline,
+                                device=DEVICE, app=DEVICE, jwt_cache=StateJwtCache(stored.jwt, stored.jwt_exp),
+                                clock=deps.clock)
+        from .nightscout.v1 import NightscoutV1
+
+        return NightscoutV1(base_url=url, token=target.nightscout_token, pool=deps.pool, deadline=deadline,
+                            device=DEVICE)
     except ValueError as exc:  # the messages name the setting, never its value
         raise ConfigError([str(exc)], heading="The Nightscout settings in the secret cannot be used") from None
 
@@ -81,15 +105,15 @@ def run_once(deps: Dependencies) -> RunReport:
         deadline=deadline,
         auto_accept_terms=settings.auto_accept_terms,
     )
-    sink = build_sink(deps, creds, deadline)
     service = SyncService(
         source=source,
-        sink=sink,
+        sinks=lambda target, stored: deps.sink_factory(deps, target, stored, deadline),
         store=deps.store,
         clock=deps.clock,
         region=settings.region,
         connection=settings.connection,
         version_auto=settings.version_auto,
+        sensor_start=settings.sensor_start,
     )
     try:
         return service.run(creds)
@@ -98,4 +122,3 @@ def run_once(deps: Dependencies) -> RunReport:
         raise
     finally:
         service.report.linkup_requests = source.requests_made
-        service.report.nightscout_requests = sink.requests_made

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from .errors import ConfigError, SecretError
 from .http import check_url_scheme
 from .librelinkup.regions import DEFAULT_URL_TEMPLATE, normalize_region
-from .ports import Credentials
+from .ports import Credentials, Target
 
 DEFAULT_VERSION = "4.16.0"
 
@@ -64,6 +64,7 @@ class Settings:
     secret_id: str | None
     version_auto: bool = False  # LINK_UP_VERSION=auto: adopt the minimum version a 920 reply names
     auto_accept_terms: bool = False  # LINK_UP_AUTO_ACCEPT_TERMS: accept new terms / privacy policy
+    sensor_start: bool = True  # NIGHTSCOUT_SENSOR_START: post a "Sensor Start" treatment per new sensor
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, need_aws: bool = True) -> Settings:
@@ -89,6 +90,7 @@ class Settings:
         elif not _VERSION_RE.match(version):
             problems.append(f"LINK_UP_VERSION must look like {DEFAULT_VERSION} (or be 'auto'), not '{version}'.")
         auto_accept_terms = _bool(env, "LINK_UP_AUTO_ACCEPT_TERMS", problems)
+        sensor_start = _bool(env, "NIGHTSCOUT_SENSOR_START", problems, default=True)
 
         api_v3 = _bool(env, "NIGHTSCOUT_API_V3", problems)
 
@@ -118,6 +120,7 @@ class Settings:
             secret_id=secret_id,
             version_auto=version_auto,
             auto_accept_terms=auto_accept_terms,
+            sensor_start=sensor_start,
         )
 
 
@@ -130,8 +133,39 @@ def set_secret_hint(secret_id: str | None) -> str:
     )
 
 
+TARGET_KEYS = ("NIGHTSCOUT_URL", "NIGHTSCOUT_API_TOKEN")
+
+
+def _text(obj: Mapping[str, object], key: str, place: str, problems: list[str]) -> str:
+    value = obj.get(key)
+    if value is None:
+        problems.append(f"{key} is missing from {place}.")
+    elif not isinstance(value, str) or not value.strip():
+        problems.append(f"{key} in {place} is empty or not a string.")
+    else:
+        return value if key == "LINK_UP_PASSWORD" else value.strip()
+    return ""
+
+
+def _optional_bool(obj: Mapping[str, object], key: str, place: str, problems: list[str]) -> bool | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in _TRUE | (_FALSE - {""}):
+        return value.strip().lower() in _TRUE
+    problems.append(f"{key} in {place} must be true or false.")
+    return None
+
+
 def credentials_from_secret(raw: object, *, version: str, secret_id: str | None) -> Credentials:
-    """Validate the secret's JSON. Messages name keys, never values."""
+    """Validate the secret's JSON. Messages name keys, never values.
+
+    Two forms: the flat one of nightscout-librelink-up (one patient, NIGHTSCOUT_URL and
+    NIGHTSCOUT_API_TOKEN at the top), or a TARGETS list, one entry per followed patient, each with its
+    LINK_UP_CONNECTION (patientId), NIGHTSCOUT_URL, NIGHTSCOUT_API_TOKEN and optional NIGHTSCOUT_API_V3.
+    """
     hint = "Set it with: " + set_secret_hint(secret_id)
     if isinstance(raw, (str, bytes)):
         try:
@@ -148,22 +182,38 @@ def credentials_from_secret(raw: object, *, version: str, secret_id: str | None)
             heading="The credentials secret cannot be used",
         )
     problems: list[str] = []
-    values: dict[str, str] = {}
-    for key in SECRET_KEYS:
-        value = raw.get(key)
-        if value is None:
-            problems.append(f"{key} is missing from the secret.")
-        elif not isinstance(value, str) or not value.strip():
-            problems.append(f"{key} in the secret is empty or not a string.")
-        else:
-            values[key] = value.strip() if key != "LINK_UP_PASSWORD" else value
+    username = _text(raw, "LINK_UP_USERNAME", "the secret", problems)
+    password = _text(raw, "LINK_UP_PASSWORD", "the secret", problems)
+    targets: list[Target] = []
+    listed = raw.get("TARGETS")
+    if listed is None:
+        url = _text(raw, "NIGHTSCOUT_URL", "the secret", problems)
+        token = _text(raw, "NIGHTSCOUT_API_TOKEN", "the secret", problems)
+        api_v3 = _optional_bool(raw, "NIGHTSCOUT_API_V3", "the secret", problems)
+        connection = raw.get("LINK_UP_CONNECTION")
+        patient = connection.strip() if isinstance(connection, str) and connection.strip() else None
+        targets.append(Target(patient_id=patient, nightscout_url=url, nightscout_token=token, api_v3=api_v3))
+    elif not isinstance(listed, list) or not listed:
+        problems.append("TARGETS in the secret must be a non-empty list of objects.")
+    else:
+        seen: set[tuple[str, str]] = set()
+        for i, entry in enumerate(listed, start=1):
+            where = f"TARGETS entry {i}"
+            if not isinstance(entry, dict):
+                problems.append(f"TARGETS entry {i} must be an object.")
+                continue
+            patient = _text(entry, "LINK_UP_CONNECTION", where, problems)
+            if patient and not _PATIENT_RE.match(patient):
+                problems.append(f"LINK_UP_CONNECTION in {where} must be a patientId such as "
+                                "8b6e4d2c-1a3f-4c5e-9d7b-2f0a6c8e4b13.")
+            url = _text(entry, "NIGHTSCOUT_URL", where, problems)
+            token = _text(entry, "NIGHTSCOUT_API_TOKEN", where, problems)
+            api_v3 = _optional_bool(entry, "NIGHTSCOUT_API_V3", where, problems)
+            if (patient, url) in seen:
+                problems.append(f"TARGETS entry {i} repeats the same patient and Nightscout site.")
+            seen.add((patient, url))
+            targets.append(Target(patient_id=patient, nightscout_url=url, nightscout_token=token, api_v3=api_v3))
     if problems:
         problems.append(hint)
         raise SecretError(problems, heading="The credentials secret is incomplete")
-    return Credentials(
-        username=values["LINK_UP_USERNAME"],
-        password=values["LINK_UP_PASSWORD"],
-        nightscout_url=values["NIGHTSCOUT_URL"],
-        nightscout_token=values["NIGHTSCOUT_API_TOKEN"],
-        version=version,
-    )
+    return Credentials(username=username, password=password, targets=tuple(targets), version=version)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import (
+    ConfigError,
     LinkUpActionRequired,
     LinkUpBadCredentials,
     LinkUpBlocked,
@@ -29,13 +30,18 @@ from .errors import (
     LinkUpPatientNotFound,
     LinkUpRateLimited,
     LinkUpServerError,
+    LinkupSyncError,
     LinkUpTimeout,
     LinkUpUnauthorized,
     LinkUpVersionRejected,
+    NightscoutError,
+    NightscoutPartialUpload,
+    NightscoutRejected,
+    NightscoutUnauthorized,
 )
-from .ports import Clock, Credentials, Graph, LinkUpSource, NightscoutSink, Ticket
+from .ports import Clock, Credentials, Graph, LinkUpSource, NightscoutSink, Target, Ticket
 from .selection import select_new
-from .state.model import AccountState, StateStore, StoredState, account_key
+from .state.model import AccountState, StateStore, StoredState, TargetState, account_key, target_id
 
 log = logging.getLogger("linkup_sync")
 
@@ -65,35 +71,73 @@ class Skipped(Exception):
 
 
 @dataclass
-class RunReport:
-    """What one run did; becomes the handler's return value and the summary log line."""
+class TargetReport:
+    """What one run did for one patient and Nightscout site."""
 
-    patient: str = ""
+    patient: str = ""  # short hash, never the id or the name
     readings_seen: int = 0
     uploaded: int = 0
     gap_filled: int = 0
     skipped_items: int = 0
     newest_reading_age_s: float | None = None
-    logins: int = 0
-    linkup_requests: int = 0
-    nightscout_requests: int = 0
-    skipped: str | None = None  # the breaker's reason when the run did not contact LibreLink Up
-    skipped_message: str | None = None
-    needs_person: bool = False
-    notes: list[str] = field(default_factory=list)
+    sensor_start_posted: bool = False
+    error: str | None = None  # the failure's reason, when this target failed
 
     def as_dict(self) -> dict[str, Any]:
-        result = {
+        result: dict[str, Any] = {
             "patient": self.patient,
             "readings_seen": self.readings_seen,
             "uploaded": self.uploaded,
             "gap_filled": self.gap_filled,
             "skipped_items": self.skipped_items,
             "newest_reading_age_s": self.newest_reading_age_s,
+        }
+        if self.sensor_start_posted:
+            result["sensor_start_posted"] = True
+        if self.error:
+            result["error"] = self.error
+        return result
+
+
+@dataclass
+class RunReport:
+    """What one run did; becomes the handler's return value and the summary log line."""
+
+    targets: list[TargetReport] = field(default_factory=list)
+    logins: int = 0
+    linkup_requests: int = 0
+    nightscout_requests: int = 0
+    skipped: str | None = None  # the breaker's reason when the run did not contact LibreLink Up
+    skipped_message: str | None = None
+    needs_person: bool = False
+
+    @property
+    def uploaded(self) -> int:
+        return sum(t.uploaded for t in self.targets)
+
+    @property
+    def gap_filled(self) -> int:
+        return sum(t.gap_filled for t in self.targets)
+
+    @property
+    def newest_reading_age_s(self) -> float | None:
+        ages = [t.newest_reading_age_s for t in self.targets if t.newest_reading_age_s is not None]
+        return max(ages) if ages else None  # the stalest patient decides whether data is fresh
+
+    def as_dict(self) -> dict[str, Any]:
+        result: dict[str, Any] = {
+            "patient": ",".join(t.patient for t in self.targets),
+            "readings_seen": sum(t.readings_seen for t in self.targets),
+            "uploaded": self.uploaded,
+            "gap_filled": self.gap_filled,
+            "skipped_items": sum(t.skipped_items for t in self.targets),
+            "newest_reading_age_s": self.newest_reading_age_s,
             "logins": self.logins,
             "linkup_requests": self.linkup_requests,
             "nightscout_requests": self.nightscout_requests,
         }
+        if len(self.targets) > 1:
+            result["targets"] = [t.as_dict() for t in self.targets]
         if self.skipped:
             result["skipped"] = self.skipped
             result["skipped_message"] = self.skipped_message
@@ -105,16 +149,18 @@ class SyncService:
         self,
         *,
         source: LinkUpSource,
-        sink: NightscoutSink,
+        sinks: Callable[[Target, TargetState], NightscoutSink],
         store: StateStore,
         clock: Clock,
         region: str,
         connection: str | None = None,
         version_auto: bool = False,
+        sensor_start: bool = True,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self.source = source
-        self.sink = sink
+        self.sinks = sinks
+        self.sensor_start = sensor_start
         self.store = store
         self.clock = clock
         self.region = region
@@ -208,7 +254,9 @@ class SyncService:
 
     # --- patient -------------------------------------------------------------------------------
 
-    def _choose_patient(self, ticket: Ticket) -> str:
+    def _choose_patient(self, ticket: Ticket, target: Target) -> str:
+        if target.patient_id:
+            return target.patient_id
         if self.connection:
             return self.connection
         if self.account.patient_id:
@@ -231,13 +279,23 @@ class SyncService:
     # --- the run -------------------------------------------------------------------------------
 
     def run(self, creds: Credentials) -> RunReport:
+        """One login (if needed) serves every target; each target gets one graph request and its own
+        upload state, and a failing target never blocks or rolls back the others."""
         state = self.store.load(account_key(creds.username))
         self.account = state.account
         if self.version_auto and self.account.version:
             self.source.version = self.account.version
+        failures: list[LinkupSyncError] = []
         try:
             self._check_breakers(self.account)
-            graph = self._fetch(creds, state.key)
+            ticket = self._ticket(creds, state.key)
+            for target in creds.targets:
+                try:
+                    ticket = self._sync_target(creds, state, ticket, target)
+                except (NightscoutError, LinkUpPatientNotFound, ConfigError) as exc:
+                    # this target's own problem: report it after the others had their turn
+                    failures.append(exc)
+                    log.error("%s", exc.message, extra={"reason": exc.reason})
         except Skipped as skip:
             self.report.skipped = skip.reason
             self.report.skipped_message = skip.message
@@ -251,32 +309,42 @@ class SyncService:
             # LibreLink Up answered again: the back-off is over.
             self.account = self.store.save_account(state.key, replace(
                 self.account, backoff_until=None, backoff_failures=0, backoff_reason=None, rejected_version=None))
-        self._upload(state, graph)
+        if failures:
+            raise failures[0]
         return self.report
 
-    def _fetch(self, creds: Credentials, key: str) -> Graph:
+    def _ticket(self, creds: Credentials, key: str) -> Ticket:
         ticket = self.account.ticket
         if ticket is None or not ticket.usable_at(self.clock()):
             ticket = self._login(key, creds)
-        patient_id = self._choose_patient(ticket)
-        if not self.connection and self.account.patient_id != patient_id:
-            self.account = self.store.save_account(key, replace(self.account, patient_id=patient_id))
+        return ticket
+
+    def _sync_target(self, creds: Credentials, state: StoredState, ticket: Ticket, target: Target) -> Ticket:
+        report = TargetReport()
+        self.report.targets.append(report)
+        patient_id = self._choose_patient(ticket, target)
+        report.patient = short_hash(patient_id)
+        if not target.patient_id and not self.connection and self.account.patient_id != patient_id:
+            self.account = self.store.save_account(state.key, replace(self.account, patient_id=patient_id))
         try:
             try:
-                return self._graph(key, ticket, patient_id)
+                graph = self._graph(state.key, ticket, patient_id)
             except LinkUpUnauthorized:
                 # The stored ticket was revoked: forget it, log in once, retry once. A second 401 ends
                 # the run (raised to the caller), so a revoked account can never cause a login loop.
                 log.warning("LibreLink Up refused the stored ticket; logging in again once")
                 self.account = replace(self.account, ticket=None)
-                ticket = self._login(key, creds)
-                return self._graph(key, ticket, patient_id)
+                ticket = self._login(state.key, creds)
+                graph = self._graph(state.key, ticket, patient_id)
         except LinkUpPatientNotFound:
+            report.error = "patient_not_found"
             known = [c.patient_id for c in self.source.connections(ticket)]
-            if not self.connection and self.account.patient_id == patient_id:
+            if not target.patient_id and not self.connection and self.account.patient_id == patient_id:
                 # The remembered patient is gone (invitation withdrawn): forget it so the next run chooses again.
-                self.account = self.store.save_account(key, replace(self.account, patient_id=None))
+                self.account = self.store.save_account(state.key, replace(self.account, patient_id=None))
             raise LinkUpPatientNotFound(patient_id, known) from None
+        self._upload(state, target, graph, report)
+        return ticket
 
     def _graph(self, key: str, ticket: Ticket, patient_id: str) -> Graph:
         try:
@@ -291,10 +359,8 @@ class SyncService:
             self.account = self.store.save_account(key, replace(self.account, version=minimum))
             return self.source.graph(ticket, patient_id)
 
-    def _upload(self, state: StoredState, graph: Graph) -> None:
-        target = state.target(graph.patient_id)
-        report = self.report
-        report.patient = short_hash(graph.patient_id)
+    def _upload(self, state: StoredState, target: Target, graph: Graph, report: TargetReport) -> None:
+        stored = state.target(target_id(graph.patient_id, target.nightscout_url))
         report.readings_seen = len(graph.history) + (1 if graph.current else 0)
         report.skipped_items = graph.skipped_items
         newest = max(
@@ -303,11 +369,65 @@ class SyncService:
         if newest is not None:
             report.newest_reading_age_s = round(self.clock() - newest / 1000, 1)
 
-        new = select_new(graph, target.uploaded)
-        if not new:
-            return
-        accepted = self.sink.upload(new)
-        # Only now, after Nightscout accepted them, does the state move forward.
-        self.store.record_upload(state.key, target, (r.epoch_s for r in new))
-        report.uploaded = accepted
-        report.gap_filled = sum(1 for r in new if r.source == "graph")
+        sink = self.sinks(target, stored)
+        try:
+            new = select_new(graph, stored.uploaded)
+            accepted: list[int] = []
+            try:
+                if new:
+                    report.uploaded = sink.upload(new)
+                    accepted = [r.epoch_s for r in new]
+                    report.gap_filled = sum(1 for r in new if r.source == "graph")
+            except NightscoutPartialUpload as partial:
+                # record exactly what Nightscout acknowledged; the rest is retried next run
+                accepted = [ms // 1000 for ms in partial.accepted]
+                report.uploaded = len(accepted)
+                self._record(state.key, stored, accepted, sink)
+                raise
+            sensor = self._sensor_start(graph, stored, sink, report)
+            changed = sensor != stored.sensor or self._jwt_of(sink) != (stored.jwt, stored.jwt_exp)
+            if accepted or changed:
+                # Only now, after Nightscout accepted them, does the state move forward.
+                self._record(state.key, replace(stored, sensor=sensor), accepted, sink)
+        except NightscoutError as exc:
+            report.error = exc.reason
+            raise
+        finally:
+            self.report.nightscout_requests += sink.requests_made
+
+    def _sensor_start(
+        self, graph: Graph, stored: TargetState, sink: NightscoutSink, report: TargetReport
+    ) -> str | None:
+        """Post "Sensor Start" once per sensor, so Nightscout's sensor-age pill works."""
+        sensor = graph.sensor
+        if not self.sensor_start or sensor is None or not 1_000_000_000 < sensor.activated_at < 10_000_000_000:
+            return stored.sensor
+        marker = f"{sensor.serial}@{sensor.activated_at}"
+        if marker == stored.sensor:
+            return stored.sensor
+        try:
+            sink.post_sensor_start(serial=sensor.serial, activated_at=sensor.activated_at)
+        except (NightscoutUnauthorized, NightscoutRejected) as exc:
+            # The token may upload readings but not treatments: say so once and do not ask again for
+            # this sensor (every refused request slows Nightscout's answers to us: AUTH_FAIL_DELAY).
+            log.warning("Nightscout refused the Sensor Start treatment (the token's role needs "
+                        "api:treatments:create and api:treatments:read, or set NIGHTSCOUT_SENSOR_START=false): %s",
+                        exc.message)
+            return marker
+        except NightscoutError as exc:  # unreachable for now: the readings matter more; try again next run
+            log.warning("Could not post the Sensor Start treatment: %s", exc.message)
+            return stored.sensor
+        report.sensor_start_posted = True
+        return marker
+
+    @staticmethod
+    def _jwt_of(sink: NightscoutSink) -> tuple[str | None, int | None]:
+        cache = getattr(sink, "jwt_cache", None)
+        value = cache.get() if cache is not None else None
+        return (value[0], value[1]) if value else (None, None)
+
+    def _record(self, key: str, stored: TargetState, accepted: list[int], sink: NightscoutSink) -> None:
+        jwt, jwt_exp = self._jwt_of(sink)
+        if jwt is None:
+            jwt, jwt_exp = stored.jwt, stored.jwt_exp
+        self.store.record_upload(key, replace(stored, jwt=jwt, jwt_exp=jwt_exp), accepted)

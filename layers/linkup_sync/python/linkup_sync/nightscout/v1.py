@@ -10,14 +10,27 @@ from urllib.parse import urlsplit
 
 import urllib3
 
-from ..errors import NightscoutRejected, NightscoutUnauthorized, NightscoutUnreachable
+from ..errors import (
+    NightscoutError,
+    NightscoutPartialUpload,
+    NightscoutRejected,
+    NightscoutUnauthorized,
+    NightscoutUnreachable,
+)
 from ..http import Deadline, TransportError, make_pool, send
 from ..readings import Reading
 from .auth import api_secret_header
+from .treatments import sensor_start_v1
 from .url import normalize_nightscout_url
 
 MAX_BATCH = 288  # one day at 5-minute spacing; keeps bodies far below Nightscout's limits
 _ENTRIES_PATH = "/api/v1/entries.json"
+_TREATMENTS_PATH = "/api/v1/treatments.json"
+_TREATMENTS_UNAUTHORIZED = (
+    "Nightscout answered 401 Unauthorized to the Sensor Start treatment. Treatments need more than "
+    "readings: the role of the token in NIGHTSCOUT_API_TOKEN must also have api:treatments:create and "
+    "api:treatments:read (add them in Admin Tools), or use the site's API_SECRET."
+)
 _NOT_NIGHTSCOUT = (
     "the answer was not a list of entries, so NIGHTSCOUT_URL probably does not point to a Nightscout site "
     "(or a proxy/login page is in front of it). Open {url}/api/v1/status.json in a browser to check"
@@ -62,21 +75,42 @@ class NightscoutV1:
         """POST the readings oldest first in batches of at most 288; returns how many were sent.
 
         Never sends an empty array (Nightscout ≤ 15.0.6 would hang). Raises a NightscoutError on the
-        first batch that is not accepted; earlier batches stay stored (re-sending them is harmless).
+        first batch that is not accepted; earlier batches stay stored (re-sending them is harmless). When
+        earlier batches were accepted, the error is a NightscoutPartialUpload (also an instance of the
+        failure's own class) whose `accepted` lists their epoch ms.
         """
         if not readings:
             return 0
         ordered = sorted(readings, key=lambda r: r.epoch_ms)
         sent = 0
+        accepted: list[int] = []
         for start in range(0, len(ordered), MAX_BATCH):
-            batch = [self.entry_for(r) for r in ordered[start : start + MAX_BATCH]]
-            self._post(batch)
+            chunk = ordered[start : start + MAX_BATCH]
+            batch = [self.entry_for(r) for r in chunk]
+            try:
+                self._post(batch)
+            except NightscoutError as exc:
+                if accepted:
+                    raise NightscoutPartialUpload(exc, accepted) from None
+                raise
             sent += len(batch)
+            accepted.extend(r.epoch_ms for r in chunk)
         return sent
+
+    def post_sensor_start(self, *, serial: str, activated_at: int) -> None:
+        """Record a sensor start (activated_at in Unix seconds) as a "Sensor Start" treatment.
+
+        Idempotent: Nightscout upserts v1 treatments on created_at + eventType, so posting the same start
+        again updates the one document. Needs api:treatments:create and api:treatments:read (or API_SECRET).
+        Raises NightscoutUnauthorized / NightscoutRejected / NightscoutUnreachable like upload().
+        """
+        doc = sensor_start_v1(serial=serial, activated_at=activated_at, device=self.device)
+        self._post([doc], path=_TREATMENTS_PATH, kind="treatments")
 
     # --- transport -------------------------------------------------------------------------------
 
-    def _post(self, entries: list[dict[str, Any]]) -> None:
+    def _post(self, entries: list[dict[str, Any]], *, path: str = _ENTRIES_PATH, kind: str = "entries") -> None:
+        what = "the Sensor Start treatment" if kind == "treatments" else "the readings"
         if self.deadline is not None:
             timeout = self.deadline.timeout(error=NightscoutUnreachable("the run's time budget is used up"))
         else:
@@ -89,7 +123,7 @@ class NightscoutV1:
         body = json.dumps(entries, separators=(",", ":")).encode("utf-8")
         self.requests_made += 1
         try:
-            url = self.base_url + _ENTRIES_PATH
+            url = self.base_url + path
             result = send(self.pool, "POST", url, headers=headers, body=body, timeout=timeout)
         except TransportError as exc:
             detail = "no answer in time" if exc.kind == "timeout" else exc.detail
@@ -102,21 +136,24 @@ class NightscoutV1:
                 parsed = None
             if isinstance(parsed, list):
                 return
-            raise NightscoutRejected(_NOT_NIGHTSCOUT.format(url=self.base_url))
+            raise NightscoutRejected(_NOT_NIGHTSCOUT.format(url=self.base_url), what=what)
         if status == 401:
-            raise NightscoutUnauthorized()
+            raise NightscoutUnauthorized(_TREATMENTS_UNAUTHORIZED if kind == "treatments" else None)
         if status in (301, 302, 303, 307, 308):
-            raise NightscoutRejected(self._redirect_text(result.headers.get("location", "")))
+            raise NightscoutRejected(self._redirect_text(result.headers.get("location", "")), what=what)
         if status == 413:
             raise NightscoutRejected(
                 "the site refused the upload as too large (HTTP 413). This happens when SECURE_CSP=true "
-                "limits request bodies to 100 kB; the bridge sends at most 288 readings per request."
+                "limits request bodies to 100 kB; the bridge sends at most 288 readings per request.",
+                what=what,
             )
         if 500 <= status <= 599:
             raise NightscoutUnreachable(f"HTTP {status}: {self._excerpt(result.data)}")
         if 400 <= status <= 499:
-            raise NightscoutRejected(f"HTTP {status}: {self._excerpt(result.data)}")
-        raise NightscoutRejected(f"unexpected HTTP {status}; " + _NOT_NIGHTSCOUT.format(url=self.base_url))
+            raise NightscoutRejected(f"HTTP {status}: {self._excerpt(result.data)}", what=what)
+        raise NightscoutRejected(
+            f"unexpected HTTP {status}; " + _NOT_NIGHTSCOUT.format(url=self.base_url), what=what
+        )
 
     def _redirect_text(self, location: str) -> str:
         target = urlsplit(location)

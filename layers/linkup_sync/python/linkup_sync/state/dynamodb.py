@@ -55,8 +55,11 @@ def _target_from_item(item: dict[str, Any]) -> TargetState:
     sk = _s(item, "sk") or ""
     blob = item.get("uploaded", {}).get("B", b"")
     return TargetState(
-        patient_id=sk[len(TARGET_PREFIX):],
+        target_id=sk[len(TARGET_PREFIX):],
         uploaded=unpack_ledger(bytes(blob)),
+        sensor=_s(item, "sensor"),
+        jwt=_s(item, "jwt"),
+        jwt_exp=_n(item, "jwt_exp"),
         rev=_n(item, "rev") or 0,
     )
 
@@ -105,7 +108,7 @@ class DynamoDBStateStore:
                 account = _account_from_item(item)
             elif sk.startswith(TARGET_PREFIX):
                 target = _target_from_item(item)
-                targets[target.patient_id] = target
+                targets[target.target_id] = target
         return StoredState(key=key, account=account, targets=targets)
 
     def _conditional_update(
@@ -192,17 +195,31 @@ class DynamoDBStateStore:
 
     def record_upload(self, key: str, target: TargetState, added: Iterable[int]) -> TargetState:
         added = tuple(added)
+        sk = TARGET_PREFIX + target.target_id
         current = target
         for _ in range(CONFLICT_RETRIES):
-            updated = current.with_uploaded(added)
+            # our sensor and JWT win; the ledger is the union of ours and whatever was stored
+            updated = replace(current, sensor=target.sensor, jwt=target.jwt, jwt_exp=target.jwt_exp)
+            updated = updated.with_uploaded(added)
             now = int(self._clock())
             values: dict[str, dict[str, Any]] = {
                 "uploaded": {"B": pack_ledger(updated.uploaded)},
                 "updated_at": {"N": str(now)},
                 "expires_at": {"N": str(now + TARGET_TTL_S)},
             }
-            if self._conditional_update(key, TARGET_PREFIX + target.patient_id, current.rev, values):
+            remove = []
+            for name in ("sensor", "jwt"):
+                text = getattr(updated, name)
+                if text:
+                    values[name] = {"S": text}
+                else:
+                    remove.append(name)
+            if updated.jwt_exp:
+                values["jwt_exp"] = {"N": str(updated.jwt_exp)}
+            else:
+                remove.append("jwt_exp")
+            if self._conditional_update(key, sk, current.rev, values, remove):
                 return replace(updated, rev=current.rev + 1)
-            items = self._query(key, TARGET_PREFIX + target.patient_id)
-            current = _target_from_item(items[0]) if items else TargetState(patient_id=target.patient_id)
+            items = self._query(key, sk)
+            current = _target_from_item(items[0]) if items else TargetState(target_id=target.target_id)
         raise StateConflict()

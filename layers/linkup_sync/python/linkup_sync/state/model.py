@@ -69,10 +69,19 @@ class AccountState:
                        backoff_until=None, backoff_failures=0, backoff_reason=None, rejected_version=None)
 
 
+def target_id(patient_id: str, nightscout_url: str) -> str:
+    """One patient's readings going to one Nightscout site. The site appears only as a short digest."""
+    site = hashlib.sha256(nightscout_url.strip().rstrip("/").lower().encode()).hexdigest()[:10]
+    return f"{patient_id}#{site}"
+
+
 @dataclass(frozen=True)
 class TargetState:
-    patient_id: str
+    target_id: str
     uploaded: tuple[int, ...] = ()  # sorted epoch seconds of readings Nightscout accepted
+    sensor: str | None = None  # "<serial>@<activation>" of the last Sensor Start Nightscout accepted
+    jwt: str | None = field(default=None, repr=False)  # API v3: Nightscout's 8-hour token, reused
+    jwt_exp: int | None = None
     rev: int = 0
 
     @property
@@ -89,8 +98,8 @@ class StoredState:
     account: AccountState = field(default_factory=AccountState)
     targets: dict[str, TargetState] = field(default_factory=dict)
 
-    def target(self, patient_id: str) -> TargetState:
-        return self.targets.get(patient_id) or TargetState(patient_id=patient_id)
+    def target(self, target_id: str) -> TargetState:
+        return self.targets.get(target_id) or TargetState(target_id=target_id)
 
 
 class StateStore(Protocol):
@@ -110,7 +119,7 @@ class StateStore(Protocol):
         ...
 
     def record_upload(self, key: str, target: TargetState, added: Iterable[int]) -> TargetState:
-        """Add accepted instants to the target's ledger in one conditional write.
+        """Add accepted instants to the target's ledger (and store its other fields) in one conditional write.
 
         The write is a union with whatever is stored, so it can never move the ledger backwards, even
         when another run wrote in between (then it re-reads and merges).
