@@ -184,27 +184,9 @@ def state_table_properties() -> dict[str, Any]:
 def create_state_table(dynamodb_client: DynamoDBClient, table_name: str = DEFAULT_TABLE_NAME) -> str:
     """Create the state table (e.g. in moto) from the template's schema; return its name.
 
-    KeySchema, AttributeDefinitions, BillingMode and any GlobalSecondaryIndexes come from
-    template.yaml, so schema drift between code and template breaks the tests; the TTL
-    attribute is enabled as in the template (moto stores it but never expires items).
+    The same code the demo and the benchmark use (tools/local_stack.py): KeySchema, AttributeDefinitions,
+    BillingMode, indexes and the TTL attribute come from template.yaml, so schema drift breaks the tests.
     """
-    properties = state_table_properties()
-    kwargs: dict[str, Any] = {
-        "TableName": table_name,
-        "KeySchema": properties["KeySchema"],
-        "AttributeDefinitions": properties["AttributeDefinitions"],
-        "BillingMode": properties["BillingMode"],
-    }
-    if properties.get("GlobalSecondaryIndexes"):
-        kwargs["GlobalSecondaryIndexes"] = properties["GlobalSecondaryIndexes"]
-    dynamodb_client.create_table(**kwargs)
-    dynamodb_client.get_waiter("table_exists").wait(
-        TableName=table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 30}
-    )
-    ttl = properties.get("TimeToLiveSpecification")
-    if ttl and ttl.get("Enabled"):
-        dynamodb_client.update_time_to_live(
-            TableName=table_name,
-            TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
-        )
-    return table_name
+    from tools.local_stack import create_state_table as create
+
+    return create(dynamodb_client, table_name)

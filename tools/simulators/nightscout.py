@@ -2227,6 +2227,9 @@ def _make_handler(standin: NightscoutStandIn) -> type[BaseHTTPRequestHandler]:
 
         def setup(self) -> None:
             super().setup()
+            # answer at once: without this every reply waits ~40 ms for the client's delayed ACK
+            with contextlib.suppress(OSError):
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with standin._lock:
                 standin._open_sockets.add(self.connection)
 
