@@ -40,35 +40,16 @@ def harness(aws_env: str) -> Iterator[Harness]:
 
 
 class LogCapture:
-    """Every line the bridge logs (through Powertools' JSON formatter) plus what it prints (EMF)."""
+    """Everything the bridge writes: its JSON log lines and the metrics (EMF) blobs, all on stdout."""
 
     def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
-        import io
-        import logging
-
-        from linkup_sync.observability import logger
-
-        self.stream = io.StringIO()
-        self.handler = logging.StreamHandler(self.stream)
-        self.handler.setFormatter(logger().registered_formatter)
-        self.loggers = [logging.getLogger(logger().service), logging.getLogger("linkup_sync")]
-        for lg in self.loggers:
-            lg.addHandler(self.handler)
         self.capsys = capsys
 
     def text(self) -> str:
         out = self.capsys.readouterr()
-        return self.stream.getvalue() + out.out + out.err
-
-    def close(self) -> None:
-        for lg in self.loggers:
-            lg.removeHandler(self.handler)
+        return out.out + out.err
 
 
 @pytest.fixture
-def logs(capsys: pytest.CaptureFixture[str]) -> Iterator[LogCapture]:
-    capture = LogCapture(capsys)
-    try:
-        yield capture
-    finally:
-        capture.close()
+def logs(capsys: pytest.CaptureFixture[str]) -> LogCapture:
+    return LogCapture(capsys)

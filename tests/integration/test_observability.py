@@ -1,0 +1,170 @@
+"""What the alarms see: the metrics (embedded metric format) and the log lines of healthy and failing runs.
+
+The metric names and dimension sets are the contract of tests/template/test_alarms.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from linkup_sync import errors
+from tests.integration.conftest import LogCapture
+from tests.integration.harness import EMAIL, PASSWORD, Harness
+from tests.template.test_alarms import METRIC_CONTRACT
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "librelinkup"
+Metric = tuple[str, tuple[str, ...], float, dict[str, Any]]
+
+
+def emf(text: str) -> list[Metric]:
+    """Every metric value in the EMF blobs of the output: (name, dimension names, value, dimensions)."""
+    found: list[Metric] = []
+    for line in text.splitlines():
+        if not line.startswith('{"_aws"'):
+            continue
+        blob = json.loads(line)
+        for directive in blob["_aws"]["CloudWatchMetrics"]:
+            assert directive["Namespace"] == "LinkupSync"
+            for dims in directive["Dimensions"]:
+                for metric in directive["Metrics"]:
+                    values = blob[metric["Name"]]
+                    for value in values if isinstance(values, list) else [values]:
+                        found.append((metric["Name"], tuple(dims), float(value), {d: blob[d] for d in dims}))
+    return found
+
+
+def values(metrics: list[Metric], name: str, dims: tuple[str, ...] = ("service",)) -> list[float]:
+    return [v for n, d, v, _ in metrics if n == name and d == dims]
+
+
+def reasons(metrics: list[Metric], name: str) -> set[str]:
+    return {labels["reason"] for n, d, _, labels in metrics if n == name and d == ("service", "reason")}
+
+
+def summary_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(ln) for ln in text.splitlines() if '"message":"sync run finished"' in ln]
+
+
+def test_healthy_run_metrics_and_summary_line(harness: Harness, logs: LogCapture) -> None:
+    harness.llu.add_patient(EMAIL)
+    harness.provision()
+    harness.run()
+    harness.tick(300)
+    harness.run()
+    text = logs.text()
+    metrics = emf(text)
+    assert values(metrics, "ReadingsUploaded")[0] > 100 and values(metrics, "ReadingsUploaded")[1] >= 1
+    assert values(metrics, "GapFilled")[0] > 100
+    assert values(metrics, "LoginAttempts") == [1.0, 0.0]
+    ages = values(metrics, "NewestReadingAgeMinutes")
+    assert len(ages) == 2 and all(0 <= a < 2 for a in ages)
+    assert values(metrics, "RunFailed") == [] and values(metrics, "ActionRequired") == []
+    for name, dims, _, labels in metrics:
+        if name in METRIC_CONTRACT:
+            assert dims in METRIC_CONTRACT[name], (name, dims)
+            assert labels["service"] == "linkup-sync"
+    lines = summary_lines(text)
+    assert len(lines) == 2
+    first = lines[0]
+    assert first["correlation_id"].startswith("exec-") and first["cold_start"] is True
+    assert first["service"] == "linkup-sync" and first["level"] == "INFO"
+    summary = first["summary"]
+    for key in ("patient", "readings_seen", "uploaded", "gap_filled", "newest_reading_age_s", "linkup_requests",
+                "nightscout_requests", "logins"):
+        assert key in summary
+    assert len(summary["patient"]) == 8 and "Pat" not in json.dumps(summary)  # a short hash, never a name
+
+
+Scenario = Callable[[Harness], None]
+
+
+def bad_password(h: Harness) -> None:
+    h.put_secret(password="wrong")
+    h.llu.revoke_tokens()
+    h.new_container()
+
+
+def terms(h: Harness) -> None:
+    h.llu.force_steps(EMAIL, ["tou"])
+    h.llu.revoke_tokens()
+
+
+def version(h: Harness) -> None:
+    h.llu.set_min_version("4.99.0")
+
+
+def locked(h: Harness) -> None:
+    h.llu.revoke_tokens()
+    h.llu.fail_next(1, status=200, body=(FIXTURES / "login-locked.json").read_bytes(), path="/llu/auth/login")
+
+
+def rate_limited(h: Harness) -> None:
+    h.llu.rate_limit_html(1)
+
+
+def ns_unauthorized(h: Harness) -> None:
+    h.put_secret(ns_token="not-a-valid-token")
+    h.new_container()
+
+
+def ns_unreachable(h: Harness) -> None:
+    h.ns.set_unreachable(True)
+
+
+def secret_incomplete(h: Harness) -> None:
+    import boto3
+
+    boto3.client("secretsmanager", endpoint_url=h.moto_endpoint).put_secret_value(
+        SecretId=h.secret_arn, SecretString=json.dumps({"LINK_UP_USERNAME": EMAIL, "LINK_UP_PASSWORD": PASSWORD}))
+    h.new_container()
+
+
+# scenario -> (error of the failing run, reason, needs the person, what the following run reports)
+CASES: dict[str, tuple[Scenario, type[errors.LinkupSyncError], str, bool, str | None]] = {
+    "bad_credentials": (bad_password, errors.LinkUpBadCredentials, "bad_credentials", True, "ActionRequired"),
+    "terms": (terms, errors.LinkUpActionRequired, "action_required", True, "ActionRequired"),
+    "version": (version, errors.LinkUpVersionRejected, "version", True, "ActionRequired"),
+    "locked": (locked, errors.LinkUpLocked, "locked", False, "RunSkipped"),
+    "rate_limited": (rate_limited, errors.LinkUpRateLimited, "rate_limited", False, "RunSkipped"),
+    "nightscout_unauthorized": (ns_unauthorized, errors.NightscoutUnauthorized, "nightscout_unauthorized", True,
+                                None),
+    "nightscout_unreachable": (ns_unreachable, errors.NightscoutUnreachable, "nightscout_unreachable", False, None),
+    "secret": (secret_incomplete, errors.SecretError, "secret", True, None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_each_failure_reason_reaches_the_metrics(harness: Harness, logs: LogCapture, case: str) -> None:
+    scenario, error, reason, needs_person, afterwards = CASES[case]
+    harness.llu.add_patient(EMAIL)
+    harness.provision()
+    harness.run()
+    logs.text()  # drop the healthy run's output
+    harness.tick(300)
+    scenario(harness)
+    with pytest.raises(error):
+        harness.run()
+    metrics = emf(logs.text())
+    assert values(metrics, "RunFailed") == [1.0]
+    assert reasons(metrics, "RunFailed") == {reason}
+    assert values(metrics, "ReadingsUploaded") == [0.0]
+    if needs_person:
+        assert values(metrics, "ActionRequired") == [1.0] and reasons(metrics, "ActionRequired") == {reason}
+    else:
+        assert values(metrics, "ActionRequired") == []
+    if case in ("bad_credentials", "terms", "locked"):
+        assert values(metrics, "LoginAttempts") == [1.0]
+    if afterwards:
+        # the next run is held back by the stored breaker: it reports, it does not fail
+        harness.tick(60)
+        result = harness.run()
+        assert result["linkup_requests"] == 0
+        metrics = emf(logs.text())
+        assert values(metrics, "RunFailed") == []
+        assert values(metrics, afterwards) == [1.0]
+        assert reasons(metrics, afterwards) == {result["skipped"]}
