@@ -363,6 +363,7 @@ class LocalStack:
 
     def run(self) -> dict[str, Any]:
         """One scheduled invocation of the handler in this process (raises what the handler raises)."""
+        from aws_lambda_powertools.logging import logger as powertools_logger
         from aws_lambda_powertools.metrics.provider import cold_start
         from aws_lambda_powertools.utilities import parameters
 
@@ -373,7 +374,8 @@ class LocalStack:
         app = handler_module()
         if self._deps is None:
             parameters.clear_caches()  # type: ignore[no-untyped-call]
-            cold_start.is_cold_start = True
+            cold_start.is_cold_start = True  # a new container: both Powertools cold-start flags are fresh
+            powertools_logger.is_cold_start = True
             deps = Dependencies.from_env(self.env, clock=self.clock)
             if self.deadline_s is not None:
                 deps.deadline_s = self.deadline_s
