@@ -360,3 +360,17 @@ def test_two_overlapping_runs_never_both_log_in(harness: Harness) -> None:
     assert harness.llu.logins == 1
     assert sorted(json.dumps(r.get("skipped"), default=str) for r in results).count('"login_in_progress"') == 1
     assert len(ns_instants(harness.ns)) > 0
+
+
+def test_http_430_on_login_backs_off_without_another_login(harness: Harness) -> None:
+    harness.llu.add_patient(EMAIL)
+    harness.provision()
+    harness.llu.http_430_on_login(1)
+    with pytest.raises(errors.LinkUpBlocked) as err:
+        harness.run()
+    assert "HTTP 430" in str(err.value)
+    harness.tick(30)
+    assert harness.run()["skipped"] == "blocked"
+    assert harness.llu.logins == 1
+    recover_and_check(harness)
+    assert harness.llu.logins == 2
