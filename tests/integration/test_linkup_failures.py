@@ -12,7 +12,6 @@ import json
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
@@ -20,8 +19,7 @@ from linkup_sync import errors
 from tests.integration.checks import assert_clean_series, ns_instants
 from tests.integration.conftest import LogCapture
 from tests.integration.harness import EMAIL, PASSWORD, Harness
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "librelinkup"
+from tests.support.librelinkup import fixture_bytes
 
 
 def assert_no_secrets(h: Harness, text: str) -> None:
@@ -201,7 +199,7 @@ def test_bad_password_is_tried_once_per_secret_version(harness: Harness, logs: L
 def test_lockout_means_no_login_until_it_has_passed(harness: Harness) -> None:
     harness.llu.add_patient(EMAIL)
     harness.provision()
-    harness.llu.fail_next(1, status=200, body=(FIXTURES / "login-locked.json").read_bytes(),
+    harness.llu.fail_next(1, status=200, body=fixture_bytes("login-locked.json"),
                           path="/llu/auth/login")
     with pytest.raises(errors.LinkUpLocked) as err:
         harness.run()
@@ -293,7 +291,7 @@ def test_minimum_version_5_means_the_api_was_retired(harness: Harness) -> None:
 
 def test_missing_header_reply_is_named(harness: Harness) -> None:
     healthy_start(harness)
-    harness.llu.fail_next(1, status=400, body=(FIXTURES / "error-400-required-header-missing.json").read_bytes(),
+    harness.llu.fail_next(1, status=400, body=fixture_bytes("error-400-required-header-missing.json"),
                           path="/llu/connections/")
     with pytest.raises(errors.LinkUpMissingHeader) as err:
         harness.run()
@@ -323,7 +321,7 @@ def test_revoked_ticket_means_one_relogin_and_one_retry(harness: Harness) -> Non
     assert result["logins"] == 1 and harness.llu.logins == 2
     assert harness.llu.count("/llu/connections/") - graphs_before == 2
     harness.llu.revoke_tokens()
-    harness.llu.fail_next(2, status=401, body=(FIXTURES / "error-401-invalid-jwt.json").read_bytes(),
+    harness.llu.fail_next(2, status=401, body=fixture_bytes("error-401-invalid-jwt.json"),
                           path="/llu/connections/")
     harness.tick(300)
     with pytest.raises(errors.LinkUpUnauthorized):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,9 +14,9 @@ import pytest
 from linkup_sync import errors
 from tests.integration.conftest import LogCapture
 from tests.integration.harness import EMAIL, PASSWORD, Harness
+from tests.support.librelinkup import fixture_bytes
 from tests.template.test_alarms import METRIC_CONTRACT
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "librelinkup"
 Metric = tuple[str, tuple[str, ...], float, dict[str, Any]]
 
 
@@ -100,7 +99,7 @@ def version(h: Harness) -> None:
 
 def locked(h: Harness) -> None:
     h.llu.revoke_tokens()
-    h.llu.fail_next(1, status=200, body=(FIXTURES / "login-locked.json").read_bytes(), path="/llu/auth/login")
+    h.llu.fail_next(1, status=200, body=fixture_bytes("login-locked.json"), path="/llu/auth/login")
 
 
 def rate_limited(h: Harness) -> None:

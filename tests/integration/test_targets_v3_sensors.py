@@ -25,6 +25,16 @@ def jwt_requests(ns: NightscoutStandIn) -> int:
     return ns.count("/api/v2/authorization/request/")
 
 
+def forget_uploads(harness: Harness) -> None:
+    """Drop every target's upload ledger from the stored state, so every reading is sent again."""
+    table = harness.env["STATE_TABLE_NAME"]
+    ddb = boto3.client("dynamodb", endpoint_url=harness.moto_endpoint)
+    for item in ddb.scan(TableName=table)["Items"]:
+        if item["sk"]["S"].startswith("target#"):
+            ddb.update_item(TableName=table, Key={"pk": item["pk"], "sk": item["sk"]},
+                            UpdateExpression="REMOVE uploaded, #r", ExpressionAttributeNames={"#r": "rev"})
+
+
 def test_v3_six_hours_clean_series_and_one_jwt_per_8_hours(harness: Harness) -> None:
     harness.llu.add_patient(EMAIL)
     harness.provision(ns_token=v3_token(harness.ns), NIGHTSCOUT_API_V3="true")
@@ -51,12 +61,7 @@ def test_v3_reupload_is_deduplicated_not_duplicated(harness: Harness) -> None:
     harness.run()
     count = len(harness.ns.sgv_entries())
     # lose the ledger (as after a crash between upload and state write): everything is sent again
-    table = harness.env["STATE_TABLE_NAME"]
-    ddb = boto3.client("dynamodb", endpoint_url=harness.moto_endpoint)
-    for item in ddb.scan(TableName=table)["Items"]:
-        if item["sk"]["S"].startswith("target#"):
-            ddb.update_item(TableName=table, Key={"pk": item["pk"], "sk": item["sk"]},
-                            UpdateExpression="REMOVE uploaded, #r", ExpressionAttributeNames={"#r": "rev"})
+    forget_uploads(harness)
     harness.run()
     assert len(harness.ns.sgv_entries()) == count
     assert harness.ns.duplicates() == []
@@ -66,12 +71,7 @@ def test_v3_token_without_update_permission_explains_the_role(harness: Harness) 
     harness.llu.add_patient(EMAIL)
     harness.provision(ns_token=v3_token(harness.ns, update=False), NIGHTSCOUT_API_V3="true")
     harness.run()
-    table = harness.env["STATE_TABLE_NAME"]
-    ddb = boto3.client("dynamodb", endpoint_url=harness.moto_endpoint)
-    for item in ddb.scan(TableName=table)["Items"]:
-        if item["sk"]["S"].startswith("target#"):
-            ddb.update_item(TableName=table, Key={"pk": item["pk"], "sk": item["sk"]},
-                            UpdateExpression="REMOVE uploaded, #r", ExpressionAttributeNames={"#r": "rev"})
+    forget_uploads(harness)
     with pytest.raises(errors.NightscoutRejected) as err:
         harness.run()
     assert "api:entries:update" in str(err.value)

@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,18 +39,12 @@ from tools.simulators.librelinkup import (
     trend_arrow_for_rate,
 )
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "librelinkup"
+from tests.support.librelinkup import ACCOUNT_ID, EMAIL, PATIENT, USER_ID, fixture_bytes, fixture_json
+
 NOW = 1764190882.0  # 2025-11-26T21:01:22Z, the fixtures' scenario
-EMAIL = "fiona.follower@example.invalid"
 PASSWORD = "correct horse"
-USER_ID = "3f1c2a9e-5b7d-4e21-9c3a-7d2e8f6a1b04"
-ACCOUNT_ID = "bce7bb60a76afe72032429e3fc36dce9524a9d51cf0e507220cfa81a8dba91dd"
 HEADERS = {"product": "llu.ios", "version": "4.16.0", "Content-Type": "application/json"}
 TS_RE = re.compile(r"^([1-9]|1[0-2])/([1-9]|[12]\d|3[01])/\d{4} ([1-9]|1[0-2]):[0-5]\d:[0-5]\d (AM|PM)$")
-
-
-def fixture(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -147,7 +140,7 @@ def acc(sim: LinkUpSimulator) -> Any:
 
 @pytest.fixture
 def pat(sim: LinkUpSimulator, acc: Any) -> SimPatient:
-    return sim.add_patient(EMAIL, patient_id="8b6e4d2c-1a3f-4c5e-9d7b-2f0a6c8e4b13")
+    return sim.add_patient(EMAIL, patient_id=PATIENT)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -278,7 +271,7 @@ def test_login_ok_shape_and_token(sim: LinkUpSimulator, acc: Any) -> None:
     r = login(sim)
     assert r.status == 200 and r.headers["content-type"].startswith("application/json")
     body = r.body
-    assert shape(body) == shape(fixture("login-ok.json"))
+    assert shape(body) == shape(fixture_json("login-ok.json"))
     assert body["data"]["user"]["id"] == USER_ID
     ticket = body["data"]["authTicket"]
     assert ticket["expires"] == int(NOW) + 15552000 and ticket["duration"] == 15552000000
@@ -299,7 +292,7 @@ def test_login_requires_product_and_version_but_is_not_version_gated(sim: LinkUp
     for drop in ("product", "version"):
         hdrs = {k: v for k, v in HEADERS.items() if k != drop}
         r = login(sim, base_headers=False, headers=hdrs)
-        assert (r.status, r.body) == (400, fixture("error-400-required-header-missing.json"))
+        assert (r.status, r.body) == (400, fixture_json("error-400-required-header-missing.json"))
     r = login(sim, headers={"version": "4.2.1", "product": "llu.android"})
     assert r.status == 200 and r.body["status"] == 0
     assert sim.decode_token(r.body["data"]["authTicket"]["token"])["s"] == "llu.android"
@@ -309,7 +302,7 @@ def test_login_requires_product_and_version_but_is_not_version_gated(sim: LinkUp
 
 
 def test_bad_credentials_and_unknown_email(sim: LinkUpSimulator, acc: Any) -> None:
-    bad = fixture("login-bad-credentials.json")
+    bad = fixture_json("login-bad-credentials.json")
     assert (login(sim, password="nope").status, login(sim, password="nope").body) == (200, bad)
     assert login(sim, email="nobody@example.invalid").body == bad
     sim.bad_credentials_message = "incorrect username/password"
@@ -317,7 +310,7 @@ def test_bad_credentials_and_unknown_email(sim: LinkUpSimulator, acc: Any) -> No
 
 
 def test_lockout_after_three_failures_within_60s(sim: LinkUpSimulator, clock: VirtualClock, acc: Any) -> None:
-    locked = fixture("login-locked.json")
+    locked = fixture_json("login-locked.json")
     assert login(sim, password="x").body["status"] == 2
     clock.advance(10)
     assert login(sim, password="x").body["status"] == 2
@@ -350,7 +343,7 @@ def test_redirect_to_home_region(sim: LinkUpSimulator, acc: Any) -> None:
     for region in ("eu", "global", "de"):
         r = login(sim, "gb@example.invalid", "pw", region=region)
         assert (r.status, r.body) == (200, {"status": 0, "data": {"redirect": True, "region": "eu2"}})
-        assert shape(r.body) == shape(fixture("login-redirect.json"))
+        assert shape(r.body) == shape(fixture_json("login-redirect.json"))
     r = login(sim, "gb@example.invalid", "pw", region="eu2")
     assert r.body["status"] == 0
     assert sim.decode_token(r.body["data"]["authTicket"]["token"])["region"] == "eu2"
@@ -361,8 +354,8 @@ def test_redirect_to_home_region(sim: LinkUpSimulator, acc: Any) -> None:
 def test_steps_tou_then_pp_then_ok(sim: LinkUpSimulator, clock: VirtualClock) -> None:
     sim.add_account(EMAIL, PASSWORD, user_id=USER_ID, pending_steps=["tou", "pp"])
     r = login(sim)
-    assert r.body["status"] == 4 and shape(r.body) == shape(fixture("login-tou.json"))
-    assert r.body["data"]["step"] == fixture("login-tou.json")["data"]["step"]
+    assert r.body["status"] == 4 and shape(r.body) == shape(fixture_json("login-tou.json"))
+    assert r.body["data"]["step"] == fixture_json("login-tou.json")["data"]["step"]
     assert "id" not in r.body["data"]["user"]
     t = r.body["data"]["authTicket"]
     assert t["duration"] == 3600000 and t["expires"] == int(NOW) + 3600
@@ -371,18 +364,18 @@ def test_steps_tou_then_pp_then_ok(sim: LinkUpSimulator, clock: VirtualClock) ->
     # a step token is useless on data endpoints
     assert call(sim, "GET", "/llu/connections", token=step_tok).status == 401
     # wrong type, missing or login token → 401
-    invalid = fixture("error-401-invalid-jwt.json")
+    invalid = fixture_json("error-401-invalid-jwt.json")
     r = call(sim, "POST", "/auth/continue/pp", token=step_tok, account_id=None)
     assert (r.status, r.body) == (401, invalid)
     assert call(sim, "POST", "/auth/continue/tou", account_id=None).status == 401
     r = call(sim, "POST", "/auth/continue/tou", token=step_tok, account_id=None)
     assert r.status == 200 and r.body["status"] == 4
-    assert r.body["data"]["step"] == fixture("login-pp.json")["data"]["step"]
+    assert r.body["data"]["step"] == fixture_json("login-pp.json")["data"]["step"]
     assert call(sim, "POST", "/auth/continue/tou", token=step_tok, account_id=None).status == 401  # already taken
     clock.advance(30)
     r = call(sim, "POST", "/auth/continue/pp", token=r.body["data"]["authTicket"]["token"], account_id=None)
     assert r.status == 200 and r.body["status"] == 0
-    assert shape(r.body) == shape(fixture("auth-continue-ok.json"))
+    assert shape(r.body) == shape(fixture_json("auth-continue-ok.json"))
     assert r.body["data"]["user"]["consents"]["llu"]["policyAccept"] == int(NOW) + 30
     ok_token = r.body["data"]["authTicket"]["token"]
     assert call(sim, "GET", "/llu/connections", token=ok_token).status == 200
@@ -400,7 +393,7 @@ def test_step_token_expires_after_one_hour(sim: LinkUpSimulator, clock: VirtualC
 def test_verify_email_cannot_be_continued(sim: LinkUpSimulator, acc: Any) -> None:
     sim.force_steps(EMAIL, ["verifyEmail"])
     r = login(sim)
-    assert r.body["status"] == 4 and shape(r.body) == shape(fixture("login-verify-email.json"))
+    assert r.body["status"] == 4 and shape(r.body) == shape(fixture_json("login-verify-email.json"))
     assert r.body["data"]["step"] == {"type": "verifyEmail", "componentName": "VerifyEmail", "props": {"email": EMAIL}}
     tok = r.body["data"]["authTicket"]["token"]
     assert call(sim, "POST", "/auth/continue/verifyEmail", token=tok, account_id=None).status == 401
@@ -419,24 +412,24 @@ def test_check_order(sim: LinkUpSimulator, acc: Any, pat: SimPatient) -> None:
     sim.set_maintenance(True)
     sim.set_min_version("4.17.0")
     r = call(sim, "GET", path, base_headers=True, account_id=None)
-    assert (r.status, r.body) == (911, fixture("error-maintenance-911.json"))
+    assert (r.status, r.body) == (911, fixture_json("error-maintenance-911.json"))
     sim.set_maintenance(False)
     r = call(sim, "GET", path)
     assert (r.status, r.body) == (403, {"data": {"minimumVersion": "4.17.0"}, "status": 920})
     sim.set_min_version("4.16.0")
     r = call(sim, "GET", path)
-    assert (r.status, r.body) == (401, fixture("error-401-invalid-jwt.json"))
+    assert (r.status, r.body) == (401, fixture_json("error-401-invalid-jwt.json"))
     for aid in (None, ""):
         r = call(sim, "GET", path, token=tok, account_id=aid)
-        assert (r.status, r.body) == (400, fixture("error-400-required-header-missing.json"))
+        assert (r.status, r.body) == (400, fixture_json("error-400-required-header-missing.json"))
     r = call(sim, "GET", path, token=tok, account_id=account_id_hash(pat.id))  # the classic mistake
-    assert (r.status, r.body) == (401, fixture("error-401-invalid-jwt.json"))
+    assert (r.status, r.body) == (401, fixture_json("error-401-invalid-jwt.json"))
     sim.set_wrong_account_id_status(400)
     assert call(sim, "GET", path, token=tok, account_id=ACCOUNT_ID.upper()).status == 400
     r = call(sim, "GET", path, token=tok, region="de")  # foreign host
-    assert (r.status, r.body) == (200, fixture("error-couldnotloadpatient.json"))
+    assert (r.status, r.body) == (200, fixture_json("error-couldnotloadpatient.json"))
     r = call(sim, "GET", "/llu/connections/00000000-0000-4000-8000-000000000000/graph", token=tok)
-    assert (r.status, r.body) == (200, fixture("error-couldnotloadpatient.json"))
+    assert (r.status, r.body) == (200, fixture_json("error-couldnotloadpatient.json"))
     assert call(sim, "GET", f"/llu/connections/{pat.id}/logbook", token=tok, region="us").body["status"] == 4
     r = call(sim, "GET", path, token=tok)
     assert r.status == 200 and r.body["status"] == 0 and "ticket" in r.body
@@ -457,7 +450,7 @@ def test_foreign_host_connections_configurable(sim: LinkUpSimulator, acc: Any, p
     tok = token_of(sim)
     assert call(sim, "GET", "/llu/connections", token=tok, region="de").body["status"] == 0
     sim.foreign_host_blocks_all = True
-    assert call(sim, "GET", "/llu/connections", token=tok, region="de").body == fixture(
+    assert call(sim, "GET", "/llu/connections", token=tok, region="de").body == fixture_json(
         "error-couldnotloadpatient.json"
     )
 
@@ -509,7 +502,7 @@ def test_account_id_vector_over_http(sim: LinkUpSimulator, acc: Any) -> None:
 
 def test_connections_shape(sim: LinkUpSimulator, acc: Any, pat: SimPatient) -> None:
     r = call(sim, "GET", "/llu/connections", token=token_of(sim))
-    assert shape(r.body) == shape(fixture("connections.json"))
+    assert shape(r.body) == shape(fixture_json("connections.json"))
     conn = r.body["data"][0]
     assert conn["patientId"] == pat.id and conn["firstName"] == "Pat" and conn["uom"] == 1
     assert conn["glucoseItem"] == conn["glucoseMeasurement"]
@@ -524,7 +517,7 @@ def test_connections_shape(sim: LinkUpSimulator, acc: Any, pat: SimPatient) -> N
 def test_connections_empty_and_two_patients(sim: LinkUpSimulator, acc: Any) -> None:
     tok = token_of(sim)
     r = call(sim, "GET", "/llu/connections", token=tok)
-    assert r.body["data"] == [] and shape(r.body) == shape(fixture("connections-empty.json"))
+    assert r.body["data"] == [] and shape(r.body) == shape(fixture_json("connections-empty.json"))
     a = sim.add_patient(EMAIL, first_name="Pat")
     b = sim.add_patient(EMAIL, first_name="Sam", last_name="Sample")
     sim.sensor_null(b.id)
@@ -532,7 +525,7 @@ def test_connections_empty_and_two_patients(sim: LinkUpSimulator, acc: Any) -> N
     assert [c["patientId"] for c in data] == [a.id, b.id]
     assert data[0]["sensor"] is not None and data[1]["sensor"] is None
     assert data[1]["lastName"] == "Sample" and a.seed != b.seed  # independent curves
-    fx = fixture("connections-two-patients.json")["data"][1]
+    fx = fixture_json("connections-two-patients.json")["data"][1]
     assert set(data[1]) == set(fx) and fx["sensor"] is None
     assert set(fx["patientDevice"]) <= set(data[1]["patientDevice"])  # the fixture's 2nd device omits l/h
 
@@ -559,7 +552,7 @@ def test_shuffle_connections(sim: LinkUpSimulator, acc: Any) -> None:
 def test_graph_shape_window_lag_spacing(sim: LinkUpSimulator, acc: Any, pat: SimPatient) -> None:
     r = graph(sim, token_of(sim), pat.id)
     body = r.body
-    assert shape(body) == shape(fixture("graph.json"))
+    assert shape(body) == shape(fixture_json("graph.json"))
     data = body["data"]
     assert list(data) == ["connection", "activeSensors", "graphData"]
     assert data["activeSensors"][0]["sensor"]["deviceId"] == data["activeSensors"][0]["device"]["did"]
@@ -665,7 +658,7 @@ def test_mmol_patient(sim: LinkUpSimulator, acc: Any) -> None:
     p = sim.add_patient(EMAIL, units="mmol")
     tok = token_of(sim)
     conn = call(sim, "GET", "/llu/connections", token=tok).body["data"][0]
-    assert shape(conn) == shape(fixture("connections-mmol.json")["data"][0])
+    assert shape(conn) == shape(fixture_json("connections-mmol.json")["data"][0])
     assert conn["uom"] == 0 and conn["targetLow"] == 70 and conn["targetHigh"] == 180
     data = graph(sim, tok, p.id).body["data"]
     for it in [data["connection"]["glucoseMeasurement"], *data["graphData"]]:
@@ -731,7 +724,7 @@ def test_sensor_and_graph_switches(sim: LinkUpSimulator, acc: Any, pat: SimPatie
     sim.no_active_sensors(pat.id)
     sim.empty_graph(pat.id)
     body = graph(sim, tok, pat.id).body
-    assert shape(body) == shape(fixture("graph-no-data.json"))
+    assert shape(body) == shape(fixture_json("graph-no-data.json"))
     d = body["data"]
     assert d["connection"]["sensor"] is None and d["activeSensors"] == [] and d["graphData"] == []
     assert "glucoseMeasurement" in d["connection"]  # the current reading is still there
@@ -779,7 +772,7 @@ def test_rate_limit_html(sim: LinkUpSimulator, acc: Any) -> None:
     for _ in range(2):
         r = login(sim)
         assert r.status == 429 and r.headers["content-type"].startswith("text/html")
-        assert r.raw == (FIXTURES / "cloudflare-1015.html").read_bytes() == CLOUDFLARE_1015_HTML.encode()
+        assert r.raw == fixture_bytes("cloudflare-1015.html") == CLOUDFLARE_1015_HTML.encode()
         assert r.headers["retry-after"] == "120"
     assert login(sim).status == 200
     assert sim.logins == 3  # faulted logins count as received
@@ -892,7 +885,7 @@ def test_logbook(sim: LinkUpSimulator, acc: Any, pat: SimPatient) -> None:
     body = call(sim, "GET", f"/llu/connections/{pat.id}/logbook", token=token_of(sim)).body
     items = body["data"]
     assert body["status"] == 0 and "ticket" in body and items
-    fx = fixture("logbook.json")["data"]
+    fx = fixture_json("logbook.json")["data"]
     alarm_shape = shape(next(i for i in fx if i["type"] == 3))
     entry_shape = shape(next(i for i in fx if i["type"] == 1))
     times = [ts(i["FactoryTimestamp"]) for i in items]
@@ -908,17 +901,17 @@ def test_logbook(sim: LinkUpSimulator, acc: Any, pat: SimPatient) -> None:
 def test_account_user_notifications_country(sim: LinkUpSimulator, acc: Any, pat: SimPatient) -> None:
     tok = token_of(sim)
     r = call(sim, "GET", "/account", token=tok)
-    assert shape(r.body) == shape(fixture("account.json"))
+    assert shape(r.body) == shape(fixture_json("account.json"))
     r = call(sim, "GET", "/user", token=tok)
     assert r.body["data"]["user"]["id"] == USER_ID and "ticket" in r.body
     r = call(sim, "GET", f"/llu/notifications/settings/{pat.connection_id}", token=tok)
-    assert shape(r.body) == shape(fixture("notifications-settings.json"))
+    assert shape(r.body) == shape(fixture_json("notifications-settings.json"))
     assert r.body["data"]["connectionId"] == pat.connection_id
     assert call(sim, "GET", f"/llu/notifications/settings/{pat.id}", token=tok).body["status"] == 4
     sim.set_min_version("4.17.0")
     r = call(sim, "GET", "/llu/config/country?country=GB", base_headers=False)  # no auth needed
     d = r.body["data"]
-    fx = fixture("config-country.json")["data"]
+    fx = fixture_json("config-country.json")["data"]
     assert set(d) == set(fx) and d["MinVersion"] == "4.17.0"
     assert d["lslApi"] == f"{sim.url('eu2')}/"
     assert set(fx["regionalMap"]) <= set(d["regionalMap"])

@@ -2,7 +2,7 @@
 
 Replies with queued (status, headers, body) tuples in order and records every request (method, path,
 headers, body). A queued `HANG` never answers (until the server stops). Serves the recorded LibreLink Up
-fixtures with the status and content type given in tests/fixtures/librelinkup/index.json.
+fixtures (tests/support/librelinkup.py) with the status and content type given in their index.json.
 """
 
 from __future__ import annotations
@@ -13,26 +13,11 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "librelinkup"
-_INDEX: dict[str, Any] = json.loads((FIXTURES / "index.json").read_text(encoding="utf-8"))["files"]
+from tests.support.librelinkup import fixture_bytes, fixture_meta
 
 HANG = "hang"
-
-
-def fixture_bytes(name: str) -> bytes:
-    return (FIXTURES / name).read_bytes()
-
-
-def fixture_json(name: str) -> Any:
-    return json.loads(fixture_bytes(name))
-
-
-def fixture_meta(name: str) -> tuple[int, str]:
-    meta = _INDEX[name]
-    return int(meta["http_status"]), str(meta["content_type"])
 
 
 @dataclass

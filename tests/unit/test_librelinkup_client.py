@@ -33,13 +33,10 @@ from linkup_sync.http import Deadline, check_url_scheme, make_pool
 from linkup_sync.librelinkup import LinkUpClient
 from linkup_sync.librelinkup.client import DEFAULT_USER_AGENT
 from linkup_sync.ports import Ticket
+from tests.support.librelinkup import ACCOUNT_ID, EMAIL, PATIENT, USER_ID, fixture_json
 
-from ._stub_server import StubServer, fixture_json
+from ._stub_server import StubServer
 
-USER_ID = "3f1c2a9e-5b7d-4e21-9c3a-7d2e8f6a1b04"
-ACCOUNT_ID = "bce7bb60a76afe72032429e3fc36dce9524a9d51cf0e507220cfa81a8dba91dd"
-PATIENT = "8b6e4d2c-1a3f-4c5e-9d7b-2f0a6c8e4b13"
-EMAIL = "fiona.follower@example.invalid"
 PASSWORD = "Pa55w0rd-super-secret!"
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.test-token-for-unit-tests.sig"
 TICKET = Ticket(token=TOKEN, expires=1779742882, user_id=USER_ID, account_id=ACCOUNT_ID, region="eu")

@@ -42,12 +42,15 @@ from linkup_sync.librelinkup.regions import (
     redirect_region,
 )
 from linkup_sync.readings import NOT_COMPUTABLE
-
-from ._stub_server import _INDEX, fixture_bytes, fixture_json, fixture_meta
-
-PATIENT = "8b6e4d2c-1a3f-4c5e-9d7b-2f0a6c8e4b13"
-USER_ID = "3f1c2a9e-5b7d-4e21-9c3a-7d2e8f6a1b04"
-ACCOUNT_ID = "bce7bb60a76afe72032429e3fc36dce9524a9d51cf0e507220cfa81a8dba91dd"
+from tests.support.librelinkup import (
+    ACCOUNT_ID,
+    INDEX,
+    PATIENT,
+    USER_ID,
+    fixture_bytes,
+    fixture_json,
+    fixture_meta,
+)
 
 
 def utc_s(year: int, month: int, day: int, hour: int, minute: int, second: int) -> int:
@@ -413,7 +416,7 @@ EXPECTED: dict[str, Any] = {
 
 
 def test_every_fixture_is_listed() -> None:
-    assert set(EXPECTED) == set(_INDEX)
+    assert set(EXPECTED) == set(INDEX)
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,27 +18,17 @@ from linkup_sync.nightscout.treatments import (
     sensor_start_v1,
     sensor_start_v3,
 )
+from tests.support import nightscout
+from tests.support.nightscout import SECRET
 
-T0_S = 1_795_730_978.0  # 2026-11-26T22:09:38Z
 ACTIVATED = 1_795_000_000  # Unix seconds, 2026-11-18T11:06:40Z
 ACTIVATED_ISO = "2026-11-18T11:06:40.000Z"
-SECRET = "test-secret-123456"
 SERIAL = "3MH00A1B2C3"
 POOL = urllib3.PoolManager(maxsize=4, retries=False)
 
 
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock(T0_S)
-
-
-@pytest.fixture
-def ns(clock: VirtualClock) -> Iterator[NightscoutStandIn]:
-    server = NightscoutStandIn(clock).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+clock = nightscout.clock
+ns = nightscout.ns
 
 
 def v1(ns: NightscoutStandIn, token: str = SECRET, **kw: Any) -> NightscoutV1:

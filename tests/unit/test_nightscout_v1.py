@@ -308,6 +308,17 @@ def test_excerpt_is_short_and_redacted(stub: StubServer) -> None:
     assert len(msg) < 300 and "<p>" not in msg and "\x00" not in msg
 
 
+def test_excerpt_redacts_what_v3_redacts(stub: StubServer) -> None:
+    # v1 and v3 share one excerpt: JWT-shaped strings and runs of 16 or more hex digits are removed too.
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+    stub.add(400, f"id 0123456789abcdef0123 jwt {jwt} end")
+    with pytest.raises(NightscoutRejected) as exc:
+        ns(stub).upload([reading(0)])
+    msg = str(exc.value)
+    assert "0123456789abcdef0123" not in msg and jwt not in msg
+    assert "id [redacted] jwt [redacted] end" in msg
+
+
 def test_timeout_within_deadline(stub: StubServer) -> None:
     stub.hang()
     client = ns(stub, deadline=Deadline(time.monotonic, 1.0))

@@ -6,7 +6,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -25,12 +25,12 @@ from linkup_sync.http import Deadline
 from linkup_sync.nightscout import NightscoutV1, NightscoutV3, is_access_token
 from linkup_sync.nightscout.v3 import JWT_RENEW_MARGIN_S
 from linkup_sync.readings import Reading
+from tests.support import nightscout
+from tests.support.nightscout import SECRET, T0_S
 
 from ._stub_server import StubServer
 
-T0_S = 1_795_730_978.0  # 2026-11-26T22:09:38Z
 T0 = 1_795_730_378_000  # first reading, 2026-11-26T21:59:38.000Z
-SECRET = "test-secret-123456"
 JWT_PATH = "/api/v2/authorization/request/"
 V3_ROLE = ["api:entries:create", "api:entries:read", "api:entries:update"]
 
@@ -79,18 +79,8 @@ class Pool(urllib3.PoolManager):
                 self.in_flight -= 1
 
 
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock(T0_S)
-
-
-@pytest.fixture
-def ns(clock: VirtualClock) -> Iterator[NightscoutStandIn]:
-    server = NightscoutStandIn(clock).start()
-    try:
-        yield server
-    finally:
-        server.stop()
+clock = nightscout.clock
+ns = nightscout.ns
 
 
 def v3_token(ns: NightscoutStandIn, name: str = "bridge-v3") -> str:

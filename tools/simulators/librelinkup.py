@@ -21,7 +21,6 @@ Ground truth for tests: :meth:`SimPatient.samples_between` (the per-minute senso
 from __future__ import annotations
 
 import base64
-import contextlib
 import gzip
 import hashlib
 import hmac
@@ -29,19 +28,18 @@ import json
 import math
 import random
 import re
-import socket
-import threading
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from http.server import BaseHTTPRequestHandler
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
 from tools.simulators.clock import VirtualClock
+from tools.simulators.server import LoopbackServer
 
 __all__ = [
     "CLOUDFLARE_1015_HTML",
@@ -645,12 +643,15 @@ _LOCKED = {
 }
 
 
-class LinkUpSimulator:
+class LinkUpSimulator(LoopbackServer):
     """Local LibreLink Up server. Use as a context manager or call :meth:`start` / :meth:`stop`."""
+
+    _thread_name = "llu-sim"
 
     def __init__(
         self, clock: VirtualClock | Callable[[], float], *, min_version: str = "4.16.0", seed: int = 0
     ) -> None:
+        super().__init__()
         self.clock = clock
         self.seed = seed
         self.min_version = min_version
@@ -671,61 +672,22 @@ class LinkUpSimulator:
         self.served_connections: list[ServedGraph] = []
         self.accounts: dict[str, SimAccount] = {}
         self.patients: dict[str, SimPatient] = {}
-        self._lock = threading.RLock()
         self._faults: list[_Fault] = []
         self._delays: list[_Fault] = []
         self._key_generation = 0
         self._patient_counter = 0
         self._shuffle_counter = 0
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._stop_event = threading.Event()
-        self._open_sockets: set[socket.socket] = set()
-        self.port = 0
         self.url_template = ""
-        self.base_url = ""
 
     # -- lifecycle --------------------------------------------------------------------------------
 
-    def start(self) -> LinkUpSimulator:
-        if self._server is not None:
-            return self
-        self._stop_event.clear()
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
-        server.daemon_threads = True
-        server.block_on_close = False
-        self._server = server
-        self.port = server.server_address[1]
-        self.base_url = f"http://127.0.0.1:{self.port}"
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return _make_handler(self)
+
+    def start(self) -> Self:
+        super().start()
         self.url_template = self.base_url + "/{region}"
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="llu-sim", daemon=True
-        )
-        self._thread.start()
         return self
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._stop_event.set()  # releases hanging requests
-        server.shutdown()
-        server.server_close()
-        with self._lock:
-            socks = list(self._open_sockets)
-        for s in socks:  # wake handler threads blocked on idle keep-alive connections
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> LinkUpSimulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def url(self, region: str) -> str:
         """Base URL standing for the host of ``region`` (no trailing slash)."""
@@ -1488,17 +1450,13 @@ def _make_handler(sim: LinkUpSimulator) -> type[BaseHTTPRequestHandler]:
 
         def setup(self) -> None:
             super().setup()
-            with contextlib.suppress(OSError):  # headers and body go out in two writes
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with sim._lock:
-                sim._open_sockets.add(self.connection)
+            sim._connection_opened(self.connection)
 
         def finish(self) -> None:
             try:
                 super().finish()
             finally:
-                with sim._lock:
-                    sim._open_sockets.discard(self.connection)
+                sim._connection_closed(self.connection)
 
         def log_message(self, format: str, *args: Any) -> None:
             return

@@ -34,15 +34,16 @@ import json
 import math
 import re
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, TypeGuard
 from urllib.parse import parse_qsl, unquote, urlsplit
+
+from tools.simulators.server import LoopbackServer
 
 __all__ = [
     "API3_VERSION",
@@ -336,15 +337,21 @@ def _parse_iso(text: str) -> tuple[int, int] | None:
     return ms, offset
 
 
-def _parse_rfc2822(text: str) -> tuple[int, int] | None:
-    if not _RFC2822_RE.match(text):
-        return None
+def _email_datetime(text: str) -> datetime | None:
+    """An RFC 2822 / HTTP date as an aware datetime (UTC when it names no zone), or None."""
     try:
         dt = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError):
         return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt
+
+
+def _parse_rfc2822(text: str) -> tuple[int, int] | None:
+    if not _RFC2822_RE.match(text):
+        return None
+    dt = _email_datetime(text)
+    if dt is None:
+        return None
     off = dt.utcoffset()
     offset = int(off.total_seconds() // 60) if off is not None else 0
     return (dt - _EPOCH) // timedelta(milliseconds=1), offset
@@ -383,13 +390,8 @@ def _http_date(ms: int) -> str:
 def _parse_http_date(text: str | None) -> int | None:
     if not text:
         return None
-    try:
-        dt = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return (dt - _EPOCH) // timedelta(milliseconds=1)
+    dt = _email_datetime(text)
+    return None if dt is None else (dt - _EPOCH) // timedelta(milliseconds=1)
 
 
 def _v3_parse_date(value: Any) -> tuple[int, int] | None:
@@ -820,8 +822,10 @@ class _MongoError(Exception):
 # --------------------------------------------------------------------------------------------------
 
 
-class NightscoutStandIn:
+class NightscoutStandIn(LoopbackServer):
     """Local Nightscout server on 127.0.0.1. Use as a context manager or call start()/stop()."""
+
+    _thread_name = "ns-standin"
 
     def __init__(
         self,
@@ -834,6 +838,7 @@ class NightscoutStandIn:
         units: str = "mg/dl",
         name: str = "nightscout",
     ) -> None:
+        super().__init__()
         self.clock = clock
         self.api_secret = api_secret
         self.version = version
@@ -845,9 +850,6 @@ class NightscoutStandIn:
         self.name = name
         #: number of failed authentications (secret/token given but not resolvable)
         self.auth_failures = 0
-        self.base_url = ""
-        self.port = 0
-        self._lock = threading.RLock()
         self._entries: list[JsonObj] = []
         self._treatments: list[JsonObj] = []
         self._requests: list[RecordedRequest] = []
@@ -860,51 +862,11 @@ class NightscoutStandIn:
         self._delay_until: dict[str, float] = {}
         self._jwt_generation = 0
         self._oid_counter = 0
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self._stop_event = threading.Event()
-        self._open_sockets: set[socket.socket] = set()
 
     # -- lifecycle --------------------------------------------------------------------------------
 
-    def start(self) -> NightscoutStandIn:
-        if self._server is not None:
-            return self
-        self._stop_event.clear()
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
-        server.daemon_threads = True
-        server.block_on_close = False
-        self._server = server
-        self.port = int(server.server_address[1])
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="ns-standin", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._stop_event.set()  # releases every real-time hold
-        server.shutdown()
-        server.server_close()
-        with self._lock:
-            socks = list(self._open_sockets)
-        for s in socks:
-            with contextlib.suppress(OSError):
-                s.shutdown(socket.SHUT_RDWR)
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = None
-        self._thread = None
-
-    def __enter__(self) -> NightscoutStandIn:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        return _make_handler(self)
 
     # -- version-dependent behaviour ---------------------------------------------------------------
 
@@ -2227,17 +2189,12 @@ def _make_handler(standin: NightscoutStandIn) -> type[BaseHTTPRequestHandler]:
 
         def setup(self) -> None:
             super().setup()
-            # answer at once: without this every reply waits ~40 ms for the client's delayed ACK
-            with contextlib.suppress(OSError):
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            with standin._lock:
-                standin._open_sockets.add(self.connection)
+            standin._connection_opened(self.connection)
 
         def finish(self) -> None:
             with contextlib.suppress(OSError):
                 super().finish()
-            with standin._lock:
-                standin._open_sockets.discard(self.connection)
+            standin._connection_closed(self.connection)
 
         def log_message(self, format: str, *args: Any) -> None:
             return

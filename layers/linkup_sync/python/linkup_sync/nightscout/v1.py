@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import urllib3
 
-from ..errors import (
-    NightscoutError,
-    NightscoutPartialUpload,
-    NightscoutRejected,
-    NightscoutUnauthorized,
-    NightscoutUnreachable,
-)
-from ..http import Deadline, TransportError, make_pool, send
+from ..errors import NightscoutError, NightscoutPartialUpload, NightscoutUnauthorized
+from ..http import Deadline, make_pool
 from ..readings import Reading
 from .auth import api_secret_header
+from .transport import JSON_HEADERS, NightscoutTransport, json_or_none
 from .treatments import sensor_start_v1
-from .url import normalize_nightscout_url
 
 MAX_BATCH = 288  # one day at 5-minute spacing; keeps bodies far below Nightscout's limits
 _ENTRIES_PATH = "/api/v1/entries.json"
@@ -31,14 +23,19 @@ _TREATMENTS_UNAUTHORIZED = (
     "readings: the role of the token in NIGHTSCOUT_API_TOKEN must also have api:treatments:create and "
     "api:treatments:read (add them in Admin Tools), or use the site's API_SECRET."
 )
-_NOT_NIGHTSCOUT = (
-    "the answer was not a list of entries, so NIGHTSCOUT_URL probably does not point to a Nightscout site "
-    "(or a proxy/login page is in front of it). Open {url}/api/v1/status.json in a browser to check"
-)
 
 
-class NightscoutV1:
+class NightscoutV1(NightscoutTransport):
     """Uploads readings with `POST /api/v1/entries.json` (bulk, idempotent upsert on date+type)."""
+
+    _NOT_NIGHTSCOUT = (
+        "the answer was not a list of entries, so NIGHTSCOUT_URL probably does not point to a Nightscout site "
+        "(or a proxy/login page is in front of it). Open {url}/api/v1/status.json in a browser to check"
+    )
+    _TOO_LARGE = (
+        "the site refused the upload as too large (HTTP 413). This happens when SECURE_CSP=true "
+        "limits request bodies to 100 kB; the bridge sends at most 288 readings per request."
+    )
 
     def __init__(
         self,
@@ -49,13 +46,10 @@ class NightscoutV1:
         deadline: Deadline | None = None,
         device: str = "linkup-sync",
     ) -> None:
-        self.base_url = normalize_nightscout_url(base_url)
+        super().__init__(base_url=base_url, deadline=deadline, device=device)
         self._secret = api_secret_header(token)
         self._raw_token = token.strip()
         self.pool = pool if pool is not None else make_pool()
-        self.deadline = deadline
-        self.device = device
-        self.requests_made = 0
 
     def __repr__(self) -> str:
         return f"NightscoutV1(base_url={self.base_url!r}, device={self.device!r})"
@@ -109,72 +103,19 @@ class NightscoutV1:
 
     # --- transport -------------------------------------------------------------------------------
 
+    def _secrets(self) -> tuple[str | None, ...]:
+        return (self._secret, self._raw_token)
+
     def _post(self, entries: list[dict[str, Any]], *, path: str = _ENTRIES_PATH, kind: str = "entries") -> None:
         what = "the Sensor Start treatment" if kind == "treatments" else "the readings"
-        if self.deadline is not None:
-            timeout = self.deadline.timeout(error=NightscoutUnreachable("the run's time budget is used up"))
-        else:
-            timeout = urllib3.Timeout(connect=3.05, read=10.0)
-        headers = {
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "api-secret": self._secret,
-        }
+        headers = {**JSON_HEADERS, "api-secret": self._secret}
         body = json.dumps(entries, separators=(",", ":")).encode("utf-8")
-        self.requests_made += 1
-        try:
-            url = self.base_url + path
-            result = send(self.pool, "POST", url, headers=headers, body=body, timeout=timeout)
-        except TransportError as exc:
-            detail = "no answer in time" if exc.kind == "timeout" else exc.detail
-            raise NightscoutUnreachable(detail) from None
+        result = self._send("POST", path, body, headers)
         status = result.status
         if status == 200:
-            try:
-                parsed = json.loads(result.data)
-            except (ValueError, UnicodeDecodeError):
-                parsed = None
-            if isinstance(parsed, list):
+            if isinstance(json_or_none(result.data), list):
                 return
-            raise NightscoutRejected(_NOT_NIGHTSCOUT.format(url=self.base_url), what=what)
+            raise self._not_nightscout(what)
         if status == 401:
             raise NightscoutUnauthorized(_TREATMENTS_UNAUTHORIZED if kind == "treatments" else None)
-        if status in (301, 302, 303, 307, 308):
-            raise NightscoutRejected(self._redirect_text(result.headers.get("location", "")), what=what)
-        if status == 413:
-            raise NightscoutRejected(
-                "the site refused the upload as too large (HTTP 413). This happens when SECURE_CSP=true "
-                "limits request bodies to 100 kB; the bridge sends at most 288 readings per request.",
-                what=what,
-            )
-        if 500 <= status <= 599:
-            raise NightscoutUnreachable(f"HTTP {status}: {self._excerpt(result.data)}")
-        if 400 <= status <= 499:
-            raise NightscoutRejected(f"HTTP {status}: {self._excerpt(result.data)}", what=what)
-        raise NightscoutRejected(
-            f"unexpected HTTP {status}; " + _NOT_NIGHTSCOUT.format(url=self.base_url), what=what
-        )
-
-    def _redirect_text(self, location: str) -> str:
-        target = urlsplit(location)
-        if target.scheme.lower() == "https" and self.base_url.startswith("http://"):
-            return "the site redirects to https: fix NIGHTSCOUT_URL to start with https://."
-        where = f" ({target.scheme}://{target.hostname})" if target.scheme and target.hostname else ""
-        return (
-            f"the site redirects to another address{where}: fix NIGHTSCOUT_URL (it redirects to https or "
-            "another host; use the final https:// address of the site)."
-        )
-
-    def _excerpt(self, data: bytes, limit: int = 160) -> str:
-        """A short, single-line, tag-free piece of the body with anything secret-looking removed."""
-        text = data[:4096].decode("utf-8", errors="replace")
-        text = re.sub(r"<[^>]*>", " ", text)
-        for secret in (self._secret, self._raw_token):
-            if secret:
-                text = text.replace(secret, "[redacted]")
-        text = re.sub(r"[0-9a-fA-F]{32,}", "[redacted]", text)
-        text = "".join(ch if ch.isprintable() else " " for ch in text)
-        text = re.sub(r"\s+", " ", text).strip()
-        if not text:
-            return "empty body"
-        return text if len(text) <= limit else text[: limit - 1] + "…"
+        raise self._failure(result, what)

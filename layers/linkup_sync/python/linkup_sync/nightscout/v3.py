@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import urllib3
 
@@ -31,12 +31,11 @@ from ..errors import (
     NightscoutPartialUpload,
     NightscoutRejected,
     NightscoutUnauthorized,
-    NightscoutUnreachable,
 )
-from ..http import Deadline, HttpResult, TransportError, make_pool, send
+from ..http import Deadline, HttpResult, make_pool
 from ..readings import Reading
+from .transport import JSON_HEADERS, NightscoutTransport, json_or_none
 from .treatments import sensor_start_v3
-from .url import normalize_nightscout_url
 
 log = logging.getLogger("linkup_sync")
 
@@ -51,7 +50,6 @@ _JWT_PATH = "/api/v2/authorization/request/"
 _ACCESS_TOKEN = re.compile(r"^[a-z0-9_]{0,10}-[0-9a-f]{16}$")
 _IMMUTABLE = re.compile(r"Field (\w+) cannot be modified by the client")
 _MISSING_PERMISSION = re.compile(r"Missing permission ((?:api:)?[a-z0-9*]+:[a-z*]+)")
-_JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
 
 NEEDS_SUBJECT_TEXT = (
     "API v3 needs an access token from Nightscout's Admin Tools, not the API_SECRET; make a subject with a "
@@ -71,10 +69,6 @@ ENTRIES_ROLE = (
 TREATMENTS_ROLE = (
     "for the Sensor Start treatment the token's role needs api:treatments:create and "
     "api:treatments:update. Add them to the role in Admin Tools, or turn the Sensor Start posting off"
-)
-_NOT_NIGHTSCOUT = (
-    "the answer was not what Nightscout's API v3 sends, so NIGHTSCOUT_URL probably does not point to a "
-    "Nightscout site (or a proxy/login page is in front of it). Open {url}/api/v3/version in a browser to check"
 )
 
 
@@ -101,8 +95,15 @@ class _Outcome:
     per_document: bool = False  # the error concerns this document only; the others are worth sending
 
 
-class NightscoutV3:
+class NightscoutV3(NightscoutTransport):
     """Uploads readings with one ``POST /api/v3/entries`` per reading, at most `parallel` in flight."""
+
+    _NOT_NIGHTSCOUT = (
+        "the answer was not what Nightscout's API v3 sends, so NIGHTSCOUT_URL probably does not point to a "
+        "Nightscout site (or a proxy/login page is in front of it). Open {url}/api/v3/version in a browser to "
+        "check"
+    )
+    _TOO_LARGE = "the site refused the request as too large (HTTP 413)"
 
     def __init__(
         self,
@@ -117,7 +118,7 @@ class NightscoutV3:
         clock: Callable[[], float] = time.time,
         parallel: int = 4,
     ) -> None:
-        self.base_url = normalize_nightscout_url(base_url)
+        super().__init__(base_url=base_url, deadline=deadline, device=device)
         if not isinstance(token, str) or not token.strip():
             raise ValueError("NIGHTSCOUT_API_TOKEN is empty; " + NEEDS_SUBJECT_TEXT + ".")
         if not is_access_token(token):
@@ -128,16 +129,12 @@ class NightscoutV3:
             raise ValueError("parallel must be at least 1")
         self._token = token.strip().lower()
         self.pool = pool if pool is not None else make_pool(maxsize=parallel)
-        self.deadline = deadline
-        self.device = device
         self.app = app
         self.jwt_cache = jwt_cache
         self.clock = clock
         self.parallel = parallel
-        self.requests_made = 0
         self._jwt: str | None = None
         self._jwt_exp = 0
-        self._lock = threading.Lock()  # requests_made
         self._jwt_lock = threading.Lock()  # one JWT exchange at a time
 
     def __repr__(self) -> str:
@@ -260,14 +257,14 @@ class NightscoutV3:
 
     def _outcome(self, result: HttpResult, role_text: str, what: str, update_means_present: bool) -> _Outcome:
         status = result.status
-        parsed = _json_or_none(result.data)
+        parsed = json_or_none(result.data)
         message = str(parsed.get("message", "")) if isinstance(parsed, dict) else ""
         if status == 201:
             return _Outcome(ok=True)
         if status == 200:
             if isinstance(parsed, dict) and parsed.get("isDeduplication"):
                 return _Outcome(ok=True)
-            return _Outcome(ok=False, error=NightscoutRejected(_NOT_NIGHTSCOUT.format(url=self.base_url), what=what))
+            return _Outcome(ok=False, error=self._not_nightscout(what))
         if status == 400:
             immutable = _IMMUTABLE.search(message)
             if immutable:
@@ -285,22 +282,13 @@ class NightscoutV3:
         return _Outcome(ok=False, error=self._failure(result, what))
 
     def _failure(self, result: HttpResult, what: str) -> NightscoutError:
-        status = result.status
-        if status in (301, 302, 303, 307, 308):
-            return NightscoutRejected(self._redirect_text(result.headers.get("location", "")), what=what)
-        if status == 404:
+        if result.status == 404:
             return NightscoutRejected(
                 f"HTTP 404 ({self._excerpt(result.data)}): this site does not offer API v3 (Nightscout 13.0 or "
                 "newer, with API v3 enabled); set NIGHTSCOUT_API_V3=false",
                 what=what,
             )
-        if status == 413:
-            return NightscoutRejected("the site refused the request as too large (HTTP 413)", what=what)
-        if 500 <= status <= 599:
-            return NightscoutUnreachable(f"HTTP {status}: {self._excerpt(result.data)}")
-        if 400 <= status <= 499:
-            return NightscoutRejected(f"HTTP {status}: {self._excerpt(result.data)}", what=what)
-        return NightscoutRejected(f"unexpected HTTP {status}; " + _NOT_NIGHTSCOUT.format(url=self.base_url), what=what)
+        return super()._failure(result, what)
 
     # --- JWT -------------------------------------------------------------------------------------------
 
@@ -332,10 +320,10 @@ class NightscoutV3:
             raise NightscoutUnauthorized(UNKNOWN_SUBJECT_TEXT)
         if result.status != 200:
             raise self._failure(result, "the access token")
-        parsed = _json_or_none(result.data)
+        parsed = json_or_none(result.data)
         jwt = parsed.get("token") if isinstance(parsed, dict) else None
         if not isinstance(jwt, str) or not jwt:
-            raise NightscoutRejected(_NOT_NIGHTSCOUT.format(url=self.base_url), what="the access token")
+            raise self._not_nightscout("the access token")
         raw_exp = parsed.get("exp") if isinstance(parsed, dict) else None
         if isinstance(raw_exp, int | float) and not isinstance(raw_exp, bool) and raw_exp > 0:
             exp = int(raw_exp)
@@ -370,55 +358,8 @@ class NightscoutV3:
 
     # --- transport -----------------------------------------------------------------------------------
 
+    def _secrets(self) -> tuple[str | None, ...]:
+        return (self._token, self._jwt)
+
     def _send_json(self, method: str, path: str, body: bytes, jwt: str) -> HttpResult:
-        headers = {
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "Authorization": f"Bearer {jwt}",
-        }
-        return self._send(method, path, body, headers)
-
-    def _send(self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]) -> HttpResult:
-        if self.deadline is not None:
-            timeout = self.deadline.timeout(error=NightscoutUnreachable("the run's time budget is used up"))
-        else:
-            timeout = urllib3.Timeout(connect=3.05, read=10.0)
-        with self._lock:
-            self.requests_made += 1
-        try:
-            return send(self.pool, method, self.base_url + path, headers=headers, body=body, timeout=timeout)
-        except TransportError as exc:
-            detail = "no answer in time" if exc.kind == "timeout" else exc.detail
-            raise NightscoutUnreachable(detail) from None
-
-    def _redirect_text(self, location: str) -> str:
-        target = urlsplit(location)
-        if target.scheme.lower() == "https" and self.base_url.startswith("http://"):
-            return "the site redirects to https: fix NIGHTSCOUT_URL to start with https://."
-        where = f" ({target.scheme}://{target.hostname})" if target.scheme and target.hostname else ""
-        return (
-            f"the site redirects to another address{where}: fix NIGHTSCOUT_URL (it redirects to https or "
-            "another host; use the final https:// address of the site)."
-        )
-
-    def _excerpt(self, data: bytes, limit: int = 160) -> str:
-        """A short, single-line, tag-free piece of the body with anything secret-looking removed."""
-        text = data[:4096].decode("utf-8", errors="replace")
-        text = re.sub(r"<[^>]*>", " ", text)
-        for secret in (self._token, self._jwt):
-            if secret:
-                text = text.replace(secret, "[redacted]")
-        text = _JWT_SHAPE.sub("[redacted]", text)
-        text = re.sub(r"[0-9a-fA-F]{16,}", "[redacted]", text)
-        text = "".join(ch if ch.isprintable() else " " for ch in text)
-        text = re.sub(r"\s+", " ", text).strip()
-        if not text:
-            return "empty body"
-        return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _json_or_none(data: bytes) -> Any:
-    try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        return None
+        return self._send(method, path, body, {**JSON_HEADERS, "Authorization": f"Bearer {jwt}"})

@@ -1,0 +1,115 @@
+"""What the Nightscout API v1 and v3 uploaders share: one request within the run's deadline, the texts for
+redirects and failed answers, and a body excerpt with anything secret-looking removed."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Mapping
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+import urllib3
+
+from ..errors import NightscoutError, NightscoutRejected, NightscoutUnreachable
+from ..http import Deadline, HttpResult, TransportError, send
+from .url import normalize_nightscout_url
+
+JSON_HEADERS: Mapping[str, str] = {"Content-Type": "application/json", "Accept": "application/json"}
+REDIRECT_STATUSES = (301, 302, 303, 307, 308)
+_TAG = re.compile(r"<[^>]*>")
+_JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
+_HEX_RUN = re.compile(r"[0-9a-fA-F]{16,}")  # hashes, token digests, ids: never shown
+_SPACE = re.compile(r"\s+")
+
+
+def json_or_none(data: bytes) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+class NightscoutTransport:
+    """Base of NightscoutV1 and NightscoutV3: the request and the answers both treat alike.
+
+    A subclass sets `pool` and names its texts in `_NOT_NIGHTSCOUT` (with ``{url}``) and `_TOO_LARGE`, and
+    the secrets it knows in `_secrets()`.
+    """
+
+    _NOT_NIGHTSCOUT: ClassVar[str]
+    _TOO_LARGE: ClassVar[str]
+    pool: urllib3.PoolManager
+
+    def __init__(self, *, base_url: str, deadline: Deadline | None, device: str) -> None:
+        self.base_url = normalize_nightscout_url(base_url)
+        self.deadline = deadline
+        self.device = device
+        self.requests_made = 0
+        self._lock = threading.Lock()  # requests_made
+
+    def _secrets(self) -> tuple[str | None, ...]:
+        """The secret values this client knows, each removed from any text taken from an answer."""
+        raise NotImplementedError
+
+    def _send(self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]) -> HttpResult:
+        """One request, within the deadline; any failure to get an answer is a NightscoutUnreachable."""
+        if self.deadline is not None:
+            timeout = self.deadline.timeout(error=NightscoutUnreachable("the run's time budget is used up"))
+        else:
+            timeout = urllib3.Timeout(connect=3.05, read=10.0)
+        with self._lock:
+            self.requests_made += 1
+        try:
+            return send(self.pool, method, self.base_url + path, headers=headers, body=body, timeout=timeout)
+        except TransportError as exc:
+            detail = "no answer in time" if exc.kind == "timeout" else exc.detail
+            raise NightscoutUnreachable(detail) from None
+
+    def _not_nightscout(self, what: str) -> NightscoutRejected:
+        return NightscoutRejected(self._NOT_NIGHTSCOUT.format(url=self.base_url), what=what)
+
+    def _failure(self, result: HttpResult, what: str) -> NightscoutError:
+        """The error for an answer neither API version treats on its own: redirects, 413, other 4xx, 5xx."""
+        status = result.status
+        if status in REDIRECT_STATUSES:
+            return NightscoutRejected(self._redirect_text(result.headers.get("location", "")), what=what)
+        if status == 413:
+            return NightscoutRejected(self._TOO_LARGE, what=what)
+        if 500 <= status <= 599:
+            return NightscoutUnreachable(f"HTTP {status}: {self._excerpt(result.data)}")
+        if 400 <= status <= 499:
+            return NightscoutRejected(f"HTTP {status}: {self._excerpt(result.data)}", what=what)
+        return NightscoutRejected(
+            f"unexpected HTTP {status}; " + self._NOT_NIGHTSCOUT.format(url=self.base_url), what=what
+        )
+
+    def _redirect_text(self, location: str) -> str:
+        target = urlsplit(location)
+        if target.scheme.lower() == "https" and self.base_url.startswith("http://"):
+            return "the site redirects to https: fix NIGHTSCOUT_URL to start with https://."
+        where = f" ({target.scheme}://{target.hostname})" if target.scheme and target.hostname else ""
+        return (
+            f"the site redirects to another address{where}: fix NIGHTSCOUT_URL (it redirects to https or "
+            "another host; use the final https:// address of the site)."
+        )
+
+    def _excerpt(self, data: bytes, limit: int = 160) -> str:
+        """A short, single-line, tag-free piece of the body with anything secret-looking removed.
+
+        Removed: the client's own secrets, JWT-shaped strings and runs of 16 or more hex digits (hashes,
+        token digests), in that order.
+        """
+        text = data[:4096].decode("utf-8", errors="replace")
+        text = _TAG.sub(" ", text)
+        for secret in self._secrets():
+            if secret:
+                text = text.replace(secret, "[redacted]")
+        text = _JWT_SHAPE.sub("[redacted]", text)
+        text = _HEX_RUN.sub("[redacted]", text)
+        text = "".join(ch if ch.isprintable() else " " for ch in text)
+        text = _SPACE.sub(" ", text).strip()
+        if not text:
+            return "empty body"
+        return text if len(text) <= limit else text[: limit - 1] + "…"
