@@ -41,8 +41,7 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     except LinkupSyncError as exc:
         # The message is written for people and never contains a secret.
         log.error(exc.message, extra={"reason": exc.reason, "needs_person": exc.needs_person})
-        report = getattr(exc, "report", None)
-        record_failure(exc.reason, exc.needs_person, logins=report.logins if report else 0)
+        record_failure(exc.reason, exc.needs_person, getattr(exc, "report", None))
         raise
     except Exception:
         log.exception("unexpected failure: please report it with this log line")

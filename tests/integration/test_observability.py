@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from tools.simulators.nightscout import NightscoutStandIn
 
 from linkup_sync import errors
 from tests.integration.conftest import LogCapture
@@ -59,6 +60,8 @@ def test_healthy_run_metrics_and_summary_line(harness: Harness, logs: LogCapture
     metrics = emf(text)
     assert values(metrics, "ReadingsUploaded")[0] > 100 and values(metrics, "ReadingsUploaded")[1] >= 1
     assert values(metrics, "GapFilled")[0] > 100
+    assert values(metrics, "LeastReadingsUploaded") == values(metrics, "ReadingsUploaded")  # one person
+    assert values(metrics, "ReadingsUploaded", ("service", "patient")) == []  # per person only with several
     assert values(metrics, "LoginAttempts") == [1.0, 0.0]
     ages = values(metrics, "NewestReadingAgeMinutes")
     assert len(ages) == 2 and all(0 <= a < 2 for a in ages)
@@ -152,6 +155,7 @@ def test_each_failure_reason_reaches_the_metrics(harness: Harness, logs: LogCapt
     assert values(metrics, "RunFailed") == [1.0]
     assert reasons(metrics, "RunFailed") == {reason}
     assert values(metrics, "ReadingsUploaded") == [0.0]
+    assert values(metrics, "LeastReadingsUploaded") == [0.0]
     if needs_person:
         assert values(metrics, "ActionRequired") == [1.0] and reasons(metrics, "ActionRequired") == {reason}
     else:
@@ -167,3 +171,32 @@ def test_each_failure_reason_reaches_the_metrics(harness: Harness, logs: LogCapt
         assert values(metrics, "RunFailed") == []
         assert values(metrics, afterwards) == [1.0]
         assert reasons(metrics, afterwards) == {result["skipped"]}
+
+
+def test_one_stale_person_among_several_reaches_the_stale_data_metric(harness: Harness, logs: LogCapture) -> None:
+    first = harness.llu.add_patient(EMAIL, seed=1)
+    second = harness.llu.add_patient(EMAIL, seed=2)
+    other = NightscoutStandIn(harness.clock).start()
+    harness.provision()
+    harness.secret_targets([
+        {"LINK_UP_CONNECTION": first.id, "NIGHTSCOUT_URL": harness.ns.base_url,
+         "NIGHTSCOUT_API_TOKEN": harness.ns_token},
+        {"LINK_UP_CONNECTION": second.id, "NIGHTSCOUT_URL": other.base_url,
+         "NIGHTSCOUT_API_TOKEN": other.uploader_token()},
+    ])
+    for _ in range(6):
+        harness.run()
+        harness.tick(300)
+    second.offline(harness.clock() - 290, harness.clock() + 7200)  # the second person's phone stops uploading
+    for _ in range(6):  # until the history LibreLink Up still had from before is in
+        logs.text()
+        harness.run()
+        harness.tick(300)
+    metrics = emf(logs.text())
+    assert values(metrics, "ReadingsUploaded")[0] >= 1  # the first person's readings still flow
+    assert values(metrics, "LeastReadingsUploaded") == [0.0]  # but the stale-data alarm sees the second
+    per_patient = {labels["patient"]: v for n, d, v, labels in metrics
+                   if n == "ReadingsUploaded" and d == ("service", "patient")}
+    assert len(per_patient) == 2 and sorted(per_patient.values())[0] == 0
+    assert all(len(p) == 8 for p in per_patient)  # short hashes, never a name or an id
+    other.stop()

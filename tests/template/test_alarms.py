@@ -29,9 +29,10 @@ from tests.support.template import (
 NAMESPACE = "LinkupSync"
 SERVICE = "linkup-sync"
 METRIC_CONTRACT: dict[str, list[tuple[str, ...]]] = {
-    "ReadingsUploaded": [("service",)],
+    "ReadingsUploaded": [("service",), ("service", "patient")],
+    "LeastReadingsUploaded": [("service",)],
     "GapFilled": [("service",)],
-    "NewestReadingAgeMinutes": [("service",)],
+    "NewestReadingAgeMinutes": [("service",), ("service", "patient")],
     "LoginAttempts": [("service",)],
     "RunFailed": [("service",), ("service", "reason")],
     "ActionRequired": [("service",), ("service", "reason")],
@@ -150,7 +151,7 @@ def _alarm(cfn: dict[str, Any], alarm_id: str, **overrides: Any) -> dict[str, An
 EXPECTED_ALARMS: dict[str, dict[str, Any]] = {
     "StaleDataAlarm": {
         "Namespace": NAMESPACE,
-        "MetricName": "ReadingsUploaded",
+        "MetricName": "LeastReadingsUploaded",
         "Dimensions": SERVICE_DIMENSION,
         "Statistic": "Sum",
         "Period": 60,
