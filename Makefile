@@ -7,7 +7,7 @@ SAM_VENV := .venv-sam
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv test lint type demo bench build validate deploy logs invoke-local secret clean
+.PHONY: help venv test lint type demo bench soak build validate deploy logs invoke-local secret clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -36,6 +36,9 @@ demo: venv ## several simulated hours against local simulators and moto: no AWS,
 
 bench: venv ## cold start, warm run, requests per run, memory, package size -> bench-results.json
 	$(BIN)/python -m tools.bench
+
+soak: venv ## 90 simulated days of scheduled runs with seeded faults; prints the summary table (a few minutes)
+	$(BIN)/python -m tools.soak --days 90 --seed 1
 
 build: ## sam build (installs aws-sam-cli in its own virtual environment)
 	test -x $(SAM_VENV)/bin/sam || ($(PYTHON) -m venv $(SAM_VENV) && $(SAM_VENV)/bin/pip install --quiet aws-sam-cli)

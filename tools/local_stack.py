@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -289,7 +290,7 @@ class LocalStack:
         """Create the state table (from template.yaml) and the credentials secret in moto."""
         import boto3
 
-        name = name or f"linkup-sync-{os.getpid()}-{id(self):x}"
+        name = name or f"linkup-sync-{uuid.uuid4().hex[:12]}"  # unique: id() repeats within a process
         ddb = boto3.client("dynamodb", endpoint_url=self.moto_endpoint)
         table = create_state_table(ddb, f"{name}-state")
         sm = boto3.client("secretsmanager", endpoint_url=self.moto_endpoint)

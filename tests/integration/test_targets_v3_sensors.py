@@ -83,6 +83,7 @@ def test_api_secret_is_refused_for_v3_with_a_clear_message(harness: Harness) -> 
     with pytest.raises(errors.ConfigError) as err:
         harness.run()
     assert "access token" in str(err.value) and "test-secret-123456" not in str(err.value)
+    assert harness.llu.requests == []  # said at start-up, before LibreLink Up is asked for anything
 
 
 def test_two_patients_to_two_sites_each_get_their_own_readings(harness: Harness) -> None:

@@ -342,6 +342,19 @@ def _partial_class(cause_type: type[NightscoutError]) -> type[NightscoutPartialU
 # --- state ---------------------------------------------------------------------------------------
 
 
+class StateUnavailable(LinkupSyncError):
+    """DynamoDB refused or did not answer (throttling beyond botocore's own retries, an outage, access)."""
+
+    reason = "state_unavailable"
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        super().__init__(
+            f"The bridge's state table (DynamoDB) could not be read or written ({detail}). Nothing is lost: "
+            "the next run starts again from what the table holds."
+        )
+
+
 class StateConflict(LinkupSyncError):
     reason = "state_conflict"
 

@@ -208,19 +208,29 @@ class SyncService:
             raise Skipped(reason if reason == "locked" else "action_required", message,
                           needs_person=reason != "locked")
 
+    def _save_account(self, key: str, **changes: Any) -> None:
+        """Store `changes` on the account item. When another run wrote the item since this run read it,
+        the store returns that run's version: apply the changes again on top of it (a lost ticket would
+        mean a second login, a lost breaker a second login with a bad password)."""
+        for _ in range(3):
+            self.account = self.store.save_account(key, replace(self.account, **changes))
+            if replace(self.account, **changes) == self.account:
+                return
+
     def _trip(self, key: str, exc: LinkUpError, creds: Credentials) -> None:
         """Persist what this failure means for the next runs."""
         account, now = self.account, int(self.clock())
+        changes: dict[str, Any]
         if isinstance(exc, LinkUpBadCredentials):
-            account = replace(account, ticket=None, bad_credentials_version=creds.version or "unknown")
+            changes = {"ticket": None, "bad_credentials_version": creds.version or "unknown"}
         elif isinstance(exc, LinkUpLocked):
-            account = replace(account, login_not_before=now + exc.lockout_seconds + LOCKOUT_MARGIN_S,
-                              login_block_reason="locked")
+            changes = {"login_not_before": now + exc.lockout_seconds + LOCKOUT_MARGIN_S,
+                       "login_block_reason": "locked"}
         elif isinstance(exc, LinkUpActionRequired):
-            account = replace(account, ticket=None, login_not_before=now + ACTION_RETRY_S,
-                              login_block_reason=f"action_required:{exc.step}")
+            changes = {"ticket": None, "login_not_before": now + ACTION_RETRY_S,
+                       "login_block_reason": f"action_required:{exc.step}"}
         elif isinstance(exc, LinkUpVersionRejected):
-            account = replace(account, rejected_version=exc.sent_version)
+            changes = {"rejected_version": exc.sent_version}
         elif isinstance(exc, BACKOFF_ERRORS):
             failures = account.backoff_failures + 1
             retry_after = getattr(exc, "retry_after", None)
@@ -228,11 +238,10 @@ class SyncService:
                 delay = float(retry_after)
             else:
                 delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (failures - 1) * (0.8 + 0.4 * self.jitter()))
-            account = replace(account, backoff_until=int(now + delay), backoff_failures=failures,
-                              backoff_reason=exc.reason)
+            changes = {"backoff_until": int(now + delay), "backoff_failures": failures, "backoff_reason": exc.reason}
         else:
             return
-        self.account = self.store.save_account(key, account)
+        self._save_account(key, **changes)
 
     # --- ticket --------------------------------------------------------------------------------
 
@@ -247,9 +256,8 @@ class SyncService:
         if ticket.region != region:
             log.info("LibreLink Up moved the account to region %s; remembered for later runs", ticket.region.upper())
         # A successful login answers the credential and lock breakers; saving also releases the login lock.
-        self.account = self.store.save_account(key, replace(
-            self.account, ticket=ticket, region=ticket.region, bad_credentials_version=None,
-            login_not_before=None, login_block_reason=None))
+        self._save_account(key, ticket=ticket, region=ticket.region, bad_credentials_version=None,
+                           login_not_before=None, login_block_reason=None)
         return ticket
 
     # --- patient -------------------------------------------------------------------------------
@@ -286,10 +294,20 @@ class SyncService:
         if self.version_auto and self.account.version:
             self.source.version = self.account.version
         failures: list[LinkupSyncError] = []
+        targets = []
+        for target in creds.targets:
+            try:  # a site's settings are checked before LibreLink Up is asked for anything
+                self.sinks(target, TargetState(target_id=""))
+                targets.append(target)
+            except ConfigError as exc:
+                failures.append(exc)
+                log.error("%s", exc.message, extra={"reason": exc.reason})
+        if not targets:
+            raise failures[0]
         try:
             self._check_breakers(self.account)
             ticket = self._ticket(creds, state.key)
-            for target in creds.targets:
+            for target in targets:
                 try:
                     ticket = self._sync_target(creds, state, ticket, target)
                 except (NightscoutError, LinkUpPatientNotFound, ConfigError) as exc:
@@ -410,9 +428,8 @@ class SyncService:
         except (NightscoutUnauthorized, NightscoutRejected) as exc:
             # The token may upload readings but not treatments: say so once and do not ask again for
             # this sensor (every refused request slows Nightscout's answers to us: AUTH_FAIL_DELAY).
-            log.warning("Nightscout refused the Sensor Start treatment (the token's role needs "
-                        "api:treatments:create and api:treatments:read, or set NIGHTSCOUT_SENSOR_START=false): %s",
-                        exc.message)
+            log.warning("Nightscout refused the Sensor Start treatment; give the token's role the treatments "
+                        "permissions named here, or set NIGHTSCOUT_SENSOR_START=false: %s", exc.message)
             return marker
         except NightscoutError as exc:  # unreachable for now: the readings matter more; try again next run
             log.warning("Could not post the Sensor Start treatment: %s", exc.message)

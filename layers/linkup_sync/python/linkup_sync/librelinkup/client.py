@@ -12,7 +12,14 @@ from urllib.parse import quote
 
 import urllib3
 
-from ..errors import LinkUpActionRequired, LinkUpMalformedResponse, LinkUpRedirectLoop, LinkUpTimeout, LinkUpUnreachable
+from ..errors import (
+    LinkUpActionRequired,
+    LinkUpError,
+    LinkUpMalformedResponse,
+    LinkUpRedirectLoop,
+    LinkUpTimeout,
+    LinkUpUnreachable,
+)
 from ..http import Deadline, TransportError, check_url_scheme, make_pool, send
 from ..ports import Connection, Graph, Ticket
 from . import parsing
@@ -69,20 +76,28 @@ class LinkUpClient:
         visited = [current]
         body = json.dumps({"email": username, "password": password}).encode("utf-8")
         accept = ACCEPTABLE_STEPS if self.auto_accept_terms else frozenset()
-        while True:
-            payload = self._call("POST", current, _PATH_LOGIN, body=body, ticket=None, during_login=True,
-                                 accept_steps=accept)
-            payload = self._accept_steps(current, payload, accept)
-            raw_region = parsing.login_redirect(payload)
-            if raw_region is None:
-                return parsing.parse_login(payload, current)
-            target = redirect_region(raw_region)
-            if target is None:
-                raise LinkUpMalformedResponse("the login redirect names no usable region")
-            if target in visited or len(visited) > MAX_REDIRECTS:
-                raise LinkUpRedirectLoop([r.upper() for r in [*visited, target]])
-            visited.append(target)
-            current = target
+        try:
+            while True:
+                payload = self._call("POST", current, _PATH_LOGIN, body=body, ticket=None, during_login=True,
+                                     accept_steps=accept)
+                payload = self._accept_steps(current, payload, accept)
+                raw_region = parsing.login_redirect(payload)
+                if raw_region is None:
+                    return parsing.parse_login(payload, current)
+                target = redirect_region(raw_region)
+                if target is None:
+                    raise LinkUpMalformedResponse("the login redirect names no usable region")
+                if target in visited or len(visited) > MAX_REDIRECTS:
+                    raise LinkUpRedirectLoop([r.upper() for r in [*visited, target]])
+                visited.append(target)
+                current = target
+        except LinkUpError as exc:
+            # A reply that echoes the request (a proxy's error page, a misbehaving server) must not carry
+            # the password into the message: server text that looks harmless is quoted in some messages.
+            if password and password in exc.message:
+                exc.message = exc.message.replace(password, "[redacted]")
+                exc.args = (exc.message,)
+            raise
 
     def _accept_steps(self, region: str, payload: dict[str, Any], accept: frozenset[str]) -> dict[str, Any]:
         """LINK_UP_AUTO_ACCEPT_TERMS: accept each offered tou/pp once via POST /auth/continue/{type}."""

@@ -268,7 +268,7 @@ def parse_retry_after(value: str | None) -> int | None:
     if value is None:
         return None
     value = value.strip()
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):  # "²".isdigit() is True, int("²") a ValueError
         return None
     return min(int(value), 86400)
 

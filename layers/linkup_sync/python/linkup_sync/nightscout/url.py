@@ -35,7 +35,9 @@ def normalize_nightscout_url(raw: str) -> str:
     if not isinstance(raw, str) or not raw.strip():
         raise ValueError(f"NIGHTSCOUT_URL is empty; {_EXAMPLE}.")
     text = raw.strip()
-    shown = text if len(text) <= 80 else text[:77] + "..."
+    # Quoted to help the person, without what may be secret: a ?token=..., a #..., a user:password@.
+    shown = re.sub(r"^([^/]*//)?[^/@]*@", r"\1", re.split(r"[?#]", text, maxsplit=1)[0])
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
     garbage = ValueError(f"NIGHTSCOUT_URL '{shown}' is not a web address; {_EXAMPLE}.")
     if any(ch.isspace() for ch in text) or any(ord(ch) < 32 for ch in text):
         raise garbage

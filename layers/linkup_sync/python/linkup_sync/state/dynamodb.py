@@ -5,12 +5,14 @@ The function's IAM role allows exactly dynamodb:Query and dynamodb:UpdateItem on
 
 from __future__ import annotations
 
+import contextlib
+import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from ..errors import StateConflict
+from ..errors import StateConflict, StateUnavailable
 from ..ports import Ticket
 from .model import AccountState, StoredState, TargetState, pack_ledger, unpack_ledger
 
@@ -21,6 +23,21 @@ ACCOUNT_SK = "account"
 TARGET_PREFIX = "target#"
 TARGET_TTL_S = 30 * 24 * 3600  # a target nobody syncs any more disappears after a month
 CONFLICT_RETRIES = 3
+
+
+@contextlib.contextmanager
+def _aws_errors() -> Iterator[None]:
+    """botocore's errors (after its own retries) as the package's typed StateUnavailable."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        yield
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        raise StateUnavailable(f"AWS answered {code}" if re.fullmatch(r"[A-Za-z.]{1,80}", code)
+                               else "AWS answered with an error") from None
+    except BotoCoreError as exc:
+        raise StateUnavailable(type(exc).__name__) from None
 
 
 def _s(item: dict[str, Any], name: str) -> str | None:
@@ -92,7 +109,8 @@ class DynamoDBStateStore:
         }
         items: list[dict[str, Any]] = []
         while True:
-            page = self.client.query(**params)
+            with _aws_errors():
+                page = self.client.query(**params)
             items.extend(page.get("Items", []))
             last = page.get("LastEvaluatedKey")
             if not last:
@@ -131,17 +149,18 @@ class DynamoDBStateStore:
         else:
             condition = "#rev = :expected"
             attr_values[":expected"] = {"N": str(expected_rev)}
-        try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key={"pk": {"S": key}, "sk": {"S": sk}},
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=attr_values,
-            )
-        except self.client.exceptions.ConditionalCheckFailedException:
-            return False
+        with _aws_errors():
+            try:
+                self.client.update_item(
+                    TableName=self.table_name,
+                    Key={"pk": {"S": key}, "sk": {"S": sk}},
+                    UpdateExpression=expression,
+                    ConditionExpression=condition,
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=attr_values,
+                )
+            except self.client.exceptions.ConditionalCheckFailedException:
+                return False
         return True
 
     def save_account(self, key: str, account: AccountState) -> AccountState:
@@ -181,16 +200,18 @@ class DynamoDBStateStore:
         return self.load(key).account
 
     def acquire_login_lock(self, key: str, now: float, seconds: int) -> bool:
-        try:
-            self.client.update_item(
-                TableName=self.table_name,
-                Key={"pk": {"S": key}, "sk": {"S": ACCOUNT_SK}},
-                UpdateExpression="SET login_lock_until = :until",
-                ConditionExpression="attribute_not_exists(login_lock_until) OR login_lock_until < :now",
-                ExpressionAttributeValues={":until": {"N": str(int(now) + seconds)}, ":now": {"N": str(int(now))}},
-            )
-        except self.client.exceptions.ConditionalCheckFailedException:
-            return False
+        with _aws_errors():
+            try:
+                self.client.update_item(
+                    TableName=self.table_name,
+                    Key={"pk": {"S": key}, "sk": {"S": ACCOUNT_SK}},
+                    UpdateExpression="SET login_lock_until = :until",
+                    ConditionExpression="attribute_not_exists(login_lock_until) OR login_lock_until < :now",
+                    ExpressionAttributeValues={":until": {"N": str(int(now) + seconds)},
+                                               ":now": {"N": str(int(now))}},
+                )
+            except self.client.exceptions.ConditionalCheckFailedException:
+                return False
         return True
 
     def record_upload(self, key: str, target: TargetState, added: Iterable[int]) -> TargetState:
