@@ -62,7 +62,9 @@ class _TemplateLoader(yaml.SafeLoader):
 def _intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
     name = tag_suffix if tag_suffix in ("Ref", "Condition") else f"Fn::{tag_suffix}"
     value: Any
-    if isinstance(node, yaml.ScalarNode):
+    if tag_suffix == "GetAtt" and isinstance(node, yaml.ScalarNode):  # !GetAtt A.B is [A, B] in long form
+        value = loader.construct_scalar(node).split(".", 1)
+    elif isinstance(node, yaml.ScalarNode):
         value = loader.construct_scalar(node)
     elif isinstance(node, yaml.SequenceNode):
         value = loader.construct_sequence(node, deep=True)
@@ -74,10 +76,18 @@ def _intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dic
 _TemplateLoader.add_multi_constructor("!", _intrinsic)
 
 
+def read_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
+    """template.yaml with its intrinsic functions in long form (!Ref x -> {"Ref": "x"})."""
+    with path.open(encoding="utf-8") as stream:
+        data = yaml.load(stream, Loader=_TemplateLoader)  # noqa: S506 - a SafeLoader subclass
+    if not isinstance(data, dict):
+        raise TypeError(f"{path} is not a YAML mapping")
+    return data
+
+
 def template_resource(logical_id: str, path: Path = TEMPLATE_PATH) -> dict[str, Any]:
     """One resource of template.yaml (intrinsic functions in long form)."""
-    with path.open(encoding="utf-8") as stream:
-        template = yaml.load(stream, Loader=_TemplateLoader)  # noqa: S506 - a SafeLoader subclass
+    template = read_template(path)
     return cast(dict[str, Any], template["Resources"][logical_id])
 
 

@@ -16,8 +16,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-import yaml
-
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
@@ -36,39 +34,11 @@ DEFAULT_TABLE_NAME = "linkup-sync-state"
 TRANSFORM_REGION = "us-east-1"
 
 
-class _CfnLoader(yaml.SafeLoader):
-    """SafeLoader that understands CloudFormation short-form intrinsic tags.
-
-    A subclass, so the process-wide yaml.SafeLoader stays untouched (samtranslator's
-    yaml_parse registers its constructor on SafeLoader itself).
-    """
-
-
-def _intrinsic(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> dict[str, Any]:
-    tag = node.tag[1:]
-    name = tag if tag in ("Ref", "Condition") else f"Fn::{tag}"
-    value: Any
-    if tag == "GetAtt" and isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node).split(".", 1)
-    elif isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(cast(yaml.MappingNode, node), deep=True)
-    return {name: value}
-
-
-_CfnLoader.add_multi_constructor("!", _intrinsic)
-
-
 @functools.cache
 def _load(path: Path) -> dict[str, Any]:
-    with path.open(encoding="utf-8") as stream:
-        data = yaml.load(stream, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
-    if not isinstance(data, dict):
-        raise TypeError(f"{path} is not a YAML mapping")
-    return data
+    from tools.local_stack import read_template  # the one CloudFormation-aware YAML reader
+
+    return read_template(path)
 
 
 def load_template(path: Path = TEMPLATE_PATH) -> dict[str, Any]:
