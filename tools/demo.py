@@ -50,6 +50,7 @@ class RunRecord:
     ns_requests: int = 0
     message: str = ""
     state_held: bool = True
+    duplicates: int = 0  # readings stored twice in Nightscout after this run (the demo fails unless 0)
 
 
 @dataclass
@@ -87,11 +88,11 @@ def format_run(record: RunRecord) -> str:
     head = f"{_local(record.time)}  {record.kind:<6}"
     if record.kind == "failed":
         tail = NS_DOWN if record.state_held else "FAILED and the state moved on"
-        return f"{head} {tail:<44} LLU {record.llu_requests}  NS {record.ns_requests}"
+        return f"{head} {tail:<44} LLU {record.llu_requests}  NS {record.ns_requests}  duplicates {record.duplicates}"
     note = "  (fresh process: python -m tools.run_handler)" if record.kind == "cold" else ""
     return (
         f"{head} uploaded {record.uploaded:>3}  gap-filled {record.gap_filled:>3}  logins {record.logins}  "
-        f"LLU {record.llu_requests}  NS {record.ns_requests}{note}"
+        f"LLU {record.llu_requests}  NS {record.ns_requests}  duplicates {record.duplicates}{note}"
     )
 
 
@@ -214,6 +215,7 @@ def run_demo(
             record.logins = stack.llu.logins - logins0
             record.llu_requests = len(stack.llu.requests) - llu0
             record.ns_requests = stack.ns.count() - ns0
+            record.duplicates = len(stack.ns.duplicates())
             records.append(record)
             emit(format_run(record))
             if record.kind == "failed" and (len(records) < 2 or records[-2].kind != "failed"):
