@@ -29,6 +29,8 @@ def test_demo_with_a_cold_start_and_an_outage_is_clean() -> None:
     assert len(summary.chart) == 8
     assert sum(1 for line in lines if "NS down — nothing lost, state held" in line) == 2
     assert any(line == "duplicates: 0" for line in lines) and any(line == "logins: 1" for line in lines)
+    run_lines = [line for line in lines if " LLU " in line]
+    assert len(run_lines) == 16 and all(line.split("duplicates ")[1].startswith("0") for line in run_lines)
 
 
 def test_bench_counts_requests_of_a_steady_state_run() -> None:
