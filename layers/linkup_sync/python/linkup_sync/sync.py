@@ -325,8 +325,8 @@ class SyncService:
             raise
         if self.account.backoff_failures or self.account.backoff_until or self.account.rejected_version:
             # LibreLink Up answered again: the back-off is over.
-            self.account = self.store.save_account(state.key, replace(
-                self.account, backoff_until=None, backoff_failures=0, backoff_reason=None, rejected_version=None))
+            self._save_account(state.key, backoff_until=None, backoff_failures=0, backoff_reason=None,
+                               rejected_version=None)
         if failures:
             raise failures[0]
         return self.report
@@ -343,7 +343,7 @@ class SyncService:
         patient_id = self._choose_patient(ticket, target)
         report.patient = short_hash(patient_id)
         if not target.patient_id and not self.connection and self.account.patient_id != patient_id:
-            self.account = self.store.save_account(state.key, replace(self.account, patient_id=patient_id))
+            self._save_account(state.key, patient_id=patient_id)
         try:
             try:
                 graph = self._graph(state.key, ticket, patient_id)
@@ -359,7 +359,7 @@ class SyncService:
             known = [c.patient_id for c in self.source.connections(ticket)]
             if not target.patient_id and not self.connection and self.account.patient_id == patient_id:
                 # The remembered patient is gone (invitation withdrawn): forget it so the next run chooses again.
-                self.account = self.store.save_account(state.key, replace(self.account, patient_id=None))
+                self._save_account(state.key, patient_id=None)
             raise LinkUpPatientNotFound(patient_id, known) from None
         self._upload(state, target, graph, report)
         return ticket
@@ -374,7 +374,7 @@ class SyncService:
             # LINK_UP_VERSION=auto: adopt the minimum LibreLink Up names, once, and remember it.
             log.warning("LibreLink Up requires app version %s; adopting it (LINK_UP_VERSION=auto)", minimum)
             self.source.version = minimum
-            self.account = self.store.save_account(key, replace(self.account, version=minimum))
+            self._save_account(key, version=minimum)
             return self.source.graph(ticket, patient_id)
 
     def _upload(self, state: StoredState, target: Target, graph: Graph, report: TargetReport) -> None:
