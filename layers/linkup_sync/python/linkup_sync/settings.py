@@ -133,9 +133,6 @@ def set_secret_hint(secret_id: str | None) -> str:
     )
 
 
-TARGET_KEYS = ("NIGHTSCOUT_URL", "NIGHTSCOUT_API_TOKEN")
-
-
 def _text(obj: Mapping[str, object], key: str, place: str, problems: list[str]) -> str:
     value = obj.get(key)
     if value is None:

@@ -60,14 +60,6 @@ class AccountState:
     rejected_version: str | None = None
     rev: int = 0  # optimistic-concurrency counter of the stored item; 0 = not stored yet
 
-    def breakers_set(self) -> bool:
-        return any((self.bad_credentials_version, self.login_not_before, self.backoff_until,
-                    self.backoff_failures, self.rejected_version))
-
-    def without_breakers(self) -> AccountState:
-        return replace(self, bad_credentials_version=None, login_not_before=None, login_block_reason=None,
-                       backoff_until=None, backoff_failures=0, backoff_reason=None, rejected_version=None)
-
 
 def target_id(patient_id: str, nightscout_url: str) -> str:
     """One patient's readings going to one Nightscout site. The site appears only as a short digest."""
