@@ -67,7 +67,7 @@ NLU_PER_RUN = {"linkup": 2, "nightscout": 2, "aws": 0}
 # The measuring child: a fresh interpreter that imports the handler module the way Lambda does and
 # answers one JSON line per invocation; stdin gives it the virtual time of each run. The handler's
 # JSON logs and EMF metrics go to a byte counter instead of stdout.
-CHILD = r'''
+CHILD = r"""
 import time
 T0 = time.perf_counter()
 import json, os, resource, sys
@@ -148,7 +148,7 @@ for i in range(runs):
         record.update(startup_s=T1 - T0, import_s=T2 - T1, clients_s=w_deps - w0, handler_s=w1 - w_deps,
                       init_s=w1 - T1, init_cpu_s=p1 - P1)
     print(json.dumps(record), file=reply, flush=True)
-'''
+"""
 
 
 @dataclass
@@ -159,18 +159,31 @@ class ChildResult:
 
 
 def run_child(
-    stack: LocalStack, *, runs: int, traced: int = -1, importtime: bool = False, step_s: int = 300,
+    stack: LocalStack,
+    *,
+    runs: int,
+    traced: int = -1,
+    importtime: bool = False,
+    step_s: int = 300,
     timeout_s: float = 120,
 ) -> ChildResult:
     """Start a fresh interpreter running CHILD and drive `runs` invocations, `step_s` virtual seconds apart."""
     env = {**os.environ, **stack.env, **local_aws_variables(stack.moto_endpoint), "PYTHONDONTWRITEBYTECODE": "1"}
-    command = [sys.executable, *(["-X", "importtime"] if importtime else []), "-c", CHILD, str(ROOT), str(runs),
-               str(traced)]
+    command = [
+        sys.executable,
+        *(["-X", "importtime"] if importtime else []),
+        "-c",
+        CHILD,
+        str(ROOT),
+        str(runs),
+        str(traced),
+    ]
     records: list[dict[str, Any]] = []
     with tempfile.TemporaryFile("w+") as err:
         started = time.perf_counter()
-        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=err, text=True)
+        proc = subprocess.Popen(
+            command, cwd=ROOT, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True
+        )
         watchdog = threading.Timer(timeout_s, proc.kill)
         watchdog.start()
         first = 0.0
@@ -229,8 +242,9 @@ def measure_cold_starts(stack: LocalStack, count: int = 5) -> dict[str, Any]:
         "aws_calls": first[0]["aws_calls"],
         "linkup_requests": first[0]["linkup_requests"],
         "nightscout_requests": first[0]["nightscout_requests"],
-        "all": [{**r, "spawn_to_first_result_s": s.spawn_to_first_result_s}
-                for r, s in zip(first, samples, strict=True)],
+        "all": [
+            {**r, "spawn_to_first_result_s": s.spawn_to_first_result_s} for r, s in zip(first, samples, strict=True)
+        ],
     }
 
 
@@ -241,7 +255,7 @@ def parse_importtime(stderr: str, top: int = 10) -> dict[str, Any]:
     for line in stderr.splitlines():
         if not line.startswith("import time:") or "self [us]" in line:
             continue
-        parts = line[len("import time:"):].split("|")
+        parts = line[len("import time:") :].split("|")
         if len(parts) != 3:
             continue
         try:
@@ -269,7 +283,7 @@ def measure_warm(stack: LocalStack, runs: int = 50, memory_after: int = 10) -> d
     """One fresh process: a cold invocation, `runs` warm ones, then one more under tracemalloc."""
     total = 1 + runs + 1
     child = run_child(stack, runs=total, traced=total - 1)
-    warm = child.records[1:1 + runs]
+    warm = child.records[1 : 1 + runs]
     return {
         "runs": runs,
         "wall_s": median(r["wall_s"] for r in warm),
@@ -336,8 +350,11 @@ def measure_logins(moto_endpoint: str, *, days: int = 200, step_h: float = 6, mo
             except LinkupSyncError:  # counted and reported
                 failed += 1
             stack.tick(step_h * 3600)
-        login_days = [round((r.time - start) / DAY_S, 2) for r in stack.llu.requests
-                      if r.path.endswith("/llu/auth/login") and r.method == "POST"]
+        login_days = [
+            round((r.time - start) / DAY_S, 2)
+            for r in stack.llu.requests
+            if r.path.endswith("/llu/auth/login") and r.method == "POST"
+        ]
     return {
         "days": days,
         "step_hours": step_h,
@@ -375,7 +392,7 @@ def dynamodb_item_size(item: dict[str, Any]) -> int:
     """Approximate DynamoDB item size (the unit that request units are billed on)."""
 
     def value_size(value: dict[str, Any]) -> int:
-        (kind, v), = value.items()
+        ((kind, v),) = value.items()
         if kind == "S":
             return len(str(v).encode("utf-8"))
         if kind == "N":
@@ -420,8 +437,12 @@ def measure_steady_state(moto_endpoint: str, *, interval_s: int, hours: float = 
             stack.ns.clear_entries()  # the bridge never reads Nightscout back: keeps the drive fast
             stack.run()
             stack.tick(interval_s)
-        return {"interval_s": interval_s, "runs": runs, "ledger_entries": len(stack.stored_ledger()),
-                **measure_state(stack)}
+        return {
+            "interval_s": interval_s,
+            "runs": runs,
+            "ledger_entries": len(stack.stored_ledger()),
+            **measure_state(stack),
+        }
 
 
 def emf_metrics(log_text: str) -> list[str]:
@@ -552,18 +573,32 @@ def markdown(results: dict[str, Any]) -> str:
 
     rows = [
         ("Runs per month", f"{RUNS_PER_MONTH['5 minutes']:,}", f"{RUNS_PER_MONTH['1 minute']:,}"),
-        (f"Lambda, {basis['billed_ms']} ms × {basis['memory_mb']} MB arm64", _usd(five["lambda_compute"]),
-         _usd(one["lambda_compute"])),
+        (
+            f"Lambda, {basis['billed_ms']} ms × {basis['memory_mb']} MB arm64",
+            _usd(five["lambda_compute"]),
+            _usd(one["lambda_compute"]),
+        ),
         ("Lambda requests", _usd(five["lambda_requests"]), _usd(one["lambda_requests"])),
-        ("DynamoDB on demand, read + write request units per run",
-         f"{_usd(five['dynamodb'])} ({units('5 minutes')})", f"{_usd(one['dynamodb'])} ({units('1 minute')})"),
-        ("Secrets Manager, 1 secret + 1 GetSecretValue per run (upper bound)", _usd(five["secrets_manager"]),
-         _usd(one["secrets_manager"])),
-        (f"CloudWatch Logs, {basis['log_bytes']:,.0f} bytes per run", _usd(five["cloudwatch_logs"]),
-         _usd(one["cloudwatch_logs"])),
-        (f"CloudWatch custom metrics (EMF), the {basis['custom_metrics']} every run publishes",
-         _usd(five["cloudwatch_metrics"]),
-         _usd(one["cloudwatch_metrics"])),
+        (
+            "DynamoDB on demand, read + write request units per run",
+            f"{_usd(five['dynamodb'])} ({units('5 minutes')})",
+            f"{_usd(one['dynamodb'])} ({units('1 minute')})",
+        ),
+        (
+            "Secrets Manager, 1 secret + 1 GetSecretValue per run (upper bound)",
+            _usd(five["secrets_manager"]),
+            _usd(one["secrets_manager"]),
+        ),
+        (
+            f"CloudWatch Logs, {basis['log_bytes']:,.0f} bytes per run",
+            _usd(five["cloudwatch_logs"]),
+            _usd(one["cloudwatch_logs"]),
+        ),
+        (
+            f"CloudWatch custom metrics (EMF), the {basis['custom_metrics']} every run publishes",
+            _usd(five["cloudwatch_metrics"]),
+            _usd(one["cloudwatch_metrics"]),
+        ),
         ("EventBridge Scheduler (14M invocations free)", _usd(five["scheduler"]), _usd(one["scheduler"])),
         ("**Total**", f"**{_usd(five['total'])}**", f"**{_usd(one['total'])}**"),
     ]
@@ -651,11 +686,16 @@ def run_bench(options: BenchOptions | None = None) -> dict[str, Any]:
     }
     results["cost_basis"] = basis
     results["cost"] = {
-        label: monthly_cost(runs=runs, billed_ms=basis["billed_ms"], memory_mb=basis["memory_mb"],
-                            read_units=results["steady_state"][label]["query_read_units"],
-                            write_units=results["steady_state"][label]["update_write_units"],
-                            secret_calls=basis["secret_calls"], log_bytes=basis["log_bytes"],
-                            custom_metrics=basis["custom_metrics"])
+        label: monthly_cost(
+            runs=runs,
+            billed_ms=basis["billed_ms"],
+            memory_mb=basis["memory_mb"],
+            read_units=results["steady_state"][label]["query_read_units"],
+            write_units=results["steady_state"][label]["update_write_units"],
+            secret_calls=basis["secret_calls"],
+            log_bytes=basis["log_bytes"],
+            custom_metrics=basis["custom_metrics"],
+        )
         for label, runs in RUNS_PER_MONTH.items()
     }
     results["nightscout_librelink_up_per_run"] = NLU_PER_RUN
@@ -672,8 +712,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=200, help="simulated days for the login count")
     parser.add_argument("--output", type=Path, default=RESULTS_FILE)
     args = parser.parse_args(argv)
-    results = run_bench(BenchOptions(cold_starts=args.cold_starts, warm_runs=args.warm_runs, login_days=args.days,
-                                     output=args.output))
+    results = run_bench(
+        BenchOptions(cold_starts=args.cold_starts, warm_runs=args.warm_runs, login_days=args.days, output=args.output)
+    )
     print(markdown(results))
     print(f"\nRaw numbers: {args.output.name} ({results['bench_seconds']:.0f} s)", file=sys.stderr)
     return 0

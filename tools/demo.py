@@ -173,8 +173,16 @@ def run_demo(
     """Run the demo; `emit` gets every output line. Starts its own moto server unless given one."""
     if moto_endpoint is None:
         with moto_server() as endpoint:
-            return run_demo(runs=runs, interval_s=interval_s, cold_at=cold_at, outage_at=outage_at,
-                            outage_runs=outage_runs, chart_rows=chart_rows, emit=emit, moto_endpoint=endpoint)
+            return run_demo(
+                runs=runs,
+                interval_s=interval_s,
+                cold_at=cold_at,
+                outage_at=outage_at,
+                outage_runs=outage_runs,
+                chart_rows=chart_rows,
+                emit=emit,
+                moto_endpoint=endpoint,
+            )
     from linkup_sync.errors import LinkupSyncError, NightscoutUnreachable
 
     began = time.perf_counter()
@@ -222,8 +230,16 @@ def run_demo(
                 emit(f"               {record.message}")
             stack.tick(interval_s)
         stack.ns.set_unreachable(False)
-        return _summarise(stack, records, first_run=first_run, interval_s=interval_s, chart_rows=chart_rows,
-                          log_bytes=sink.bytes, began=began, emit=emit)
+        return _summarise(
+            stack,
+            records,
+            first_run=first_run,
+            interval_s=interval_s,
+            chart_rows=chart_rows,
+            log_bytes=sink.bytes,
+            began=began,
+            emit=emit,
+        )
 
 
 def _summarise(
@@ -269,13 +285,28 @@ def _summarise(
     marks = {r.index: ("c" if r.kind == "cold" else "~") for r in records if r.kind in ("cold", "failed")}
     chart, axis = text_chart(
         [(int(e["date"]) // 1000, int(e["sgv"])) for e in entries],
-        start=window_start, columns=len(records), interval_s=interval_s, rows=chart_rows, marks=marks,
+        start=window_start,
+        columns=len(records),
+        interval_s=interval_s,
+        rows=chart_rows,
+        marks=marks,
     )
     summary = DemoSummary(
-        runs=records, readings_in_nightscout=len(stored), duplicates=duplicates, logins=logins,
-        uploaded=uploaded, offered_current=len(current), offered_history=len(history),
-        missing_current=missing_current, history_holes=holes, outage_current_covered=len(outage_only),
-        chart=chart, chart_axis=axis, log_bytes=log_bytes, wall_s=time.perf_counter() - began, problems=problems,
+        runs=records,
+        readings_in_nightscout=len(stored),
+        duplicates=duplicates,
+        logins=logins,
+        uploaded=uploaded,
+        offered_current=len(current),
+        offered_history=len(history),
+        missing_current=missing_current,
+        history_holes=holes,
+        outage_current_covered=len(outage_only),
+        chart=chart,
+        chart_axis=axis,
+        log_bytes=log_bytes,
+        wall_s=time.perf_counter() - began,
+        problems=problems,
     )
     ok = "yes" if not (missing_current or holes) else "NO"
     history_found = len(history) - sum(1 for h in holes if h in history)
@@ -283,19 +314,29 @@ def _summarise(
     cold = sum(1 for r in records if r.kind == "cold")
     emit("")
     emit(f"runs: {len(records)} ({cold} in a fresh process, {summary.failed_runs} while Nightscout was down)")
-    emit(f"readings in Nightscout: {len(stored)} (the first run back-filled {records[0].gap_filled} "
-         "from the 12-hour history)")
+    emit(
+        f"readings in Nightscout: {len(stored)} (the first run back-filled {records[0].gap_filled} "
+        "from the 12-hour history)"
+    )
     emit(f"duplicates: {duplicates}")
     emit(f"logins: {logins}")
-    emit(f"every reading LibreLink Up offered is in Nightscout: {ok} — {len(exact) - len(missing_current)} of "
-         f"{len(exact)} current readings exactly, {history_found} of {len(history)} history points within "
-         f"{GAP_S} s"
-         + (f", {outage_found} of the {len(outage_only)} current readings offered during the outage through "
-            "the history points next to them" if outage_only else ""))
+    emit(
+        f"every reading LibreLink Up offered is in Nightscout: {ok} — {len(exact) - len(missing_current)} of "
+        f"{len(exact)} current readings exactly, {history_found} of {len(history)} history points within "
+        f"{GAP_S} s"
+        + (
+            f", {outage_found} of the {len(outage_only)} current readings offered during the outage through "
+            "the history points next to them"
+            if outage_only
+            else ""
+        )
+    )
     emit(f"wall time: {summary.wall_s:.1f} s (handler logs and metrics captured: {log_bytes / 1024:.0f} KB)")
     emit("")
-    emit(f"Glucose in the Nightscout stand-in, {_local(first_run)}–{_local(records[-1].time)} {TZ} "
-         f"(one column per {interval_s // 60} minutes; c = cold start, ~ = Nightscout down):")
+    emit(
+        f"Glucose in the Nightscout stand-in, {_local(first_run)}–{_local(records[-1].time)} {TZ} "
+        f"(one column per {interval_s // 60} minutes; c = cold start, ~ = Nightscout down):"
+    )
     for line in chart + axis:
         emit(line)
     for problem in problems:
@@ -313,8 +354,13 @@ def main(argv: list[str] | None = None) -> int:
     # after the cold start; then 25 minutes of runs, since LibreLink Up's history lags the current reading
     outage_runs = min(OUTAGE_RUNS, max(0, runs - cold_at - 1 - RUNS_AFTER_OUTAGE))
     outage_at = min(max(runs * 2 // 3, cold_at + 1), runs - outage_runs - RUNS_AFTER_OUTAGE)
-    summary = run_demo(runs=runs, interval_s=args.interval, cold_at=cold_at,
-                       outage_at=outage_at if outage_runs else None, outage_runs=outage_runs)
+    summary = run_demo(
+        runs=runs,
+        interval_s=args.interval,
+        cold_at=cold_at,
+        outage_at=outage_at if outage_runs else None,
+        outage_runs=outage_runs,
+    )
     return 0 if summary.ok else 1
 
 

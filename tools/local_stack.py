@@ -326,12 +326,14 @@ class LocalStack:
         sm = boto3.client("secretsmanager", endpoint_url=self.moto_endpoint)
         sm.put_secret_value(
             SecretId=self.secret_arn,
-            SecretString=json.dumps({
-                "LINK_UP_USERNAME": EMAIL,
-                "LINK_UP_PASSWORD": password,
-                "NIGHTSCOUT_URL": ns_url or self.ns.base_url,
-                "NIGHTSCOUT_API_TOKEN": ns_token or self.ns_token,
-            }),
+            SecretString=json.dumps(
+                {
+                    "LINK_UP_USERNAME": EMAIL,
+                    "LINK_UP_PASSWORD": password,
+                    "NIGHTSCOUT_URL": ns_url or self.ns.base_url,
+                    "NIGHTSCOUT_API_TOKEN": ns_token or self.ns_token,
+                }
+            ),
         )
 
     def state_items(self) -> list[dict[str, Any]]:
@@ -365,8 +367,12 @@ class LocalStack:
 
     def event(self) -> dict[str, str]:
         now = datetime.fromtimestamp(self.clock(), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return {"scheduled_time": now, "execution_id": f"exec-{int(self.clock())}",
-                "schedule_arn": "arn:aws:scheduler:us-east-1:123456789012:schedule/default/local", "attempt": "1"}
+        return {
+            "scheduled_time": now,
+            "execution_id": f"exec-{int(self.clock())}",
+            "schedule_arn": "arn:aws:scheduler:us-east-1:123456789012:schedule/default/local",
+            "attempt": "1",
+        }
 
     def new_container(self) -> None:
         """Forget the warm dependencies, like a new Lambda container in the same process."""
@@ -409,7 +415,12 @@ class LocalStack:
         try:
             proc = subprocess.run(
                 [sys.executable, "-m", "tools.run_handler", "--event", str(event_file), "--now", repr(self.clock())],
-                cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout_s, check=False,
+                cwd=ROOT,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                check=False,
             )
         finally:
             event_file.unlink(missing_ok=True)

@@ -171,9 +171,13 @@ class FaultingAwsCalls(AwsCalls):
             from botocore.exceptions import ClientError
 
             raise ClientError(
-                {"Error": {"Code": "ProvisionedThroughputExceededException",
-                           "Message": "The level of configured provisioned throughput for the table was exceeded."},
-                 "ResponseMetadata": cast(Any, {"HTTPStatusCode": 400})},
+                {
+                    "Error": {
+                        "Code": "ProvisionedThroughputExceededException",
+                        "Message": "The level of configured provisioned throughput for the table was exceeded.",
+                    },
+                    "ResponseMetadata": cast(Any, {"HTTPStatusCode": 400}),
+                },
                 model.name,
             )
 
@@ -182,9 +186,13 @@ def bump_rev(client: DynamoDBClient, table_name: str, key: str, sk: str) -> bool
     """Another writer changes the item between a run's read and its write: its rev moves on."""
     try:
         client.update_item(
-            TableName=table_name, Key={"pk": {"S": key}, "sk": {"S": sk}},
-            UpdateExpression="SET #rev = #rev + :one", ConditionExpression="attribute_exists(#rev)",
-            ExpressionAttributeNames={"#rev": "rev"}, ExpressionAttributeValues={":one": {"N": "1"}})
+            TableName=table_name,
+            Key={"pk": {"S": key}, "sk": {"S": sk}},
+            UpdateExpression="SET #rev = #rev + :one",
+            ConditionExpression="attribute_exists(#rev)",
+            ExpressionAttributeNames={"#rev": "rev"},
+            ExpressionAttributeValues={":one": {"N": "1"}},
+        )
     except client.exceptions.ConditionalCheckFailedException:
         return False
     return True
@@ -299,9 +307,12 @@ class SoakResult:
             ("faults injected", f"{sum(self.faults.values())}: {kinds(self.faults)}"),
             ("failed runs", f"{sum(self.failed.values())}: {kinds(self.failed)}"),
             ("skipped runs", f"{sum(self.skipped.values())}: {kinds(self.skipped)}"),
-            ("readings offered", f"{self.offered_current} current + {self.offered_history} history points"
-                                 f" ({self.excused} not demanded: no hour with both services up before they left"
-                                 " the 12-hour window)"),
+            (
+                "readings offered",
+                f"{self.offered_current} current + {self.offered_history} history points"
+                f" ({self.excused} not demanded: no hour with both services up before they left"
+                " the 12-hour window)",
+            ),
             ("readings in Nightscout", str(self.in_nightscout)),
             ("duplicates", str(self.duplicates)),
             ("missing", str(len(self.missing))),
@@ -323,8 +334,9 @@ class SoakResult:
 # --- the engine --------------------------------------------------------------------------------------
 
 
-def fault_schedule(rng: random.Random, steps: int, step_s: int, days: float,
-                   cold_every_days: float | None) -> dict[int, list[str]]:
+def fault_schedule(
+    rng: random.Random, steps: int, step_s: int, days: float, cold_every_days: float | None
+) -> dict[int, list[str]]:
     """Which step gets which faults: round(rate * days) of each kind (at least one), at random steps.
 
     The first hour stays clean (the first run fills the 12-hour window), and so does the tail.
@@ -363,8 +375,16 @@ def complement(bad: list[tuple[float, float]], start: float, end: float) -> list
 
 
 class Soak:
-    def __init__(self, stack: LocalStack, *, days: float, seed: int, step_s: int, cold_every_days: float | None,
-                 log: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        stack: LocalStack,
+        *,
+        days: float,
+        seed: int,
+        step_s: int,
+        cold_every_days: float | None,
+        log: Callable[[str], None],
+    ) -> None:
         self.stack = stack
         self.rng = random.Random(seed)
         self.step_s = step_s
@@ -425,13 +445,22 @@ class Soak:
         elif kind == "llu_maintenance":
             self.windows[kind].append((now, now + rng.randint(10, 90) * 60))
         elif kind == "ns_5xx":
-            ns.fail_next(1, status=rng.choice((500, 502, 503)), body="<html><body>Application error</body></html>",
-                         path="/api/v1/entries")
+            ns.fail_next(
+                1,
+                status=rng.choice((500, 502, 503)),
+                body="<html><body>Application error</body></html>",
+                path="/api/v1/entries",
+            )
         elif kind == "ns_timeout":
             ns.hang_next(1, HOLD_S, path="/api/v1/entries")
         elif kind == "ns_401_blip":
-            ns.fail_next(1, status=401, body=json.dumps(UNAUTHORIZED_BODY), content_type="application/json",
-                         path="/api/v1/entries")
+            ns.fail_next(
+                1,
+                status=401,
+                body=json.dumps(UNAUTHORIZED_BODY),
+                content_type="application/json",
+                path="/api/v1/entries",
+            )
         elif kind == "ns_outage":
             self.windows[kind].append((now, now + rng.randint(60, 360) * 60))
         elif kind == "ddb_throttled":
@@ -519,8 +548,11 @@ class Soak:
             self.capture.write(text)
             if "unexpected failure" in text:
                 return "unexpected", "cold process: " + text[-300:]
-            reasons = [json.loads(ln).get("reason") for ln in text.splitlines()
-                       if ln.startswith("{") and '"level":"ERROR"' in ln]
+            reasons = [
+                json.loads(ln).get("reason")
+                for ln in text.splitlines()
+                if ln.startswith("{") and '"level":"ERROR"' in ln
+            ]
             return "failed", str(next((r for r in reversed(reasons) if r), "cold process failed"))
         self.capture.write(self.stack.last_cold_output)
         return ("skipped", str(result["skipped"])) if result.get("skipped") else ("ok", "")
@@ -605,7 +637,8 @@ class Soak:
         missing = sorted(set(self.stack.stored_ledger()) - instants)
         if missing:
             self.result.ledger_problems.append(
-                f"step {self.step}: the ledger names {len(missing)} instant(s) Nightscout lacks, e.g. {missing[:3]}")
+                f"step {self.step}: the ledger names {len(missing)} instant(s) Nightscout lacks, e.g. {missing[:3]}"
+            )
 
     def daily(self) -> None:
         self.scan_output()
@@ -618,8 +651,14 @@ class Soak:
     def run(self) -> SoakResult:
         stack = self.stack
         started = time.perf_counter()
-        self.forbidden.update((PASSWORD, stack.ns_token, hashlib.sha1(stack.ns_token.encode()).hexdigest(),  # noqa: S324
-                               hashlib.sha256(stack.ns_token.encode()).hexdigest()))
+        self.forbidden.update(
+            (
+                PASSWORD,
+                stack.ns_token,
+                hashlib.sha1(stack.ns_token.encode()).hexdigest(),  # noqa: S324
+                hashlib.sha256(stack.ns_token.encode()).hexdigest(),
+            )
+        )
         steps_per_day = max(1, DAY_S // self.step_s)
         with faulty_store(self.plan, self.bump), handler_output(cast(TextIO, self.capture)):
             for step in range(self.steps + self.tail_steps):
@@ -650,8 +689,10 @@ class Soak:
                 if self.step % steps_per_day == steps_per_day - 1:
                     self.daily()
                     day = (self.step + 1) // steps_per_day
-                    self.log(f"day {day}: {self.result.runs} runs, {sum(self.result.failed.values())} failed, "
-                             f"{self.result.logins} logins, {time.perf_counter() - started:.0f} s")
+                    self.log(
+                        f"day {day}: {self.result.runs} runs, {sum(self.result.failed.values())} failed, "
+                        f"{self.result.logins} logins, {time.perf_counter() - started:.0f} s"
+                    )
                 stack.tick(self.step_s)
             time.sleep(HOLD_S + 0.2)  # held requests land (or are dropped) before the final look
             self.consume_linkup(False)
@@ -727,7 +768,8 @@ class Soak:
                 why = "" if before.persisted else " (its ticket was never stored although the run went on)"
                 r.login_problems.append(
                     f"login at step {after.step} follows the login at step {before.step} with no revocation or "
-                    f"failure between them{why}")
+                    f"failure between them{why}"
+                )
 
     def check_state(self) -> None:
         account = self.stack.stored_account().account
@@ -759,8 +801,14 @@ def quiet_disconnects(stack: LocalStack) -> None:
         server.handle_error = handle_error  # type: ignore[method-assign,assignment]
 
 
-def run_soak(days: float, seed: int, *, step_minutes: int | None = None, cold_every_days: float | None = None,
-             log: Callable[[str], None] | None = None) -> SoakResult:
+def run_soak(
+    days: float,
+    seed: int,
+    *,
+    step_minutes: int | None = None,
+    cold_every_days: float | None = None,
+    log: Callable[[str], None] | None = None,
+) -> SoakResult:
     """One soak on its own moto server and simulators. `step_minutes` defaults to the 5-minute schedule
     up to two weeks and to 15 minutes beyond (the long profile)."""
     step_s = 60 * (step_minutes or (5 if days <= 14 else 15))
@@ -769,8 +817,9 @@ def run_soak(days: float, seed: int, *, step_minutes: int | None = None, cold_ev
         with LocalStack(endpoint) as stack:
             stack.deadline_s = RUN_DEADLINE_S
             quiet_disconnects(stack)
-            soak = Soak(stack, days=days, seed=seed, step_s=step_s, cold_every_days=cold_every_days,
-                        log=log or (lambda _: None))
+            soak = Soak(
+                stack, days=days, seed=seed, step_s=step_s, cold_every_days=cold_every_days, log=log or (lambda _: None)
+            )
             stack.aws_calls = FaultingAwsCalls(soak.plan)
             stack.llu.add_patient(EMAIL)
             stack.provision()
@@ -781,16 +830,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=float, default=90)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--step-minutes", type=int, default=None,
-                        help="minutes between runs (default: 5 up to 14 days, else 15)")
-    parser.add_argument("--cold-every-days", type=float, default=None,
-                        help="a real cold start in a new process this often (default: weekly beyond 14 days)")
+    parser.add_argument(
+        "--step-minutes", type=int, default=None, help="minutes between runs (default: 5 up to 14 days, else 15)"
+    )
+    parser.add_argument(
+        "--cold-every-days",
+        type=float,
+        default=None,
+        help="a real cold start in a new process this often (default: weekly beyond 14 days)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
     cold = args.cold_every_days if args.cold_every_days is not None else (7.0 if args.days > 14 else None)
     progress = (lambda _: None) if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
-    result = run_soak(args.days, args.seed, step_minutes=args.step_minutes, cold_every_days=cold or None,
-                      log=progress)
+    result = run_soak(args.days, args.seed, step_minutes=args.step_minutes, cold_every_days=cold or None, log=progress)
     print(result.table())
     for problem in result.problems():
         print("FAIL:", problem)

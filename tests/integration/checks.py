@@ -44,8 +44,11 @@ def assert_clean_series(llu: LinkUpSimulator, ns: NightscoutStandIn, *, since: i
     for t in stored:
         if t in current:
             continue
-        neighbours = [u for u in stored[max(0, bisect.bisect_left(stored, t) - 1): bisect.bisect_left(stored, t) + 2]
-                      if u != t and abs(u - t) <= GAP_S]
+        neighbours = [
+            u
+            for u in stored[max(0, bisect.bisect_left(stored, t) - 1) : bisect.bisect_left(stored, t) + 2]
+            if u != t and abs(u - t) <= GAP_S
+        ]
         assert not neighbours, f"history point {t} uploaded next to {neighbours}"
     values = {int(e["date"]) // 1000: e for e in ns.sgv_entries()}
     for t in stored:

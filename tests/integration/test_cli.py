@@ -52,9 +52,14 @@ class Sim:
         return sum(1 for r in self.llu.requests if r.path == "/llu/auth/login")
 
     def secrets(self) -> list[str]:
-        values = [PASSWORD, self.token, hashlib.sha1(self.token.encode()).hexdigest(),  # noqa: S324
-                  self.env["NIGHTSCOUT_API_TOKEN"], self.env["LINK_UP_PASSWORD"],
-                  hashlib.sha1(self.env["NIGHTSCOUT_API_TOKEN"].encode()).hexdigest()]  # noqa: S324
+        values = [
+            PASSWORD,
+            self.token,
+            hashlib.sha1(self.token.encode()).hexdigest(),  # noqa: S324
+            self.env["NIGHTSCOUT_API_TOKEN"],
+            self.env["LINK_UP_PASSWORD"],
+            hashlib.sha1(self.env["NIGHTSCOUT_API_TOKEN"].encode()).hexdigest(),  # noqa: S324
+        ]
         account = FileStateStore(self.state).load(account_key(EMAIL)).account
         if account.ticket is not None:
             values += [account.ticket.token, account.ticket.account_id, account.ticket.user_id]
@@ -116,9 +121,17 @@ def test_doctor_all_checks_pass_then_reuses_the_stored_login(sim: Sim, capsys: p
     healthy(sim)
     code, out, _ = sim.run(capsys, "doctor")
     assert code == 0, out
-    assert marks(out) == ["✔ Settings", "✔ Credentials", "✔ LibreLink Up login", "✔ Connections",
-                          "✔ Newest reading", "✔ Nightscout URL", "✔ Nightscout server", "✔ Nightscout token",
-                          "✔ Sensor Start treatment"]
+    assert marks(out) == [
+        "✔ Settings",
+        "✔ Credentials",
+        "✔ LibreLink Up login",
+        "✔ Connections",
+        "✔ Newest reading",
+        "✔ Nightscout URL",
+        "✔ Nightscout server",
+        "✔ Nightscout token",
+        "✔ Sensor Start treatment",
+    ]
     assert "logged in (region EU)" in out and "All 9 checks passed." in out
     patient = next(iter(sim.llu.patients))
     assert f"{patient}  PE" in out and "(synced)" in out  # the id to fill LINK_UP_CONNECTION, initials only
@@ -144,8 +157,12 @@ def test_doctor_with_api_v3_checks_the_jwt_exchange(sim: Sim, capsys: pytest.Cap
     assert code == 0, out
     assert "✔ Nightscout token: the token may upload with API v3" in out
     assert sim.ns.jwt_for(token) not in out
-    code, out, _ = sim.run(capsys, "doctor", NIGHTSCOUT_API_V3="true",
-                           NIGHTSCOUT_API_TOKEN=hashlib.sha1(token.encode()).hexdigest())  # noqa: S324
+    code, out, _ = sim.run(
+        capsys,
+        "doctor",
+        NIGHTSCOUT_API_V3="true",
+        NIGHTSCOUT_API_TOKEN=hashlib.sha1(token.encode()).hexdigest(),  # noqa: S324
+    )
     assert code == 1 and "✘ Nightscout token: API v3 needs an access token" in out
 
 
@@ -155,8 +172,9 @@ def test_doctor_flags_a_token_that_cannot_post_the_sensor_start(sim: Sim, capsys
     assert code == 1
     assert "✔ Nightscout token" in out and "✘ Sensor Start treatment" in out
     assert "NIGHTSCOUT_SENSOR_START=false" in out
-    code, out, _ = sim.run(capsys, "doctor", NIGHTSCOUT_API_TOKEN=sim.ns.uploader_token("uploader"),
-                           NIGHTSCOUT_SENSOR_START="false")
+    code, out, _ = sim.run(
+        capsys, "doctor", NIGHTSCOUT_API_TOKEN=sim.ns.uploader_token("uploader"), NIGHTSCOUT_SENSOR_START="false"
+    )
     assert code == 0 and "Sensor Start" not in out
 
 
@@ -204,8 +222,10 @@ def test_doctor_terms_step(sim: Sim, capsys: pytest.CaptureFixture[str]) -> None
     sim.llu.force_steps(EMAIL, ["tou"])
     code, out, _ = sim.run(capsys, "doctor")
     assert code == 1
-    assert ("✘ LibreLink Up login: LibreLink Up needs the account holder to act before it sends data again: "
-            "open the LibreLink Up app, log in with the follower account and accept the new Terms of Use.") in out
+    assert (
+        "✘ LibreLink Up login: LibreLink Up needs the account holder to act before it sends data again: "
+        "open the LibreLink Up app, log in with the follower account and accept the new Terms of Use."
+    ) in out
     assert sim.logins() == 1
     code, out, _ = sim.run(capsys, "doctor")  # within the hour: no login, the stored reason instead
     assert code == 1 and "waiting for the person to act (action_required:tou)" in out and sim.logins() == 1
@@ -220,8 +240,10 @@ def test_doctor_version_rejected(sim: Sim, capsys: pytest.CaptureFixture[str]) -
     code, out, _ = sim.run(capsys, "doctor")
     assert code == 1
     assert "✔ LibreLink Up login" in out
-    assert ("✘ LibreLink Up app version: LibreLink Up rejected app version 4.16.0 and requires 4.17.0. Set the "
-            "LINK_UP_VERSION parameter to 4.17.0") in out
+    assert (
+        "✘ LibreLink Up app version: LibreLink Up rejected app version 4.16.0 and requires 4.17.0. Set the "
+        "LINK_UP_VERSION parameter to 4.17.0"
+    ) in out
     before = len(sim.llu.requests)
     code, out, _ = sim.run(capsys, "doctor")  # the stored breaker: no request with the refused version
     assert code == 1 and "✘ LibreLink Up app version: LibreLink Up refused app version 4.16.0" in out
@@ -286,10 +308,13 @@ def test_doctor_nightscout_unreachable(sim: Sim, capsys: pytest.CaptureFixture[s
     assert code == 1 and "✘ Nightscout server: Nightscout could not be reached (" in out
 
 
-@pytest.mark.parametrize(("url", "expected"), [
-    ("http://example.com", "✘ Nightscout URL: NIGHTSCOUT_URL starts with http://, which would send secrets"),
-    ("my-site", "✘ Nightscout URL: NIGHTSCOUT_URL 'my-site' is not a web address"),
-])
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://example.com", "✘ Nightscout URL: NIGHTSCOUT_URL starts with http://, which would send secrets"),
+        ("my-site", "✘ Nightscout URL: NIGHTSCOUT_URL 'my-site' is not a web address"),
+    ],
+)
 def test_doctor_wrong_url_form(sim: Sim, capsys: pytest.CaptureFixture[str], url: str, expected: str) -> None:
     healthy(sim)
     code, out, _ = sim.run(capsys, "doctor", NIGHTSCOUT_URL=url)
@@ -377,13 +402,25 @@ def test_python_dash_m_runs_the_same_command(sim: Sim, tmp_path: Path) -> None:
     env = {**os.environ, **sim.env, "PYTHONPATH": str(ROOT / "layers" / "linkup_sync" / "python")}
     proc = subprocess.run(
         [sys.executable, "-m", "linkup_sync", "sync", "--once", "--state", str(sim.state), "--now", str(sim.clock())],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("uploaded ")
     assert "boto3" not in proc.stderr
-    helped = subprocess.run([sys.executable, "-m", "linkup_sync", "--help"], env=env, cwd=tmp_path,
-                            capture_output=True, text=True, timeout=60, check=False)
+    helped = subprocess.run(
+        [sys.executable, "-m", "linkup_sync", "--help"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert helped.returncode == 0 and "usage: linkup-sync" in helped.stdout and "doctor" in helped.stdout
 
 
@@ -397,13 +434,15 @@ def test_the_cli_imports_no_aws_library_without_aws_options(sim: Sim, tmp_path: 
         "print('AWS-MODULES', loaded, rc)\n"
     )
     env = {**os.environ, **sim.env, "PYTHONPATH": str(ROOT / "layers" / "linkup_sync" / "python")}
-    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
-                          timeout=60, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+    )
     assert "AWS-MODULES [] 0" in proc.stdout, proc.stdout + proc.stderr
 
 
-def test_demo_outside_a_checkout_says_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                         capsys: pytest.CaptureFixture[str]) -> None:
+def test_demo_outside_a_checkout_says_so(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr(cli, "REPO_ROOT", tmp_path)
     assert cli.main(["demo"]) == 2
     assert "only available in a checkout of the linkup-sync repository" in capsys.readouterr().err

@@ -208,12 +208,20 @@ def test_no_secret_token_or_hash_in_any_log_line(harness: Harness, logs: LogCapt
     with pytest.raises(NightscoutUnauthorized):
         harness.run()
     text = logs.text()
-    store = DynamoDBStateStore(harness.env["STATE_TABLE_NAME"],
-                               client=boto3.client("dynamodb", endpoint_url=harness.moto_endpoint))
+    store = DynamoDBStateStore(
+        harness.env["STATE_TABLE_NAME"], client=boto3.client("dynamodb", endpoint_url=harness.moto_endpoint)
+    )
     ticket = store.load(account_key(EMAIL)).account.ticket
     assert ticket is not None
-    forbidden = [PASSWORD, harness.ns_token, hashlib.sha1(harness.ns_token.encode()).hexdigest(),  # noqa: S324
-                 "wrong-token-value-123", ticket.token, ticket.account_id, "test-secret-123456"]
+    forbidden = [
+        PASSWORD,
+        harness.ns_token,
+        hashlib.sha1(harness.ns_token.encode()).hexdigest(),  # noqa: S324
+        "wrong-token-value-123",
+        ticket.token,
+        ticket.account_id,
+        "test-secret-123456",
+    ]
     for value in forbidden:
         assert value not in text
     assert "sync run finished" in text and "api:entries:create" in text  # the capture really saw the logs

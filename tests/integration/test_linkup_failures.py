@@ -199,8 +199,7 @@ def test_bad_password_is_tried_once_per_secret_version(harness: Harness, logs: L
 def test_lockout_means_no_login_until_it_has_passed(harness: Harness) -> None:
     harness.llu.add_patient(EMAIL)
     harness.provision()
-    harness.llu.fail_next(1, status=200, body=fixture_bytes("login-locked.json"),
-                          path="/llu/auth/login")
+    harness.llu.fail_next(1, status=200, body=fixture_bytes("login-locked.json"), path="/llu/auth/login")
     with pytest.raises(errors.LinkUpLocked) as err:
         harness.run()
     assert "300 seconds" in str(err.value)
@@ -291,8 +290,9 @@ def test_minimum_version_5_means_the_api_was_retired(harness: Harness) -> None:
 
 def test_missing_header_reply_is_named(harness: Harness) -> None:
     healthy_start(harness)
-    harness.llu.fail_next(1, status=400, body=fixture_bytes("error-400-required-header-missing.json"),
-                          path="/llu/connections/")
+    harness.llu.fail_next(
+        1, status=400, body=fixture_bytes("error-400-required-header-missing.json"), path="/llu/connections/"
+    )
     with pytest.raises(errors.LinkUpMissingHeader) as err:
         harness.run()
     assert "Update linkup-sync" in str(err.value)
@@ -321,8 +321,7 @@ def test_revoked_ticket_means_one_relogin_and_one_retry(harness: Harness) -> Non
     assert result["logins"] == 1 and harness.llu.logins == 2
     assert harness.llu.count("/llu/connections/") - graphs_before == 2
     harness.llu.revoke_tokens()
-    harness.llu.fail_next(2, status=401, body=fixture_bytes("error-401-invalid-jwt.json"),
-                          path="/llu/connections/")
+    harness.llu.fail_next(2, status=401, body=fixture_bytes("error-401-invalid-jwt.json"), path="/llu/connections/")
     harness.tick(300)
     with pytest.raises(errors.LinkUpUnauthorized):
         harness.run()

@@ -76,8 +76,16 @@ def test_healthy_run_metrics_and_summary_line(harness: Harness, logs: LogCapture
     assert first["correlation_id"].startswith("exec-") and first["cold_start"] is True
     assert first["service"] == "linkup-sync" and first["level"] == "INFO"
     summary = first["summary"]
-    for key in ("patient", "readings_seen", "uploaded", "gap_filled", "newest_reading_age_s", "linkup_requests",
-                "nightscout_requests", "logins"):
+    for key in (
+        "patient",
+        "readings_seen",
+        "uploaded",
+        "gap_filled",
+        "newest_reading_age_s",
+        "linkup_requests",
+        "nightscout_requests",
+        "logins",
+    ):
         assert key in summary
     assert len(summary["patient"]) == 8 and "Pat" not in json.dumps(summary)  # a short hash, never a name
 
@@ -122,7 +130,8 @@ def secret_incomplete(h: Harness) -> None:
     import boto3
 
     boto3.client("secretsmanager", endpoint_url=h.moto_endpoint).put_secret_value(
-        SecretId=h.secret_arn, SecretString=json.dumps({"LINK_UP_USERNAME": EMAIL, "LINK_UP_PASSWORD": PASSWORD}))
+        SecretId=h.secret_arn, SecretString=json.dumps({"LINK_UP_USERNAME": EMAIL, "LINK_UP_PASSWORD": PASSWORD})
+    )
     h.new_container()
 
 
@@ -133,8 +142,7 @@ CASES: dict[str, tuple[Scenario, type[errors.LinkupSyncError], str, bool, str | 
     "version": (version, errors.LinkUpVersionRejected, "version", True, "ActionRequired"),
     "locked": (locked, errors.LinkUpLocked, "locked", False, "RunSkipped"),
     "rate_limited": (rate_limited, errors.LinkUpRateLimited, "rate_limited", False, "RunSkipped"),
-    "nightscout_unauthorized": (ns_unauthorized, errors.NightscoutUnauthorized, "nightscout_unauthorized", True,
-                                None),
+    "nightscout_unauthorized": (ns_unauthorized, errors.NightscoutUnauthorized, "nightscout_unauthorized", True, None),
     "nightscout_unreachable": (ns_unreachable, errors.NightscoutUnreachable, "nightscout_unreachable", False, None),
     "secret": (secret_incomplete, errors.SecretError, "secret", True, None),
 }
@@ -178,12 +186,20 @@ def test_one_stale_person_among_several_reaches_the_stale_data_metric(harness: H
     second = harness.llu.add_patient(EMAIL, seed=2)
     other = NightscoutStandIn(harness.clock).start()
     harness.provision()
-    harness.secret_targets([
-        {"LINK_UP_CONNECTION": first.id, "NIGHTSCOUT_URL": harness.ns.base_url,
-         "NIGHTSCOUT_API_TOKEN": harness.ns_token},
-        {"LINK_UP_CONNECTION": second.id, "NIGHTSCOUT_URL": other.base_url,
-         "NIGHTSCOUT_API_TOKEN": other.uploader_token()},
-    ])
+    harness.secret_targets(
+        [
+            {
+                "LINK_UP_CONNECTION": first.id,
+                "NIGHTSCOUT_URL": harness.ns.base_url,
+                "NIGHTSCOUT_API_TOKEN": harness.ns_token,
+            },
+            {
+                "LINK_UP_CONNECTION": second.id,
+                "NIGHTSCOUT_URL": other.base_url,
+                "NIGHTSCOUT_API_TOKEN": other.uploader_token(),
+            },
+        ]
+    )
     for _ in range(6):
         harness.run()
         harness.tick(300)
@@ -195,8 +211,9 @@ def test_one_stale_person_among_several_reaches_the_stale_data_metric(harness: H
     metrics = emf(logs.text())
     assert values(metrics, "ReadingsUploaded")[0] >= 1  # the first person's readings still flow
     assert values(metrics, "LeastReadingsUploaded") == [0.0]  # but the stale-data alarm sees the second
-    per_patient = {labels["patient"]: v for n, d, v, labels in metrics
-                   if n == "ReadingsUploaded" and d == ("service", "patient")}
+    per_patient = {
+        labels["patient"]: v for n, d, v, labels in metrics if n == "ReadingsUploaded" and d == ("service", "patient")
+    }
     assert len(per_patient) == 2 and sorted(per_patient.values())[0] == 0
     assert all(len(p) == 8 for p in per_patient)  # short hashes, never a name or an id
     other.stop()

@@ -31,8 +31,12 @@ def forget_uploads(harness: Harness) -> None:
     ddb = boto3.client("dynamodb", endpoint_url=harness.moto_endpoint)
     for item in ddb.scan(TableName=table)["Items"]:
         if item["sk"]["S"].startswith("target#"):
-            ddb.update_item(TableName=table, Key={"pk": item["pk"], "sk": item["sk"]},
-                            UpdateExpression="REMOVE uploaded, #r", ExpressionAttributeNames={"#r": "rev"})
+            ddb.update_item(
+                TableName=table,
+                Key={"pk": item["pk"], "sk": item["sk"]},
+                UpdateExpression="REMOVE uploaded, #r",
+                ExpressionAttributeNames={"#r": "rev"},
+            )
 
 
 def test_v3_six_hours_clean_series_and_one_jwt_per_8_hours(harness: Harness) -> None:
@@ -92,12 +96,21 @@ def test_two_patients_to_two_sites_each_get_their_own_readings(harness: Harness)
     other_ns = NightscoutStandIn(harness.clock).start()
     try:
         harness.provision()
-        harness.secret_targets([
-            {"LINK_UP_CONNECTION": first.id, "NIGHTSCOUT_URL": harness.ns.base_url,
-             "NIGHTSCOUT_API_TOKEN": harness.ns_token},
-            {"LINK_UP_CONNECTION": second.id, "NIGHTSCOUT_URL": other_ns.base_url,
-             "NIGHTSCOUT_API_TOKEN": v3_token(other_ns), "NIGHTSCOUT_API_V3": True},
-        ])
+        harness.secret_targets(
+            [
+                {
+                    "LINK_UP_CONNECTION": first.id,
+                    "NIGHTSCOUT_URL": harness.ns.base_url,
+                    "NIGHTSCOUT_API_TOKEN": harness.ns_token,
+                },
+                {
+                    "LINK_UP_CONNECTION": second.id,
+                    "NIGHTSCOUT_URL": other_ns.base_url,
+                    "NIGHTSCOUT_API_TOKEN": v3_token(other_ns),
+                    "NIGHTSCOUT_API_V3": True,
+                },
+            ]
+        )
         for _ in range(12):
             result = harness.run()
             assert result["linkup_requests"] == 2 or result["logins"] == 1  # one graph per patient

@@ -33,18 +33,24 @@ from linkup_sync.selection import GAP_S, KEEP_S, merge_ledger, select_new
 from tests.unit._stub_server import StubServer
 
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-NETWORK = settings(max_examples=40, deadline=None,
-                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+NETWORK = settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+)
 DIRECTIONS = {*TREND_DIRECTIONS.values(), "NOT COMPUTABLE"}
 
 # --- strategies ---------------------------------------------------------------------------------------
 
-json_scalars = (st.none() | st.booleans() | st.integers(-(2**63), 2**63) | st.floats(allow_nan=True)
-                | st.text(max_size=30))
-json_like = st.recursive(json_scalars, lambda inner: st.lists(inner, max_size=4)
-                         | st.dictionaries(st.text(max_size=12), inner, max_size=5), max_leaves=20)
-instants = st.datetimes(min_value=datetime(1000, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59),
-                        timezones=st.just(UTC))
+json_scalars = (
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63) | st.floats(allow_nan=True) | st.text(max_size=30)
+)
+json_like = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=5),
+    max_leaves=20,
+)
+instants = st.datetimes(
+    min_value=datetime(1000, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59), timezones=st.just(UTC)
+)
 
 
 @st.composite
@@ -60,8 +66,9 @@ def llu_timestamps(draw: st.DrawFn, moment: datetime | None = None) -> tuple[str
     return text, int(dt.timestamp())
 
 
-values = st.one_of(st.integers(-5, 1200), st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
-                   st.text(max_size=5), st.none())
+values = st.one_of(
+    st.integers(-5, 1200), st.floats(allow_nan=True, allow_infinity=True), st.booleans(), st.text(max_size=5), st.none()
+)
 
 
 @st.composite
@@ -102,16 +109,23 @@ def graph_payloads(draw: st.DrawFn) -> Any:
 def login_payloads(draw: st.DrawFn) -> Any:
     if draw(st.integers(0, 7)) == 0:
         return draw(json_like)
-    ticket = {"token": draw(st.text(max_size=40) | json_scalars),
-              "expires": draw(json_scalars | st.integers(-5, 2**40)), "duration": 15552000000}
+    ticket = {
+        "token": draw(st.text(max_size=40) | json_scalars),
+        "expires": draw(json_scalars | st.integers(-5, 2**40)),
+        "duration": 15552000000,
+    }
     user = {"id": draw(st.text(max_size=40) | json_scalars)}
-    data: dict[str, Any] = {"authTicket": ticket if draw(st.integers(0, 5)) else draw(json_like),
-                            "user": user if draw(st.integers(0, 5)) else draw(json_like)}
+    data: dict[str, Any] = {
+        "authTicket": ticket if draw(st.integers(0, 5)) else draw(json_like),
+        "user": user if draw(st.integers(0, 5)) else draw(json_like),
+    }
     if draw(st.integers(0, 4)) == 0:
         data = {"redirect": draw(json_scalars), "region": draw(json_scalars)}
     if draw(st.integers(0, 4)) == 0:
-        data = {"step": {"type": draw(json_scalars), "componentName": draw(json_scalars)},
-                "authTicket": {"token": draw(json_scalars)}}
+        data = {
+            "step": {"type": draw(json_scalars), "componentName": draw(json_scalars)},
+            "authTicket": {"token": draw(json_scalars)},
+        }
     return {"status": draw(st.sampled_from([0, 2, 4, 429, 911, 920]) | json_scalars), "data": data}
 
 
@@ -119,11 +133,21 @@ def body_bytes(obj: Any) -> bytes:
     return json.dumps(obj, allow_nan=True).encode()
 
 
-bodies = st.one_of(st.binary(max_size=300), json_like.map(body_bytes), graph_payloads().map(body_bytes),
-                   login_payloads().map(body_bytes), st.just(b""), st.just(b"<html><h1>Error 1015</h1></html>"))
-content_types = st.one_of(st.none(), st.sampled_from(["application/json", "application/json; charset=utf-8",
-                                                      "text/html; charset=UTF-8", "text/plain", "", "JSON"]),
-                          st.text(max_size=30))
+bodies = st.one_of(
+    st.binary(max_size=300),
+    json_like.map(body_bytes),
+    graph_payloads().map(body_bytes),
+    login_payloads().map(body_bytes),
+    st.just(b""),
+    st.just(b"<html><h1>Error 1015</h1></html>"),
+)
+content_types = st.one_of(
+    st.none(),
+    st.sampled_from(
+        ["application/json", "application/json; charset=utf-8", "text/html; charset=UTF-8", "text/plain", "", "JSON"]
+    ),
+    st.text(max_size=30),
+)
 statuses = st.one_of(st.sampled_from([200, 400, 401, 403, 404, 429, 430, 500, 502, 503, 911]), st.integers(0, 999))
 
 # --- LibreLink Up timestamps ----------------------------------------------------------------------------
@@ -141,8 +165,13 @@ def test_timestamps_round_trip_to_the_right_instant(case: tuple[str, int]) -> No
 
 
 @FAST
-@given(st.one_of(st.text(max_size=40), json_scalars, st.from_regex(
-    r"\A[0-9]{1,3}/[0-9]{1,3}/[0-9]{4} [0-9]{1,3}:[0-9]{2}:[0-9]{2} (AM|PM)\Z")))
+@given(
+    st.one_of(
+        st.text(max_size=40),
+        json_scalars,
+        st.from_regex(r"\A[0-9]{1,3}/[0-9]{1,3}/[0-9]{4} [0-9]{1,3}:[0-9]{2}:[0-9]{2} (AM|PM)\Z"),
+    )
+)
 @example("2/30/2026 1:00:00 AM")
 @example("13/1/2026 1:00:00 AM")
 @example("1/1/2026 0:00:00 AM")
@@ -198,15 +227,26 @@ def test_any_graph_reply_gives_a_graph_or_a_typed_error(payload: Any) -> None:
 
 
 @FAST
-@given(st.one_of(json_like, st.fixed_dictionaries({"status": st.just(0), "data": st.lists(
-    st.fixed_dictionaries({"patientId": json_scalars, "firstName": json_scalars, "sensor": json_like}), max_size=4)})))
+@given(
+    st.one_of(
+        json_like,
+        st.fixed_dictionaries(
+            {
+                "status": st.just(0),
+                "data": st.lists(
+                    st.fixed_dictionaries({"patientId": json_scalars, "firstName": json_scalars, "sensor": json_like}),
+                    max_size=4,
+                ),
+            }
+        ),
+    )
+)
 def test_any_connections_reply_gives_connections_or_a_typed_error(payload: Any) -> None:
     try:
         connections = parsing.parse_connections(payload)
     except LinkUpMalformedResponse:
         return
-    assert all(isinstance(c, Connection) and c.patient_id and c.patient_id == c.patient_id.strip()
-               for c in connections)
+    assert all(isinstance(c, Connection) and c.patient_id and c.patient_id == c.patient_id.strip() for c in connections)
 
 
 @FAST
@@ -225,17 +265,35 @@ def test_any_login_reply_gives_a_ticket_a_redirect_a_step_or_a_typed_error(paylo
 
 
 @settings(max_examples=300, deadline=None)
-@given(statuses, content_types, bodies, st.booleans(), st.one_of(st.none(), st.text(max_size=8)),
-       st.sampled_from([frozenset(), frozenset({"tou", "pp"})]))
+@given(
+    statuses,
+    content_types,
+    bodies,
+    st.booleans(),
+    st.one_of(st.none(), st.text(max_size=8)),
+    st.sampled_from([frozenset(), frozenset({"tou", "pp"})]),
+)
 @example(429, "text/html", b"<html>1015</html>", False, "\u00b2", frozenset())  # Retry-After: byte 0xB2 ("²")
 @example(200, None, b"", False, "\u0663", frozenset())  # an Arabic-Indic digit three
 def test_classify_gives_a_json_object_or_a_typed_linkup_error(
-    status: int, content_type: str | None, body: bytes, during_login: bool, retry_after: str | None,
+    status: int,
+    content_type: str | None,
+    body: bytes,
+    during_login: bool,
+    retry_after: str | None,
     accept: frozenset[str],
 ) -> None:
     try:
-        parsed = parsing.classify(status, content_type, body, during_login=during_login, version="4.16.0",
-                                  patient_id="p", retry_after=retry_after, accept_steps=accept)
+        parsed = parsing.classify(
+            status,
+            content_type,
+            body,
+            during_login=during_login,
+            version="4.16.0",
+            patient_id="p",
+            retry_after=retry_after,
+            accept_steps=accept,
+        )
     except LinkUpError as exc:
         assert exc.message and exc.reason and str(exc) == exc.message
         return
@@ -252,15 +310,24 @@ def stub() -> Iterator[StubServer]:
         yield server
 
 
-ns_statuses = st.one_of(st.sampled_from([200, 201, 204, 301, 302, 400, 401, 403, 404, 413, 422, 500, 502, 503]),
-                        st.integers(200, 599))
-ns_bodies = st.one_of(st.binary(max_size=200), json_like.map(body_bytes), st.just(b"[]"),
-                      st.just(b'{"status":401,"message":"Unauthorized"}'), st.just(b'{"isDeduplication":true}'),
-                      st.just(b'{"token":"eyJhbGciOiJIUzI1NiJ9.e30.x","exp":4102444800}'),
-                      st.just(b'{"status":400,"message":"Field app cannot be modified by the client"}'))
-replies = st.tuples(ns_statuses, ns_bodies, content_types, st.sampled_from([{}, {"Location": "https://x.example.org/"}]))
-READINGS = [Reading(epoch_ms=1_795_730_978_000 + 300_000 * i, sgv=100 + i, direction="Flat", source="graph")
-            for i in range(3)]
+ns_statuses = st.one_of(
+    st.sampled_from([200, 201, 204, 301, 302, 400, 401, 403, 404, 413, 422, 500, 502, 503]), st.integers(200, 599)
+)
+ns_bodies = st.one_of(
+    st.binary(max_size=200),
+    json_like.map(body_bytes),
+    st.just(b"[]"),
+    st.just(b'{"status":401,"message":"Unauthorized"}'),
+    st.just(b'{"isDeduplication":true}'),
+    st.just(b'{"token":"eyJhbGciOiJIUzI1NiJ9.e30.x","exp":4102444800}'),
+    st.just(b'{"status":400,"message":"Field app cannot be modified by the client"}'),
+)
+replies = st.tuples(
+    ns_statuses, ns_bodies, content_types, st.sampled_from([{}, {"Location": "https://x.example.org/"}])
+)
+READINGS = [
+    Reading(epoch_ms=1_795_730_978_000 + 300_000 * i, sgv=100 + i, direction="Flat", source="graph") for i in range(3)
+]
 
 
 def queue(stub: StubServer, answers: list[tuple[int, bytes, str | None, dict[str, str]]]) -> None:
@@ -278,8 +345,9 @@ def test_nightscout_v1_gives_a_count_or_a_typed_error(stub: StubServer, answers:
     from linkup_sync.http import make_pool
 
     queue(stub, answers)
-    sink = NightscoutV1(base_url=stub.url, token="bridge-0123456789abcdef", pool=make_pool(),
-                       deadline=Deadline(time.monotonic, 5))
+    sink = NightscoutV1(
+        base_url=stub.url, token="bridge-0123456789abcdef", pool=make_pool(), deadline=Deadline(time.monotonic, 5)
+    )
     try:
         sent = sink.upload(READINGS[:count])
         sink.post_sensor_start(serial="0E1234", activated_at=1_795_000_000)
@@ -297,8 +365,14 @@ def test_nightscout_v3_gives_a_count_or_a_typed_error(stub: StubServer, answers:
     from linkup_sync.http import make_pool
 
     queue(stub, answers)
-    sink = NightscoutV3(base_url=stub.url, token="bridge-0123456789abcdef", pool=make_pool(maxsize=4),
-                       deadline=Deadline(time.monotonic, 5), clock=lambda: 1_795_730_978.0, parallel=1)
+    sink = NightscoutV3(
+        base_url=stub.url,
+        token="bridge-0123456789abcdef",
+        pool=make_pool(maxsize=4),
+        deadline=Deadline(time.monotonic, 5),
+        clock=lambda: 1_795_730_978.0,
+        parallel=1,
+    )
     try:
         acknowledged = sink.upload(READINGS[:count])
         sink.post_sensor_start(serial="0E1234", activated_at=1_795_000_000)
@@ -322,8 +396,9 @@ def graphs_and_ledgers(draw: st.DrawFn) -> tuple[Graph, tuple[int, ...]]:
     if draw(st.booleans()):  # a ledger that already holds some of the graph
         ledger += draw(st.lists(st.sampled_from(history_s), max_size=10)) if history_s else []
     history = tuple(Reading(epoch_ms=t * 1000, sgv=120, direction="Flat", source="graph") for t in history_s)
-    current = None if current_s is None else Reading(epoch_ms=current_s * 1000, sgv=130, direction="Flat",
-                                                     source="current")
+    current = (
+        None if current_s is None else Reading(epoch_ms=current_s * 1000, sgv=130, direction="Flat", source="current")
+    )
     return Graph(patient_id="p", current=current, history=history), tuple(sorted(set(ledger)))
 
 

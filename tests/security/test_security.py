@@ -68,8 +68,13 @@ def stack(moto_endpoint: str) -> Iterator[LocalStack]:
 def secrets_of(stack: LocalStack, extra: tuple[str, ...] = ()) -> list[str]:
     """Everything that must never be shown: what the bridge was given and what it was issued."""
     token = stack.ns_token
-    values = [PASSWORD, token, hashlib.sha1(token.encode()).hexdigest(),  # noqa: S324 - Nightscout's scheme
-              hashlib.sha256(token.encode()).hexdigest(), *extra]
+    values = [
+        PASSWORD,
+        token,
+        hashlib.sha1(token.encode()).hexdigest(),  # noqa: S324 - Nightscout's scheme
+        hashlib.sha256(token.encode()).hexdigest(),
+        *extra,
+    ]
     for request in stack.llu.requests:
         values.append(request.headers.get("authorization", "").removeprefix("Bearer ").strip())
         values.append(request.headers.get("account-id", "").strip())
@@ -125,10 +130,13 @@ def entries_path(s: LocalStack) -> str:
 
 def ns_fail(status: int, **kwargs: Any) -> Callable[[LocalStack], None]:
     """The entries upload answers `status` (for API v3 a 401 to every try: v3 renews its JWT once after one)."""
+
     def setup(s: LocalStack) -> None:
         v3 = s.env.get("NIGHTSCOUT_API_V3") == "true"
-        s.ns.fail_next(8 if v3 and status == 401 else 1, status=status, body=ns_echo_page(s),
-                       path=entries_path(s), **kwargs)
+        s.ns.fail_next(
+            8 if v3 and status == 401 else 1, status=status, body=ns_echo_page(s), path=entries_path(s), **kwargs
+        )
+
     return setup
 
 
@@ -142,43 +150,70 @@ WRONG_NS_TOKEN = "bridge-0123456789abcdef"
 WRONG_PASSWORD = "an old password 42"
 
 LLU_CASES: dict[str, Case] = {
-    "bad_credentials": Case(lambda s: (s.put_secret(password=WRONG_PASSWORD), relogin(s), s.new_container()),
-                            errors.LinkUpBadCredentials, extra_secrets=(WRONG_PASSWORD,)),
+    "bad_credentials": Case(
+        lambda s: (s.put_secret(password=WRONG_PASSWORD), relogin(s), s.new_container()),
+        errors.LinkUpBadCredentials,
+        extra_secrets=(WRONG_PASSWORD,),
+    ),
     "action_required": Case(lambda s: (s.llu.force_steps(EMAIL, ["tou"]), relogin(s)), errors.LinkUpActionRequired),
-    "locked": Case(lambda s: (relogin(s), s.llu.fail_next(1, status=200, body=fixture_bytes("login-locked.json"),
-                                                          path="/llu/auth/login")), errors.LinkUpLocked),
+    "locked": Case(
+        lambda s: (
+            relogin(s),
+            s.llu.fail_next(1, status=200, body=fixture_bytes("login-locked.json"), path="/llu/auth/login"),
+        ),
+        errors.LinkUpLocked,
+    ),
     "version_rejected": Case(lambda s: s.llu.set_min_version("4.99.0"), errors.LinkUpVersionRejected),
-    "unauthorized_twice": Case(lambda s: (relogin(s), s.llu.fail_next(
-        2, status=401, body=fixture_bytes("error-401-invalid-jwt.json"), path="/llu/connections/")),
-        errors.LinkUpUnauthorized),
-    "missing_header": Case(lambda s: s.llu.fail_next(
-        1, status=400, body=fixture_bytes("error-400-required-header-missing.json"), path="/llu/connections/"),
-        errors.LinkUpMissingHeader),
-    "patient_not_found": Case(lambda s: s.new_container(), errors.LinkUpPatientNotFound, healthy_first=False,
-                              env={"LINK_UP_CONNECTION": "00000000-0000-4000-8000-000000000000"}),
+    "unauthorized_twice": Case(
+        lambda s: (
+            relogin(s),
+            s.llu.fail_next(2, status=401, body=fixture_bytes("error-401-invalid-jwt.json"), path="/llu/connections/"),
+        ),
+        errors.LinkUpUnauthorized,
+    ),
+    "missing_header": Case(
+        lambda s: s.llu.fail_next(
+            1, status=400, body=fixture_bytes("error-400-required-header-missing.json"), path="/llu/connections/"
+        ),
+        errors.LinkUpMissingHeader,
+    ),
+    "patient_not_found": Case(
+        lambda s: s.new_container(),
+        errors.LinkUpPatientNotFound,
+        healthy_first=False,
+        env={"LINK_UP_CONNECTION": "00000000-0000-4000-8000-000000000000"},
+    ),
     "no_connections": Case(lambda s: None, errors.LinkUpNoConnections, healthy_first=False),
     "rate_limited_1015": Case(lambda s: s.llu.rate_limit_html(1, retry_after=120), errors.LinkUpRateLimited),
     "blocked_cloudflare": Case(lambda s: s.llu.cloudflare_block(1), errors.LinkUpBlocked),
     "blocked_430_on_login": Case(lambda s: (relogin(s), s.llu.http_430_on_login(1)), errors.LinkUpBlocked),
     "maintenance": Case(lambda s: s.llu.set_maintenance(True), errors.LinkUpMaintenance),
-    "server_error_echoing_secrets": Case(lambda s: s.llu.fail_next(1, status=502, body=llu_echo_page(s),
-                                                                   content_type="text/html"),
-                                         errors.LinkUpServerError),
-    "html_200_echoing_secrets": Case(lambda s: s.llu.fail_next(1, status=200, body=llu_echo_page(s),
-                                                               content_type="text/html"),
-                                     errors.LinkUpMalformedResponse),
-    "graph_400_echoing_the_token": Case(lambda s: llu_echo_json(s, 400, "/llu/connections/", ticket_token(s)),
-                                        errors.LinkUpMalformedResponse),
+    "server_error_echoing_secrets": Case(
+        lambda s: s.llu.fail_next(1, status=502, body=llu_echo_page(s), content_type="text/html"),
+        errors.LinkUpServerError,
+    ),
+    "html_200_echoing_secrets": Case(
+        lambda s: s.llu.fail_next(1, status=200, body=llu_echo_page(s), content_type="text/html"),
+        errors.LinkUpMalformedResponse,
+    ),
+    "graph_400_echoing_the_token": Case(
+        lambda s: llu_echo_json(s, 400, "/llu/connections/", ticket_token(s)), errors.LinkUpMalformedResponse
+    ),
     "graph_200_echoing_the_account_id": Case(
-        lambda s: llu_echo_json(s, 200, "/llu/connections/", s.account.account_id), errors.LinkUpMalformedResponse),
-    "login_400_echoing_the_password": Case(lambda s: (relogin(s), llu_echo_json(s, 400, "/llu/auth/login", PASSWORD)),
-                                           errors.LinkUpMalformedResponse),
-    "login_200_echoing_the_password": Case(lambda s: (relogin(s), llu_echo_json(s, 200, "/llu/auth/login", PASSWORD)),
-                                           errors.LinkUpMalformedResponse),
+        lambda s: llu_echo_json(s, 200, "/llu/connections/", s.account.account_id), errors.LinkUpMalformedResponse
+    ),
+    "login_400_echoing_the_password": Case(
+        lambda s: (relogin(s), llu_echo_json(s, 400, "/llu/auth/login", PASSWORD)), errors.LinkUpMalformedResponse
+    ),
+    "login_200_echoing_the_password": Case(
+        lambda s: (relogin(s), llu_echo_json(s, 200, "/llu/auth/login", PASSWORD)), errors.LinkUpMalformedResponse
+    ),
     "truncated_json": Case(lambda s: s.llu.truncated_json(1), errors.LinkUpMalformedResponse),
     "timeout": Case(lambda s: s.llu.hang(1, 1.5), errors.LinkUpTimeout),
-    "unreachable": Case(lambda s: (s.env.update(LINK_UP_API_URL="http://127.0.0.1:9/{region}"), s.new_container()),
-                        errors.LinkUpUnreachable),
+    "unreachable": Case(
+        lambda s: (s.env.update(LINK_UP_API_URL="http://127.0.0.1:9/{region}"), s.new_container()),
+        errors.LinkUpUnreachable,
+    ),
 }
 
 NS_CASES: dict[str, Case] = {
@@ -187,9 +222,15 @@ NS_CASES: dict[str, Case] = {
     "ns_500_echoing_secrets": Case(ns_fail(500), errors.NightscoutUnreachable),
     "ns_400_echoing_secrets": Case(ns_fail(400), errors.NightscoutRejected),
     "ns_403_echoing_secrets": Case(ns_fail(403), errors.NightscoutRejected),
-    "ns_redirect_with_token": Case(lambda s: s.ns.fail_next(
-        1, status=301, path=entries_path(s),
-        headers={"Location": f"https://login.example.org/?token={s.ns_token}&user=x:y"}), errors.NightscoutRejected),
+    "ns_redirect_with_token": Case(
+        lambda s: s.ns.fail_next(
+            1,
+            status=301,
+            path=entries_path(s),
+            headers={"Location": f"https://login.example.org/?token={s.ns_token}&user=x:y"},
+        ),
+        errors.NightscoutRejected,
+    ),
     "ns_200_not_nightscout": Case(ns_fail(200), errors.NightscoutRejected),
     "ns_unreachable": Case(lambda s: s.ns.set_unreachable(True), errors.NightscoutUnreachable),
     "ns_timeout": Case(lambda s: s.ns.hang_next(1, 1.5), errors.NightscoutUnreachable),
@@ -199,12 +240,15 @@ OTHER_CASES: dict[str, Case] = {
     "secret_incomplete": Case(lambda s: s.put_secret(ns_url=" "), errors.SecretError, healthy_first=False),
     "ns_url_with_credentials": Case(
         lambda s: (s.put_secret(ns_url=f"https://bridge:{s.ns_token}@ns.example.org"), s.new_container()),
-        errors.ConfigError),
+        errors.ConfigError,
+    ),
     "ns_url_unparseable_with_token": Case(
         lambda s: (s.put_secret(ns_url=f"https://my site.example.org/?token={s.ns_token}"), s.new_container()),
-        errors.ConfigError),
-    "ns_url_plain_http": Case(lambda s: (s.put_secret(ns_url="http://ns.example.org"), s.new_container()),
-                              errors.ConfigError),
+        errors.ConfigError,
+    ),
+    "ns_url_plain_http": Case(
+        lambda s: (s.put_secret(ns_url="http://ns.example.org"), s.new_container()), errors.ConfigError
+    ),
 }
 
 
@@ -247,8 +291,9 @@ def test_no_secret_on_linkup_error_paths(stack: LocalStack, name: str) -> None:
 def test_no_secret_on_nightscout_error_paths(stack: LocalStack, name: str, api_v3: bool) -> None:
     case = NS_CASES[name]
     if api_v3:
-        case = Case(case.setup, case.error, case.healthy_first, {**case.env, "NIGHTSCOUT_API_V3": "true"},
-                    case.extra_secrets)
+        case = Case(
+            case.setup, case.error, case.healthy_first, {**case.env, "NIGHTSCOUT_API_V3": "true"}, case.extra_secrets
+        )
     stack.deadline_s = 0.8
     text = drive(stack, case)
     forbidden = secrets_of(stack, case.extra_secrets)
@@ -271,8 +316,7 @@ def test_state_table_failure_shows_no_secret(stack: LocalStack) -> None:
 
     def throttle(model: Any = None, **_: Any) -> None:
         if model is not None and model.name == "UpdateItem":
-            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}},
-                              model.name)
+            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "x"}}, model.name)
 
     stack.aws_calls = throttle  # type: ignore[assignment]
     case = Case(lambda s: s.new_container(), errors.StateUnavailable, healthy_first=False)
@@ -299,20 +343,30 @@ def test_only_lambda_may_assume_the_function_role_and_the_scheduler_may_only_inv
     assert set(roles) == {function_role, "SyncFunctionScheduleRole"}, "no other role in the stack"
     trusted = {lid: role["AssumeRolePolicyDocument"]["Statement"] for lid, role in roles.items()}
     assert trusted[function_role] == [
-        {"Action": ["sts:AssumeRole"], "Effect": "Allow", "Principal": {"Service": ["lambda.amazonaws.com"]}}]
+        {"Action": ["sts:AssumeRole"], "Effect": "Allow", "Principal": {"Service": ["lambda.amazonaws.com"]}}
+    ]
     assert trusted["SyncFunctionScheduleRole"] == [
-        {"Action": ["sts:AssumeRole"], "Effect": "Allow", "Principal": {"Service": ["scheduler.amazonaws.com"]}}]
+        {"Action": ["sts:AssumeRole"], "Effect": "Allow", "Principal": {"Service": ["scheduler.amazonaws.com"]}}
+    ]
     schedule_role = roles["SyncFunctionScheduleRole"]
     assert "ManagedPolicyArns" not in schedule_role
     statements = [s for p in schedule_role["Policies"] for s in p["PolicyDocument"]["Statement"]]
-    assert statements == [{"Action": "lambda:InvokeFunction", "Effect": "Allow",
-                           "Resource": {"Fn::GetAtt": ["SyncFunction", "Arn"]}}]
+    assert statements == [
+        {"Action": "lambda:InvokeFunction", "Effect": "Allow", "Resource": {"Fn::GetAtt": ["SyncFunction", "Arn"]}}
+    ]
 
 
 def test_no_resource_policy_opens_the_table_the_secret_or_the_function(cfn: dict[str, Any]) -> None:
     types = {r["Type"] for r in cfn["Resources"].values()}
-    assert not types & {"AWS::SecretsManager::ResourcePolicy", "AWS::Lambda::Permission", "AWS::Lambda::Url",
-                        "AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::User", "AWS::IAM::AccessKey"}
+    assert not types & {
+        "AWS::SecretsManager::ResourcePolicy",
+        "AWS::Lambda::Permission",
+        "AWS::Lambda::Url",
+        "AWS::IAM::Policy",
+        "AWS::IAM::ManagedPolicy",
+        "AWS::IAM::User",
+        "AWS::IAM::AccessKey",
+    }
     table = cfn["Resources"]["StateTable"]["Properties"]
     assert "ResourcePolicy" not in table and "StreamSpecification" not in table
     secret = cfn["Resources"]["CredentialsSecret"]["Properties"]
@@ -341,8 +395,12 @@ def test_the_actions_and_resources_the_code_uses_are_exactly_the_granted_ones(
     stack: LocalStack, cfn: dict[str, Any]
 ) -> None:
     statements, _managed = _function_role_statements(cfn)
-    granted = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
-               if not a.startswith("logs:")}
+    granted = {
+        a
+        for s in statements
+        for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+        if not a.startswith("logs:")
+    }
     used = UsedCalls()
     stack.aws_calls = used  # type: ignore[assignment]
     stack.llu.add_patient(EMAIL)
@@ -371,8 +429,17 @@ def test_the_actions_and_resources_the_code_uses_are_exactly_the_granted_ones(
 
 def test_no_code_path_can_turn_certificate_checks_off() -> None:
     source = "\n".join(p.read_text(encoding="utf-8") for p in PACKAGE.rglob("*.py"))
-    for pattern in ("CERT_NONE", "verify=False", "assert_hostname", "check_hostname", "_create_unverified_context",
-                    "cert_reqs=\"CERT_OPTIONAL\"", "ssl_context=", "PYTHONHTTPSVERIFY", "insecure"):
+    for pattern in (
+        "CERT_NONE",
+        "verify=False",
+        "assert_hostname",
+        "check_hostname",
+        "_create_unverified_context",
+        'cert_reqs="CERT_OPTIONAL"',
+        "ssl_context=",
+        "PYTHONHTTPSVERIFY",
+        "insecure",
+    ):
         occurrences = [m.start() for m in re.finditer(re.escape(pattern), source)]
         if pattern == "ssl_context=":  # only make_pool's fallback, which is a verifying default context
             assert len(occurrences) <= 1 and "ssl.create_default_context()" in source
@@ -417,8 +484,10 @@ class TlsServer:
                 with self._context.wrap_socket(conn, server_side=True) as tls:
                     self.handshakes_ok += 1
                     self.received += tls.recv(65536)
-                    tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
-                                b"Connection: close\r\n\r\n[]")
+                    tls.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n"
+                        b"Connection: close\r\n\r\n[]"
+                    )
             except (ssl.SSLError, OSError):
                 self.handshakes_failed += 1
                 conn.close()
@@ -441,10 +510,31 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
         from cryptography.x509.oid import NameOID
     except ImportError:
         try:
-            subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                            "-nodes", "-days", "2", "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert),
-                            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
-                           check=True, capture_output=True, timeout=30)
+            subprocess.run(
+                [
+                    "openssl",
+                    "req",
+                    "-x509",
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                    "-nodes",
+                    "-days",
+                    "2",
+                    "-subj",
+                    "/CN=localhost",
+                    "-keyout",
+                    str(key),
+                    "-out",
+                    str(cert),
+                    "-addext",
+                    "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=30,
+            )
         except (OSError, subprocess.CalledProcessError):
             pytest.skip("neither the cryptography package nor openssl can make a test certificate")
         return cert, key
@@ -452,17 +542,25 @@ def _self_signed(directory: Path) -> tuple[Path, Path]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = dt.datetime.now(dt.UTC)
     certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(private.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(private.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=2))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                    x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                       critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
         .sign(private, hashes.SHA256())
     )
     cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    key.write_bytes(private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
+    key.write_bytes(
+        private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
     return cert, key
 
 
@@ -476,9 +574,16 @@ def tls_server(tmp_path: Path) -> Iterator[TlsServer]:
         server.close()
 
 
-TLS_OFF_VARIABLES = {"PYTHONHTTPSVERIFY": "0", "CURL_CA_BUNDLE": "", "REQUESTS_CA_BUNDLE": "",
-                     "LINK_UP_VERIFY_TLS": "false", "NIGHTSCOUT_VERIFY_TLS": "false", "VERIFY_SSL": "false",
-                     "NODE_TLS_REJECT_UNAUTHORIZED": "0", "TLS_VERIFY": "0"}
+TLS_OFF_VARIABLES = {
+    "PYTHONHTTPSVERIFY": "0",
+    "CURL_CA_BUNDLE": "",
+    "REQUESTS_CA_BUNDLE": "",
+    "LINK_UP_VERIFY_TLS": "false",
+    "NIGHTSCOUT_VERIFY_TLS": "false",
+    "VERIFY_SSL": "false",
+    "NODE_TLS_REJECT_UNAUTHORIZED": "0",
+    "TLS_VERIFY": "0",
+}
 
 
 def test_the_pool_always_requires_certificates(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -504,8 +609,14 @@ def test_a_self_signed_certificate_is_refused_whatever_the_environment_says(
         monkeypatch.setenv(name, value)
     received = tls_server.received
     with pytest.raises(TransportError) as err:
-        send(make_pool(), "GET", url, headers={"api-secret": "x" * 40}, body=None,
-             timeout=urllib3.Timeout(connect=3, read=3))
+        send(
+            make_pool(),
+            "GET",
+            url,
+            headers={"api-secret": "x" * 40},
+            body=None,
+            timeout=urllib3.Timeout(connect=3, read=3),
+        )
     assert err.value.kind == "tls"
     assert tls_server.received == received, "nothing may be sent over an unverified connection"
 
@@ -533,11 +644,29 @@ def test_the_adapters_refuse_a_self_signed_certificate_before_sending_a_secret(t
 
 # --- plain http only to loopback ------------------------------------------------------------------------
 
-LOOPBACK = ["http://127.0.0.1:8080", "http://127.0.0.53", "http://localhost:1337", "http://LOCALHOST",
-            "http://[::1]:8080", "https://example.org", "HTTPS://EXAMPLE.ORG"]
-NOT_LOOPBACK = ["http://example.org", "http://127.0.0.1.nip.io", "http://localhost.example.org",
-                "http://0.0.0.0:8080", "http://10.0.0.1", "http://192.168.1.10", "http://169.254.169.254",
-                "http://[::]:8080", "http://[fe80::1]", "ftp://127.0.0.1", "file:///etc/passwd", "//example.org"]
+LOOPBACK = [
+    "http://127.0.0.1:8080",
+    "http://127.0.0.53",
+    "http://localhost:1337",
+    "http://LOCALHOST",
+    "http://[::1]:8080",
+    "https://example.org",
+    "HTTPS://EXAMPLE.ORG",
+]
+NOT_LOOPBACK = [
+    "http://example.org",
+    "http://127.0.0.1.nip.io",
+    "http://localhost.example.org",
+    "http://0.0.0.0:8080",
+    "http://10.0.0.1",
+    "http://192.168.1.10",
+    "http://169.254.169.254",
+    "http://[::]:8080",
+    "http://[fe80::1]",
+    "ftp://127.0.0.1",
+    "file:///etc/passwd",
+    "//example.org",
+]
 
 
 @pytest.mark.parametrize("url", LOOPBACK)

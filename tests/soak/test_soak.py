@@ -29,8 +29,18 @@ def test_a_simulated_week_of_faults_loses_nothing_duplicates_nothing_and_leaks_n
     assert result.state_problems == []
     # the faults really happened and really hurt: every kind, and failed or skipped runs for each family
     assert set(RATES) <= set(result.faults), sorted(set(RATES) - set(result.faults))
-    for reason in ("nightscout_unreachable", "nightscout_unauthorized", "server_error", "rate_limited", "blocked",
-                   "malformed", "timeout", "maintenance", "state_unavailable", "crash_after_upload (injected)"):
+    for reason in (
+        "nightscout_unreachable",
+        "nightscout_unauthorized",
+        "server_error",
+        "rate_limited",
+        "blocked",
+        "malformed",
+        "timeout",
+        "maintenance",
+        "state_unavailable",
+        "crash_after_upload (injected)",
+    ):
         assert result.failed[reason] >= 1, reason
     assert result.skipped["rate_limited"] + result.skipped["maintenance"] >= 1
     # what LibreLink Up offered arrived, and only readings at the edge of the first poll's 12 hours
@@ -72,8 +82,7 @@ class FailNextDynamoDBCall:
 def throttled(operation: str = "Query") -> Exception:
     from botocore.exceptions import ClientError
 
-    return ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}},
-                       operation)
+    return ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, operation)
 
 
 def unreachable() -> Exception:
@@ -84,11 +93,14 @@ def unreachable() -> Exception:
 
 # nth DynamoDB call of a steady-state run: 1 = the Query that loads the state, 2 = the UpdateItem after
 # Nightscout accepted the readings
-@pytest.mark.parametrize(("make_error", "nth", "operation"), [
-    (throttled, 1, "Query"),
-    (throttled, 2, "UpdateItem"),
-    (unreachable, 1, "Query"),
-])
+@pytest.mark.parametrize(
+    ("make_error", "nth", "operation"),
+    [
+        (throttled, 1, "Query"),
+        (throttled, 2, "UpdateItem"),
+        (unreachable, 1, "Query"),
+    ],
+)
 def test_a_dynamodb_failure_is_a_typed_error_and_the_next_run_recovers(
     stack: LocalStack, make_error: Any, nth: int, operation: str
 ) -> None:

@@ -176,9 +176,7 @@ def test_function_source_is_the_local_folder(template: dict[str, Any]) -> None:
     assert not (REPO_ROOT / properties["CodeUri"] / "requirements.txt").exists()
 
 
-def test_function_uses_project_layer_and_powertools_layer(
-    function: dict[str, Any], cfn: dict[str, Any]
-) -> None:
+def test_function_uses_project_layer_and_powertools_layer(function: dict[str, Any], cfn: dict[str, Any]) -> None:
     layer_id, layer = _only(cfn, "AWS::Lambda::LayerVersion")
     assert layer_id.startswith(LAYER_ID)
     assert function["Layers"] == [{"Ref": layer_id}, {"Ref": "PowertoolsLayerArn"}]
@@ -297,8 +295,7 @@ def test_function_role_is_least_privilege(cfn: dict[str, Any]) -> None:
     statements, managed = _function_role_statements(cfn)
     # CloudWatch Logs through the basic execution role; nothing else managed (no X-Ray).
     managed_names = [
-        arn if isinstance(arn, str) else json.dumps(arn).replace("${AWS::Partition}", "aws")
-        for arn in managed
+        arn if isinstance(arn, str) else json.dumps(arn).replace("${AWS::Partition}", "aws") for arn in managed
     ]
     assert managed_names == [BASIC_EXECUTION_ROLE]
 
@@ -325,9 +322,7 @@ def test_function_role_is_least_privilege(cfn: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- environment & parameters
 
 
-def test_environment_variables_come_from_the_right_source(
-    template: dict[str, Any], function: dict[str, Any]
-) -> None:
+def test_environment_variables_come_from_the_right_source(template: dict[str, Any], function: dict[str, Any]) -> None:
     source = template["Resources"][FUNCTION_ID]["Properties"]["Environment"]["Variables"]
     assert source == CONTRACT_ENVIRONMENT
     assert function["Environment"]["Variables"] == CONTRACT_ENVIRONMENT
@@ -358,9 +353,7 @@ def test_api_url_keeps_its_region_placeholder(cfn: dict[str, Any]) -> None:
         ("ScheduleRate", "5 minutes", None),
     ],
 )
-def test_string_parameters(
-    template: dict[str, Any], name: str, default: str, allowed: list[str] | None
-) -> None:
+def test_string_parameters(template: dict[str, Any], name: str, default: str, allowed: list[str] | None) -> None:
     parameter = template["Parameters"][name]
     assert parameter["Type"] == "String"
     assert parameter["Default"] == default
@@ -447,9 +440,7 @@ def test_create_state_table_follows_the_template(monkeypatch: pytest.MonkeyPatch
     table = client.describe_table(TableName=name)["Table"]
     properties = load_template()["Resources"][TABLE_ID]["Properties"]
     assert table["KeySchema"] == properties["KeySchema"]
-    assert sorted(table["AttributeDefinitions"], key=str) == sorted(
-        properties["AttributeDefinitions"], key=str
-    )
+    assert sorted(table["AttributeDefinitions"], key=str) == sorted(properties["AttributeDefinitions"], key=str)
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
     ttl = client.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
     assert ttl == {"AttributeName": "expires_at", "TimeToLiveStatus": "ENABLED"}

@@ -73,8 +73,16 @@ def test_importtime_is_summed_per_top_level_package() -> None:
 
 
 def test_monthly_cost_adds_up() -> None:
-    cost = monthly_cost(runs=8640, billed_ms=100, memory_mb=256, read_units=1, write_units=1, secret_calls=1,
-                        log_bytes=1000, custom_metrics=0)
+    cost = monthly_cost(
+        runs=8640,
+        billed_ms=100,
+        memory_mb=256,
+        read_units=1,
+        write_units=1,
+        secret_calls=1,
+        log_bytes=1000,
+        custom_metrics=0,
+    )
     assert round(cost["lambda_compute"], 6) == round(8640 * 0.1 * 0.25 * 0.0000133334, 6)
     assert round(cost["secrets_manager"], 4) == round(0.40 + 8640 * 0.05 / 10_000, 4)
     assert cost["scheduler"] == 0

@@ -81,9 +81,7 @@ class StubServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(
-            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
-        )
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     @property
     def url(self) -> str:
@@ -98,9 +96,7 @@ class StubServer:
     def add_json(self, status: int, obj: Any, headers: dict[str, str] | None = None) -> None:
         self.add(status, json.dumps(obj), {"Content-Type": "application/json", **(headers or {})})
 
-    def add_fixture(
-        self, name: str, *, gzip_body: bool = False, headers: dict[str, str] | None = None
-    ) -> None:
+    def add_fixture(self, name: str, *, gzip_body: bool = False, headers: dict[str, str] | None = None) -> None:
         status, content_type = fixture_meta(name)
         body = fixture_bytes(name)
         hdrs = {"Content-Type": content_type + ("; charset=utf-8" if "json" in content_type else "")}

@@ -56,9 +56,16 @@ def test_region_follows_the_ticket(store: FileStateStore) -> None:
 
 def test_every_account_field_is_kept_including_the_breakers(store: FileStateStore) -> None:
     account = AccountState(
-        ticket=ticket(), patient_id="p1", bad_credentials_version="v7", login_not_before=NOW + 60,
-        login_block_reason="locked", backoff_until=NOW + 120, backoff_failures=2, backoff_reason="rate_limited",
-        version="4.17.0", rejected_version="4.16.0",
+        ticket=ticket(),
+        patient_id="p1",
+        bad_credentials_version="v7",
+        login_not_before=NOW + 60,
+        login_block_reason="locked",
+        backoff_until=NOW + 120,
+        backoff_failures=2,
+        backoff_reason="rate_limited",
+        version="4.17.0",
+        rejected_version="4.16.0",
     )
     saved = store.save_account(KEY, account)
     assert store.load(KEY).account == saved == replace(account, region="eu2", rev=1)

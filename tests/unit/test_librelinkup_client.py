@@ -178,9 +178,7 @@ def test_login_failures(stub: StubServer, fixture: str, error: type[LinkUpError]
 
 def test_login_http_430_and_403_html(stub: StubServer) -> None:
     stub.add(430)
-    stub.add(
-        403, "<html><title>Attention Required! | Cloudflare</title></html>", {"Content-Type": "text/html"}
-    )
+    stub.add(403, "<html><title>Attention Required! | Cloudflare</title></html>", {"Content-Type": "text/html"})
     client = client_for(stub)
     with pytest.raises(LinkUpBlocked) as e1:
         client.login(EMAIL, PASSWORD, "eu")

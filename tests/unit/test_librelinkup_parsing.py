@@ -194,9 +194,7 @@ def test_graph_fixture() -> None:
         assert reading.utc_offset_min == 60
     assert g.history[0].sgv == 77 and g.history[-1].sgv == 134
     # 12 PM is noon
-    noon = [
-        r for r, s in zip(g.history, raw, strict=True) if s["FactoryTimestamp"] == "11/26/2025 12:03:23 PM"
-    ]
+    noon = [r for r, s in zip(g.history, raw, strict=True) if s["FactoryTimestamp"] == "11/26/2025 12:03:23 PM"]
     assert noon[0].epoch_ms == utc_s(2025, 11, 26, 12, 3, 23) * 1000
     assert g.current is not None
     assert g.current.epoch_ms == utc_s(2025, 11, 26, 21, 0, 24) * 1000
@@ -559,9 +557,7 @@ def test_classify_never_echoes_token() -> None:
     token = "eyJhbGciOiJIUzI1NiJ9.secret-token-value-0123456789abcdef0123456789"
     for status in (200, 400, 403):
         with pytest.raises(LinkUpError) as exc:
-            classify(
-                status, "application/json", body({"status": 9, "error": {"message": token}, "data": token})
-            )
+            classify(status, "application/json", body({"status": 9, "error": {"message": token}, "data": token}))
         assert token not in str(exc.value)
         assert "secret-token" not in str(exc.value)
     with pytest.raises(LinkUpVersionRejected) as v:

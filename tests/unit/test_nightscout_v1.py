@@ -140,9 +140,7 @@ def test_api_secret_forms() -> None:
 
 
 def test_entry_for() -> None:
-    client = NightscoutV1(
-        base_url="https://ns.example.org", token=SECRET, pool=POOL, device="linkup-sync-test"
-    )
+    client = NightscoutV1(base_url="https://ns.example.org", token=SECRET, pool=POOL, device="linkup-sync-test")
     r = Reading(epoch_ms=T0, sgv=120, direction="Flat", source="current")
     assert client.entry_for(r) == {
         "type": "sgv",

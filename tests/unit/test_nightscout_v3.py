@@ -382,9 +382,7 @@ def test_partial_failure_reports_exactly_the_acknowledged_readings(ns: Nightscou
     assert [d["date"] for d in ns.sgv_entries()] == list(err.accepted)
 
 
-def test_partial_failure_in_parallel_matches_what_the_server_stored(
-    ns: NightscoutStandIn, clock: VirtualClock
-) -> None:
+def test_partial_failure_in_parallel_matches_what_the_server_stored(ns: NightscoutStandIn, clock: VirtualClock) -> None:
     def fail_later(n: int, method: str, url: str) -> None:
         if n == 5:
             ns.fail_next(2, status=503, body="<html>Service Unavailable</html>", path="/api/v3/entries")

@@ -22,13 +22,25 @@ def test_region_aliases_and_case() -> None:
 
 
 def test_every_problem_is_listed_at_once() -> None:
-    env = {"LINK_UP_REGION": "Mars", "LINK_UP_VERSION": "latest", "NIGHTSCOUT_API_V3": "maybe",
-           "LINK_UP_API_URL": "http://evil.example.com/{region}", "LINK_UP_CONNECTION": "Pat Example"}
+    env = {
+        "LINK_UP_REGION": "Mars",
+        "LINK_UP_VERSION": "latest",
+        "NIGHTSCOUT_API_V3": "maybe",
+        "LINK_UP_API_URL": "http://evil.example.com/{region}",
+        "LINK_UP_CONNECTION": "Pat Example",
+    }
     with pytest.raises(ConfigError) as err:
         Settings.from_env(env)
     text = str(err.value)
-    for fragment in ("LINK_UP_REGION 'Mars'", "LINK_UP_VERSION", "NIGHTSCOUT_API_V3", "http://",
-                     "LINK_UP_CONNECTION", "STATE_TABLE_NAME", "CREDENTIALS_SECRET_ID"):
+    for fragment in (
+        "LINK_UP_REGION 'Mars'",
+        "LINK_UP_VERSION",
+        "NIGHTSCOUT_API_V3",
+        "http://",
+        "LINK_UP_CONNECTION",
+        "STATE_TABLE_NAME",
+        "CREDENTIALS_SECRET_ID",
+    ):
         assert fragment in text
     assert len(err.value.problems) == 7
 
@@ -45,8 +57,11 @@ def test_template_without_region_placeholder_is_refused() -> None:
 
 def test_secret_missing_keys_are_named_without_values() -> None:
     with pytest.raises(SecretError) as err:
-        credentials_from_secret(json.dumps({"LINK_UP_USERNAME": "a@b.c", "LINK_UP_PASSWORD": "hunter2hunter2",
-                                            "NIGHTSCOUT_URL": ""}), version="v1", secret_id="arn:s")
+        credentials_from_secret(
+            json.dumps({"LINK_UP_USERNAME": "a@b.c", "LINK_UP_PASSWORD": "hunter2hunter2", "NIGHTSCOUT_URL": ""}),
+            version="v1",
+            secret_id="arn:s",
+        )
     text = str(err.value)
     assert "NIGHTSCOUT_URL in the secret is empty" in text
     assert "NIGHTSCOUT_API_TOKEN is missing" in text
@@ -60,7 +75,14 @@ def test_secret_that_is_not_json() -> None:
 
 
 def test_credentials_repr_hides_password_and_token() -> None:
-    creds = credentials_from_secret({"LINK_UP_USERNAME": "a@b.c", "LINK_UP_PASSWORD": "pw-secret-1",
-                                     "NIGHTSCOUT_URL": "https://ns", "NIGHTSCOUT_API_TOKEN": "tok-secret-2"},
-                                    version="v", secret_id=None)
+    creds = credentials_from_secret(
+        {
+            "LINK_UP_USERNAME": "a@b.c",
+            "LINK_UP_PASSWORD": "pw-secret-1",
+            "NIGHTSCOUT_URL": "https://ns",
+            "NIGHTSCOUT_API_TOKEN": "tok-secret-2",
+        },
+        version="v",
+        secret_id=None,
+    )
     assert "pw-secret-1" not in repr(creds) and "tok-secret-2" not in repr(creds)

@@ -70,8 +70,9 @@ def test_record_upload_merges_with_a_concurrent_writer(store: DynamoDBStateStore
 def test_ledger_item_stays_small(store: DynamoDBStateStore) -> None:
     instants = [NOW - 60 * i for i in range(13 * 60)]
     store.record_upload(KEY, TargetState(target_id="p1#site"), instants)
-    item = store.client.query(TableName=store.table_name, KeyConditionExpression="pk = :p",
-                              ExpressionAttributeValues={":p": {"S": KEY}})["Items"][0]
+    item = store.client.query(
+        TableName=store.table_name, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": KEY}}
+    )["Items"][0]
     assert len(item["uploaded"]["B"]) <= 4 * 13 * 60
     assert int(item["expires_at"]["N"]) > NOW
 

@@ -10,8 +10,11 @@ from linkup_sync.sync import SyncService, short_hash
 from tests.fakes import FakeLinkUp, FakeNightscout, MemoryStateStore
 
 NOW = 1_800_000_000
-CREDS = Credentials(username="f@example.invalid", password="pw-123",
-                    targets=(Target(patient_id=None, nightscout_url="https://ns", nightscout_token="t"),))
+CREDS = Credentials(
+    username="f@example.invalid",
+    password="pw-123",
+    targets=(Target(patient_id=None, nightscout_url="https://ns", nightscout_token="t"),),
+)
 
 
 def g(patient: str, current_t: int, history_ts: list[int]) -> Graph:
@@ -23,8 +26,7 @@ def g(patient: str, current_t: int, history_ts: list[int]) -> Graph:
 
 
 def service(llu: FakeLinkUp, ns: FakeNightscout, store: MemoryStateStore, **kw: object) -> SyncService:
-    return SyncService(source=llu, sinks=lambda target, stored: ns, store=store, clock=lambda: NOW, region="eu",
-                       **kw)  # type: ignore[arg-type]
+    return SyncService(source=llu, sinks=lambda target, stored: ns, store=store, clock=lambda: NOW, region="eu", **kw)  # type: ignore[arg-type]
 
 
 def test_first_run_logs_in_discovers_patient_and_uploads() -> None:

@@ -938,8 +938,16 @@ class LinkUpSimulator(LoopbackServer):
     def _wait_for_delay(self, raw_path: str, method: str) -> None:
         path = "/" + "/".join(urlsplit(raw_path).path.split("/")[2:])
         with self._lock:
-            match = next((d for d in self._delays if d.count > 0 and (d.path is None or path.startswith(d.path))
-                          and (d.method is None or d.method == method)), None)
+            match = next(
+                (
+                    d
+                    for d in self._delays
+                    if d.count > 0
+                    and (d.path is None or path.startswith(d.path))
+                    and (d.method is None or d.method == method)
+                ),
+                None,
+            )
             if match is None:
                 return
             match.count -= 1

@@ -57,8 +57,10 @@ class EnvCredentials:
         missing = [key for key in SECRET_KEYS if not self.env.get(key, "").strip()]
         if missing:
             problems = [f"{key} is not set." for key in missing]
-            problems.append("Set the environment variables " + ", ".join(SECRET_KEYS) + " (the same names as in "
-                            "the secret), or read the stack's secret with --secret-id.")
+            problems.append(
+                "Set the environment variables " + ", ".join(SECRET_KEYS) + " (the same names as in "
+                "the secret), or read the stack's secret with --secret-id."
+            )
             raise ConfigError(problems, heading="The credentials are incomplete")
         raw = {key: self.env[key] for key in SECRET_KEYS}
         version = self.env.get(ENV_VERSION, "").strip() or "env"
@@ -115,7 +117,7 @@ def state_label(store: StateStore) -> str:
 def shorten_home(path: Path) -> str:
     home = str(Path.home())
     text = str(path)
-    return "~" + text[len(home):] if home not in ("", "/") and text.startswith(home + os.sep) else text
+    return "~" + text[len(home) :] if home not in ("", "/") and text.startswith(home + os.sep) else text
 
 
 class NoRecordStore:
@@ -265,14 +267,17 @@ def _target_line(prefix: str, uploaded: int, gap_filled: int, age: float | None,
 def _print_readings(sinks: list[CollectingSink], out: TextIO) -> None:
     for sink in sinks:
         for reading in sorted(sink.readings, key=lambda r: r.epoch_ms):
-            out.write(f"  {utc_text(reading.epoch_s, seconds=True)}  {reading.sgv:>3} mg/dL  "
-                      f"{reading.direction:<14} {reading.source}\n")
+            out.write(
+                f"  {utc_text(reading.epoch_s, seconds=True)}  {reading.sgv:>3} mg/dL  "
+                f"{reading.direction:<14} {reading.source}\n"
+            )
         for serial, activated in sink.sensor_starts:
             out.write(f"  {utc_text(activated, seconds=True)}  Sensor Start treatment (sensor {serial})\n")
 
 
-def cmd_sync(args: argparse.Namespace, env: Mapping[str, str], clock: Callable[[], float], out: TextIO,
-             err: TextIO) -> int:
+def cmd_sync(
+    args: argparse.Namespace, env: Mapping[str, str], clock: Callable[[], float], out: TextIO, err: TextIO
+) -> int:
     from .runtime import Dependencies, run_once
     from .state.model import account_key
 
@@ -301,8 +306,9 @@ def cmd_sync(args: argparse.Namespace, env: Mapping[str, str], clock: Callable[[
         return fail(text, "aws")
 
     sinks: list[CollectingSink] = []
-    deps = Dependencies(settings=settings, store=NoRecordStore(store) if args.dry_run else store,
-                        credentials=credentials, clock=clock)
+    deps = Dependencies(
+        settings=settings, store=NoRecordStore(store) if args.dry_run else store, credentials=credentials, clock=clock
+    )
     if args.dry_run:
         deps.sink_factory = collecting_factory(sinks, check_url=True)
     with package_logs(args.verbose, err) as logs:
@@ -327,8 +333,16 @@ def cmd_sync(args: argparse.Namespace, env: Mapping[str, str], clock: Callable[[
         if args.dry_run:
             summary["dry_run"] = True
             summary["would_upload"] = [
-                {"date": r.epoch_ms, "dateString": r.iso_utc, "sgv": r.sgv, "direction": r.direction,
-                 "source": r.source} for s in sinks for r in sorted(s.readings, key=lambda r: r.epoch_ms)]
+                {
+                    "date": r.epoch_ms,
+                    "dateString": r.iso_utc,
+                    "sgv": r.sgv,
+                    "direction": r.direction,
+                    "source": r.source,
+                }
+                for s in sinks
+                for r in sorted(s.readings, key=lambda r: r.epoch_ms)
+            ]
         out.write(json.dumps(summary) + "\n")
         return 0
     for message in warnings:
@@ -336,8 +350,9 @@ def cmd_sync(args: argparse.Namespace, env: Mapping[str, str], clock: Callable[[
     if report.skipped:
         text = report.skipped_message or report.skipped
         if report.skipped in ("bad_credentials", "action_required"):
-            text += (f" After fixing it, run `{PROG} sync --once --reset-login` once"
-                     + (" (or change the secret)." if args.secret_id else "."))
+            text += f" After fixing it, run `{PROG} sync --once --reset-login` once" + (
+                " (or change the secret)." if args.secret_id else "."
+            )
         if not args.quiet or report.needs_person:  # --quiet: only what a person has to act on
             out.write(f"skipped: {text}\n")
         return 0
@@ -347,8 +362,9 @@ def cmd_sync(args: argparse.Namespace, env: Mapping[str, str], clock: Callable[[
     lines = []
     if len(targets) > 1:
         for t in targets:
-            lines.append(_target_line(f"patient {t.patient}: ", t.uploaded, t.gap_filled, t.newest_reading_age_s,
-                                      args.dry_run))
+            lines.append(
+                _target_line(f"patient {t.patient}: ", t.uploaded, t.gap_filled, t.newest_reading_age_s, args.dry_run)
+            )
     else:
         lines.append(_target_line("", report.uploaded, report.gap_filled, report.newest_reading_age_s, args.dry_run))
     if report.logins:
@@ -368,15 +384,18 @@ def cmd_demo(demo_args: Sequence[str], out: TextIO, err: TextIO) -> int:
     if not demo.is_file() or not (REPO_ROOT / "template.yaml").is_file():
         err.write(
             f"{PROG}: the demo is only available in a checkout of the linkup-sync repository (it runs "
-            "tools/demo.py with the simulators). Clone the repository and run `make demo` there.\n")
+            "tools/demo.py with the simulators). Clone the repository and run `make demo` there.\n"
+        )
         return 2
     if str(REPO_ROOT) not in sys.path:
         sys.path.insert(0, str(REPO_ROOT))
     try:
         module = importlib.import_module("tools.demo")
     except ImportError as exc:
-        err.write(f"{PROG}: the demo needs the development packages ({exc.name} is missing): run `make venv` "
-                  "in the checkout, then `.venv/bin/linkup-sync demo` (or simply `make demo`).\n")
+        err.write(
+            f"{PROG}: the demo needs the development packages ({exc.name} is missing): run `make venv` "
+            "in the checkout, then `.venv/bin/linkup-sync demo` (or simply `make demo`).\n"
+        )
         return 2
     result = module.main(list(demo_args))
     return int(result or 0)
@@ -393,69 +412,95 @@ Credentials come from the environment variables LINK_UP_USERNAME, LINK_UP_PASSWO
 NIGHTSCOUT_API_TOKEN (or the stack's secret with --secret-id); settings from LINK_UP_REGION,
 LINK_UP_CONNECTION, LINK_UP_VERSION, NIGHTSCOUT_API_V3 and the others listed in the README."""
 
-_STATE_HELP = ("file that keeps the LibreLink Up login, the circuit breakers and what was uploaded "
-               "(default ~/.linkup-sync/state.json, created with mode 0600)")
+_STATE_HELP = (
+    "file that keeps the LibreLink Up login, the circuit breakers and what was uploaded "
+    "(default ~/.linkup-sync/state.json, created with mode 0600)"
+)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--state", metavar="FILE", help=_STATE_HELP)
-    where.add_argument("--table", metavar="NAME",
-                       help="use the deployed stack's DynamoDB table (output StateTableName) instead of a file, "
-                            "so the login and breakers are shared with the function (needs AWS credentials)")
-    parser.add_argument("--secret-id", metavar="ID",
-                        help="read the credentials from this Secrets Manager secret (output CredentialsSecretArn) "
-                             "instead of environment variables (needs AWS credentials)")
-    parser.add_argument("--reset-login", action="store_true",
-                        help="forget a stored block on logging in (rejected password, pending app action, refused "
-                             "app version, back-off) before starting; a LibreLink Up lockout is kept until it ends")
+    where.add_argument(
+        "--table",
+        metavar="NAME",
+        help="use the deployed stack's DynamoDB table (output StateTableName) instead of a file, "
+        "so the login and breakers are shared with the function (needs AWS credentials)",
+    )
+    parser.add_argument(
+        "--secret-id",
+        metavar="ID",
+        help="read the credentials from this Secrets Manager secret (output CredentialsSecretArn) "
+        "instead of environment variables (needs AWS credentials)",
+    )
+    parser.add_argument(
+        "--reset-login",
+        action="store_true",
+        help="forget a stored block on logging in (rejected password, pending app action, refused "
+        "app version, back-off) before starting; a LibreLink Up lockout is kept until it ends",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="also show the package's log lines")
     parser.add_argument("--now", type=float, help=argparse.SUPPRESS)  # pins the clock (simulator tests)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=_MAIN_HELP,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=PROG, description=_MAIN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     doctor = commands.add_parser(
-        "doctor", help="check the settings, the LibreLink Up account and Nightscout, step by step",
+        "doctor",
+        help="check the settings, the LibreLink Up account and Nightscout, step by step",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Checks each step and prints ✔ or ✘ with the fix: the settings; the credentials; the "
-                    "LibreLink Up login\n(region, terms, lockout, app version); the people the account "
-                    "follows (to fill LINK_UP_CONNECTION);\nthe newest reading's age; the Nightscout address, "
-                    "server version, and whether the token may upload.\n\n"
-                    "Logs in to LibreLink Up at most once, reuses a stored login, and respects the stored "
-                    "circuit breakers.\nStores nothing in Nightscout. Exits with 1 when any check fails.")
+        "LibreLink Up login\n(region, terms, lockout, app version); the people the account "
+        "follows (to fill LINK_UP_CONNECTION);\nthe newest reading's age; the Nightscout address, "
+        "server version, and whether the token may upload.\n\n"
+        "Logs in to LibreLink Up at most once, reuses a stored login, and respects the stored "
+        "circuit breakers.\nStores nothing in Nightscout. Exits with 1 when any check fails.",
+    )
     _common(doctor)
 
     sync = commands.add_parser(
-        "sync", help="one sync run from this machine, the same code path as the Lambda function",
+        "sync",
+        help="one sync run from this machine, the same code path as the Lambda function",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Runs one sync, exactly as the Lambda function does, and prints one line.\n"
-                    "Exit status: 0 when it uploaded, found nothing new, or a circuit breaker skipped it;\n"
-                    "1 when it failed.\n\nFrom cron, every 5 minutes:\n"
-                    "  */5 * * * *  . $HOME/.linkup-sync/env && linkup-sync sync --once --quiet")
+        "Exit status: 0 when it uploaded, found nothing new, or a circuit breaker skipped it;\n"
+        "1 when it failed.\n\nFrom cron, every 5 minutes:\n"
+        "  */5 * * * *  . $HOME/.linkup-sync/env && linkup-sync sync --once --quiet",
+    )
     sync.add_argument("--once", action="store_true", help="run once and exit (required: schedule it with cron)")
-    sync.add_argument("--dry-run", action="store_true",
-                      help="print the readings that would be uploaded; send nothing to Nightscout and record "
-                           "nothing as uploaded (a new LibreLink Up login is still kept)")
+    sync.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the readings that would be uploaded; send nothing to Nightscout and record "
+        "nothing as uploaded (a new LibreLink Up login is still kept)",
+    )
     sync.add_argument("--json", action="store_true", help="print the run's summary as JSON")
-    sync.add_argument("-q", "--quiet", action="store_true",
-                      help="print only failures and what needs a person (for cron, which mails any output)")
+    sync.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        help="print only failures and what needs a person (for cron, which mails any output)",
+    )
     _common(sync)
 
     demo = commands.add_parser(
-        "demo", help="the repository's demo against local simulators (only in a checkout)",
+        "demo",
+        help="the repository's demo against local simulators (only in a checkout)",
         description="Runs tools/demo.py (the same as `make demo`): several simulated hours against a LibreLink "
-                    "Up simulator, a Nightscout stand-in and moto. Needs no AWS account and no credentials. "
-                    "Only available in a checkout of the repository; the arguments go to tools/demo.py.")
+        "Up simulator, a Nightscout stand-in and moto. Needs no AWS account and no credentials. "
+        "Only available in a checkout of the repository; the arguments go to tools/demo.py.",
+    )
     demo.add_argument("demo_args", nargs=argparse.REMAINDER, help="arguments for tools/demo.py, e.g. --runs 24")
     return parser
 
 
-def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = None,
-         clock: Callable[[], float] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = None, clock: Callable[[], float] | None = None
+) -> int:
     """Entry point of the `linkup-sync` console script and `python -m linkup_sync`."""
     arguments = list(sys.argv[1:] if argv is None else argv)
     out, err = sys.stdout, sys.stderr
@@ -473,8 +518,10 @@ def main(argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = N
     try:
         if args.command == "sync":
             if not args.once:
-                err.write(f"{PROG} sync: add --once. It runs one sync and exits; schedule it with cron, e.g.\n"
-                          f"  */5 * * * *  . $HOME/.linkup-sync/env && {PROG} sync --once --quiet\n")
+                err.write(
+                    f"{PROG} sync: add --once. It runs one sync and exits; schedule it with cron, e.g.\n"
+                    f"  */5 * * * *  . $HOME/.linkup-sync/env && {PROG} sync --once --quiet\n"
+                )
                 return 2
             return cmd_sync(args, environment, clock, out, err)
         from .doctor import run_doctor

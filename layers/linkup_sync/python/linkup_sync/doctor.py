@@ -131,8 +131,9 @@ class Reporter:
 
 
 def _wrap(text: str, first: str, rest: str) -> str:
-    return textwrap.fill(text, WIDTH, initial_indent=first, subsequent_indent=rest, break_long_words=False,
-                         break_on_hyphens=False)
+    return textwrap.fill(
+        text, WIDTH, initial_indent=first, subsequent_indent=rest, break_long_words=False, break_on_hyphens=False
+    )
 
 
 # --- settings and credentials -----------------------------------------------------------------------
@@ -145,9 +146,11 @@ def _check_settings(r: Reporter, env: Mapping[str, str]) -> Settings | None:
     except ConfigError as exc:
         r.fail("Settings", "fix these environment variables", exc.problems)
         return None
-    parts = [f"region {settings.region.upper()}",
-             f"app version {'auto' if settings.version_auto else settings.version}",
-             f"Nightscout API {'v3' if settings.api_v3 else 'v1'}"]
+    parts = [
+        f"region {settings.region.upper()}",
+        f"app version {'auto' if settings.version_auto else settings.version}",
+        f"Nightscout API {'v3' if settings.api_v3 else 'v1'}",
+    ]
     if settings.connection:
         parts.append(f"LINK_UP_CONNECTION {settings.connection}")
     if settings.api_url_template != DEFAULT_URL_TEMPLATE:
@@ -207,38 +210,66 @@ def _report_skip(r: Reporter, report: RunReport, guard: _DoctorStore, args: argp
     reason = report.skipped or ""
     message = report.skipped_message or reason
     if reason == "bad_credentials":
-        creds_where = "in the secret (its new version clears this by itself)" if args.secret_id else (
-            "LINK_UP_USERNAME / LINK_UP_PASSWORD")
-        r.fail("LibreLink Up login", message, [
-            f"Recorded in {label} when LibreLink Up rejected the password. To protect the account from a "
-            "lockout, no login is tried again with the same credentials.",
-            f"Fix: correct {creds_where}, then run {_reset_hint(args)}.",
-        ])
+        creds_where = (
+            "in the secret (its new version clears this by itself)"
+            if args.secret_id
+            else ("LINK_UP_USERNAME / LINK_UP_PASSWORD")
+        )
+        r.fail(
+            "LibreLink Up login",
+            message,
+            [
+                f"Recorded in {label} when LibreLink Up rejected the password. To protect the account from a "
+                "lockout, no login is tried again with the same credentials.",
+                f"Fix: correct {creds_where}, then run {_reset_hint(args)}.",
+            ],
+        )
     elif reason == "locked":
-        r.fail("LibreLink Up login", message, [
-            "Fix: wait until the lock has passed. If it happens again, another app or device is trying an old "
-            "password for this account: update or remove it."])
+        r.fail(
+            "LibreLink Up login",
+            message,
+            [
+                "Fix: wait until the lock has passed. If it happens again, another app or device is trying an old "
+                "password for this account: update or remove it."
+            ],
+        )
     elif reason == "action_required":
-        r.fail("LibreLink Up login", message, [
-            f"Fix: after doing what the LibreLink Up app asks for, run {_reset_hint(args)} to check again at once."])
+        r.fail(
+            "LibreLink Up login",
+            message,
+            [f"Fix: after doing what the LibreLink Up app asks for, run {_reset_hint(args)} to check again at once."],
+        )
     elif reason == "version":
-        r.fail("LibreLink Up app version", message, [
-            "Fix: set LINK_UP_VERSION to the version LibreLink Up asks for, or to 'auto'."])
+        r.fail(
+            "LibreLink Up app version",
+            message,
+            ["Fix: set LINK_UP_VERSION to the version LibreLink Up asks for, or to 'auto'."],
+        )
     elif reason == "login_in_progress":
         if guard.logins:
-            r.fail("LibreLink Up login", "LibreLink Up did not accept the new login right after it was made; "
-                                         "doctor logs in only once per run. Try again in a few minutes.")
+            r.fail(
+                "LibreLink Up login",
+                "LibreLink Up did not accept the new login right after it was made; "
+                "doctor logs in only once per run. Try again in a few minutes.",
+            )
         else:
-            r.fail("LibreLink Up login", message, [
-                f"Fix: wait a minute (the lock is in {label}) and run doctor again."])
+            r.fail(
+                "LibreLink Up login", message, [f"Fix: wait a minute (the lock is in {label}) and run doctor again."]
+            )
     else:  # a back-off after rate limits, edge blocks, maintenance or server errors
-        r.fail("LibreLink Up", message, [
-            "This clears by itself; nothing to change unless it lasts for hours. To try again at once, run "
-            f"{_reset_hint(args)}."])
+        r.fail(
+            "LibreLink Up",
+            message,
+            [
+                "This clears by itself; nothing to change unless it lasts for hours. To try again at once, run "
+                f"{_reset_hint(args)}."
+            ],
+        )
 
 
-def _patients_used(settings: Settings, creds: Credentials, account: AccountState,
-                   connections: list[Connection]) -> set[str]:
+def _patients_used(
+    settings: Settings, creds: Credentials, account: AccountState, connections: list[Connection]
+) -> set[str]:
     used = {t.patient_id for t in creds.targets if t.patient_id}
     if any(t.patient_id is None for t in creds.targets):
         chosen = settings.connection or account.patient_id or (connections[0].patient_id if connections else None)
@@ -248,12 +279,20 @@ def _patients_used(settings: Settings, creds: Credentials, account: AccountState
 
 
 def _connection_lines(connections: list[Connection], used: set[str]) -> list[str]:
-    return [f"{c.patient_id}  {c.initials or '?':<3}" + ("  (synced)" if c.patient_id in used else "")
-            for c in connections]
+    return [
+        f"{c.patient_id}  {c.initials or '?':<3}" + ("  (synced)" if c.patient_id in used else "") for c in connections
+    ]
 
 
-def _check_linkup(r: Reporter, args: argparse.Namespace, settings: Settings, creds: Credentials,
-                  store: StateStore, clock: Callable[[], float], err: TextIO) -> None:
+def _check_linkup(
+    r: Reporter,
+    args: argparse.Namespace,
+    settings: Settings,
+    creds: Credentials,
+    store: StateStore,
+    clock: Callable[[], float],
+    err: TextIO,
+) -> None:
     from .librelinkup.client import LinkUpClient
     from .runtime import Dependencies, run_once
     from .state.model import account_key
@@ -265,8 +304,9 @@ def _check_linkup(r: Reporter, args: argparse.Namespace, settings: Settings, cre
         r.note("--reset-login: cleared " + "; ".join(cleared) if cleared else "--reset-login: nothing to clear")
     guard = _DoctorStore(store)
     sinks: list[CollectingSink] = []
-    deps = Dependencies(settings=settings, store=guard, credentials=FixedCredentials(creds), clock=clock,
-                        deadline_s=DOCTOR_DEADLINE_S)
+    deps = Dependencies(
+        settings=settings, store=guard, credentials=FixedCredentials(creds), clock=clock, deadline_s=DOCTOR_DEADLINE_S
+    )
     deps.sink_factory = collecting_factory(sinks, check_url=False)
 
     r.start("LibreLink Up login")
@@ -293,10 +333,15 @@ def _check_linkup(r: Reporter, args: argparse.Namespace, settings: Settings, cre
         text = error.message if error is not None else "LibreLink Up gave no login."
         details = []
         if isinstance(error, LinkUpBadCredentials):
-            details.append("Fix: " + ("correct them in the secret; its new version allows one new login."
-                                      if args.secret_id else
-                                      "correct LINK_UP_USERNAME / LINK_UP_PASSWORD (no login is tried again with "
-                                      f"the same ones), then run {_reset_hint(args)}."))
+            details.append(
+                "Fix: "
+                + (
+                    "correct them in the secret; its new version allows one new login."
+                    if args.secret_id
+                    else "correct LINK_UP_USERNAME / LINK_UP_PASSWORD (no login is tried again with "
+                    f"the same ones), then run {_reset_hint(args)}."
+                )
+            )
         elif isinstance(error, LinkUpActionRequired):
             details.append(f"Then run {_reset_hint(args)} to check again at once.")
         r.fail("LibreLink Up login", text, details)
@@ -306,22 +351,33 @@ def _check_linkup(r: Reporter, args: argparse.Namespace, settings: Settings, cre
 
     until = utc_text(ticket.expires)[:10]
     if guard.logins:
-        r.ok("LibreLink Up login", f"logged in (region {ticket.region.upper()}); the login is valid until {until} "
-                                   f"and is kept in {label}")
+        r.ok(
+            "LibreLink Up login",
+            f"logged in (region {ticket.region.upper()}); the login is valid until {until} and is kept in {label}",
+        )
     else:
-        r.ok("LibreLink Up login", f"reused the stored login (region {ticket.region.upper()}, valid until {until}); "
-                                   "no new login was needed")
+        r.ok(
+            "LibreLink Up login",
+            f"reused the stored login (region {ticket.region.upper()}, valid until {until}); no new login was needed",
+        )
     if ticket.region != settings.region:
         region = ticket.region.upper()
-        r.fail("LINK_UP_REGION", f"your account is in region {region}: set LINK_UP_REGION={region} (it is "
-                                 f"{settings.region.upper()})", [
-            f"LibreLink Up redirected the login there. linkup-sync followed and remembers it in {label}, but "
-            "with the right setting a new installation, or one that lost its state, starts in the right place."])
+        r.fail(
+            "LINK_UP_REGION",
+            f"your account is in region {region}: set LINK_UP_REGION={region} (it is {settings.region.upper()})",
+            [
+                f"LibreLink Up redirected the login there. linkup-sync followed and remembers it in {label}, but "
+                "with the right setting a new installation, or one that lost its state, starts in the right place."
+            ],
+        )
 
     if isinstance(error, LinkUpVersionRejected):
         needed = error.minimum_version
-        fix = ([f"Fix, from the command line: set the environment variable LINK_UP_VERSION={needed}."]
-               if needed and needed.startswith("4.") else [])
+        fix = (
+            [f"Fix, from the command line: set the environment variable LINK_UP_VERSION={needed}."]
+            if needed and needed.startswith("4.")
+            else []
+        )
         r.fail("LibreLink Up app version", error.message, fix)
         for title in later:
             r.skip(title, "needs an accepted app version")
@@ -358,8 +414,10 @@ def _check_linkup(r: Reporter, args: argparse.Namespace, settings: Settings, cre
             count = len(connections)
             summary = f"this account follows {count} {'person' if count == 1 else 'people'}"
             if count > 1 and not settings.connection and all(t.patient_id is None for t in creds.targets):
-                lines.append("It follows several people, so linkup-sync uses the first one. To choose, set "
-                             "LINK_UP_CONNECTION to one of the patientIds above.")
+                lines.append(
+                    "It follows several people, so linkup-sync uses the first one. To choose, set "
+                    "LINK_UP_CONNECTION to one of the patientIds above."
+                )
             r.ok("Connections", summary, lines)
 
     assert report is not None
@@ -368,12 +426,18 @@ def _check_linkup(r: Reporter, args: argparse.Namespace, settings: Settings, cre
         title = "Newest reading" + (f" (patient {t.patient})" if len(targets) > 1 else "")
         age = t.newest_reading_age_s
         if age is None:
-            r.fail(title, "LibreLink Up has no reading for this person right now. Is a sensor running, and is the "
-                          "LibreLink app on the wearer's phone open and signed in?")
+            r.fail(
+                title,
+                "LibreLink Up has no reading for this person right now. Is a sensor running, and is the "
+                "LibreLink app on the wearer's phone open and signed in?",
+            )
         elif age > STALE_AFTER_S:
-            r.fail(title, f"{age_text(age)} old. The wearer's phone has not sent readings to LibreLink Up since "
-                          "then: it is off, out of range of the sensor, or the LibreLink app was closed, or the "
-                          "sensor has ended. Nothing to change in linkup-sync.")
+            r.fail(
+                title,
+                f"{age_text(age)} old. The wearer's phone has not sent readings to LibreLink Up since "
+                "then: it is off, out of range of the sensor, or the LibreLink app was closed, or the "
+                "sensor has ended. Nothing to change in linkup-sync.",
+            )
         else:
             r.ok(title, f"{age_text(age)} old")
 
@@ -381,14 +445,26 @@ def _check_linkup(r: Reporter, args: argparse.Namespace, settings: Settings, cre
 # --- Nightscout -------------------------------------------------------------------------------------
 
 
-def _send(pool: urllib3.PoolManager, method: str, url: str, *, headers: Mapping[str, str] | None = None,
-          body: bytes | None = None) -> HttpResult:
+def _send(
+    pool: urllib3.PoolManager,
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    body: bytes | None = None,
+) -> HttpResult:
     import urllib3
 
     from .http import send
 
-    return send(pool, method, url, headers=dict(headers or {"Accept": "application/json"}), body=body,
-                timeout=urllib3.Timeout(connect=5.0, read=15.0))
+    return send(
+        pool,
+        method,
+        url,
+        headers=dict(headers or {"Accept": "application/json"}),
+        body=body,
+        timeout=urllib3.Timeout(connect=5.0, read=15.0),
+    )
 
 
 def _json(result: HttpResult) -> Any:
@@ -403,14 +479,17 @@ def _redirect_text(base: str, location: str) -> str:
     if target.scheme.lower() == "https" and base.startswith("http://"):
         return "the site redirects to https: fix NIGHTSCOUT_URL to start with https://."
     where = f" ({target.scheme}://{target.hostname})" if target.scheme and target.hostname else ""
-    return (f"the site redirects to another address{where}: put the final https:// address of the site into "
-            "NIGHTSCOUT_URL.")
+    return (
+        f"the site redirects to another address{where}: put the final https:// address of the site into NIGHTSCOUT_URL."
+    )
 
 
 def _not_nightscout(base: str, what: str) -> str:
-    return (f"the answer ({what}) is not what Nightscout sends, so NIGHTSCOUT_URL probably does not point to a "
-            f"Nightscout site (or a proxy or login page is in front of it). Open {base}/api/v1/status.json in a "
-            "browser to check.")
+    return (
+        f"the answer ({what}) is not what Nightscout sends, so NIGHTSCOUT_URL probably does not point to a "
+        f"Nightscout site (or a proxy or login page is in front of it). Open {base}/api/v1/status.json in a "
+        "browser to check."
+    )
 
 
 def _probe_server(r: Reporter, title: str, base: str, pool: urllib3.PoolManager) -> bool:
@@ -441,16 +520,25 @@ def _probe_server(r: Reporter, title: str, base: str, pool: urllib3.PoolManager)
         if result.status in (301, 302, 303, 307, 308):
             r.fail(title, _redirect_text(base, result.headers.get("location", "")))
         elif result.status == 404:
-            r.fail(title, "no Nightscout at this address (HTTP 404 for /api/v1/status.json). NIGHTSCOUT_URL must be "
-                          "the address that shows the glucose chart in a browser.")
+            r.fail(
+                title,
+                "no Nightscout at this address (HTTP 404 for /api/v1/status.json). NIGHTSCOUT_URL must be "
+                "the address that shows the glucose chart in a browser.",
+            )
         elif result.status >= 500:
-            r.fail(title, f"the site answered HTTP {result.status}: it is down or still starting (some hosts "
-                          "put idle sites to sleep). Open it in a browser, then run doctor again.")
+            r.fail(
+                title,
+                f"the site answered HTTP {result.status}: it is down or still starting (some hosts "
+                "put idle sites to sleep). Open it in a browser, then run doctor again.",
+            )
         else:
             r.fail(title, _not_nightscout(base, f"HTTP {result.status}"))
     except TransportError as exc:
-        r.fail(title, NightscoutUnreachable(exc.detail).message,
-               [f"Fix: check NIGHTSCOUT_URL and that the site is up: open {base} in a browser."])
+        r.fail(
+            title,
+            NightscoutUnreachable(exc.detail).message,
+            [f"Fix: check NIGHTSCOUT_URL and that the site is up: open {base} in a browser."],
+        )
     return False
 
 
@@ -462,39 +550,55 @@ def _permits(granted: str, wanted: str) -> bool:
             return True
         if have[i] != "*" and part not in have[i].split(","):
             return False
-    return all(p == "*" for p in have[len(need):])
+    return all(p == "*" for p in have[len(need) :])
 
 
-def _check_token_v1(r: Reporter, title: str, base: str, token: str, pool: urllib3.PoolManager,
-                    clock: Callable[[], float]) -> bool:
+def _check_token_v1(
+    r: Reporter, title: str, base: str, token: str, pool: urllib3.PoolManager, clock: Callable[[], float]
+) -> bool:
     from .http import TransportError
     from .nightscout.auth import api_secret_header
     from .readings import Reading
 
     now_ms = int(clock() // 60 * 60 * 1000)
     sample = Reading(epoch_ms=now_ms, sgv=100, direction="Flat", source="current")
-    entry = {"type": "sgv", "sgv": sample.sgv, "date": sample.epoch_ms, "dateString": sample.iso_utc,
-             "direction": sample.direction, "device": "linkup-sync"}
-    headers = {"Content-Type": "application/json", "Accept": "application/json",
-               "api-secret": api_secret_header(token)}
+    entry = {
+        "type": "sgv",
+        "sgv": sample.sgv,
+        "date": sample.epoch_ms,
+        "dateString": sample.iso_utc,
+        "direction": sample.direction,
+        "device": "linkup-sync",
+    }
+    headers = {"Content-Type": "application/json", "Accept": "application/json", "api-secret": api_secret_header(token)}
     r.start(title)
     try:
-        result = _send(pool, "POST", base + "/api/v1/entries/preview.json", headers=headers,
-                       body=json.dumps([entry]).encode())
+        result = _send(
+            pool, "POST", base + "/api/v1/entries/preview.json", headers=headers, body=json.dumps([entry]).encode()
+        )
     except TransportError as exc:
         r.fail(title, NightscoutUnreachable(exc.detail).message)
         return False
     if result.status == 200 and isinstance(_json(result), list):
-        r.ok(title, "the token may upload entries (checked with POST /api/v1/entries/preview.json, which stores "
-                    "nothing)")
+        r.ok(
+            title, "the token may upload entries (checked with POST /api/v1/entries/preview.json, which stores nothing)"
+        )
         return True
     if result.status == 401:
-        r.fail(title, NightscoutUnauthorized().message, [
-            "From the command line the token is the environment variable NIGHTSCOUT_API_TOKEN. A role with only "
-            "api:entries:create is not enough: Nightscout also checks api:entries:read."])
+        r.fail(
+            title,
+            NightscoutUnauthorized().message,
+            [
+                "From the command line the token is the environment variable NIGHTSCOUT_API_TOKEN. A role with only "
+                "api:entries:create is not enough: Nightscout also checks api:entries:read."
+            ],
+        )
     else:
-        r.fail(title, f"the upload check (POST /api/v1/entries/preview.json) answered HTTP {result.status}; "
-                      "the token could not be confirmed. Check NIGHTSCOUT_URL.")
+        r.fail(
+            title,
+            f"the upload check (POST /api/v1/entries/preview.json) answered HTTP {result.status}; "
+            "the token could not be confirmed. Check NIGHTSCOUT_URL.",
+        )
     return False
 
 
@@ -529,20 +633,27 @@ def _check_token_v3(r: Reporter, title: str, base: str, token: str, pool: urllib
         r.fail(title, UNKNOWN_SUBJECT_TEXT)
         return None
     if granted is None:
-        r.fail(title, f"the token exchange (GET /api/v2/authorization/request/…) answered HTTP {status}; "
-                      "the token could not be confirmed. Check NIGHTSCOUT_URL.")
+        r.fail(
+            title,
+            f"the token exchange (GET /api/v2/authorization/request/…) answered HTTP {status}; "
+            "the token could not be confirmed. Check NIGHTSCOUT_URL.",
+        )
         return None
     missing = _missing(granted, V3_PERMISSIONS)
     if missing:
         r.fail(title, f"Nightscout knows the token, but {ENTRIES_ROLE}.", ["Missing: " + ", ".join(missing)])
         return None
-    r.ok(title, "the token may upload with API v3 (its role has api:entries:create, read and update; checked "
-                "with the JWT exchange, which stores nothing)")
+    r.ok(
+        title,
+        "the token may upload with API v3 (its role has api:entries:create, read and update; checked "
+        "with the JWT exchange, which stores nothing)",
+    )
     return granted
 
 
-def _check_treatments(r: Reporter, title: str, base: str, token: str, pool: urllib3.PoolManager, api_v3: bool,
-                      granted: list[str] | None) -> None:
+def _check_treatments(
+    r: Reporter, title: str, base: str, token: str, pool: urllib3.PoolManager, api_v3: bool, granted: list[str] | None
+) -> None:
     """NIGHTSCOUT_SENSOR_START: may the token post the Sensor Start treatment? Only an access token can be asked."""
     from .http import TransportError
     from .nightscout.v3 import is_access_token
@@ -561,20 +672,29 @@ def _check_treatments(r: Reporter, title: str, base: str, token: str, pool: urll
             return
     missing = _missing(granted, wanted)
     if missing:
-        r.fail(title, "the token may upload readings, but not the Sensor Start treatment that shows the sensor's "
-                      f"age in Nightscout: its role also needs {' and '.join(wanted)}. Add them to the role in Admin "
-                      "Tools, or set NIGHTSCOUT_SENSOR_START=false.", ["Missing: " + ", ".join(missing)])
+        r.fail(
+            title,
+            "the token may upload readings, but not the Sensor Start treatment that shows the sensor's "
+            f"age in Nightscout: its role also needs {' and '.join(wanted)}. Add them to the role in Admin "
+            "Tools, or set NIGHTSCOUT_SENSOR_START=false.",
+            ["Missing: " + ", ".join(missing)],
+        )
     else:
         r.ok(title, "the token may also post the Sensor Start treatment (" + ", ".join(wanted) + ")")
 
 
-def _check_nightscout(r: Reporter, target: Target, api_v3: bool, sensor_start: bool, clock: Callable[[], float],
-                      suffix: str) -> None:
+def _check_nightscout(
+    r: Reporter, target: Target, api_v3: bool, sensor_start: bool, clock: Callable[[], float], suffix: str
+) -> None:
     from .http import make_pool
     from .nightscout.url import normalize_nightscout_url
 
-    titles = (f"Nightscout URL{suffix}", f"Nightscout server{suffix}", f"Nightscout token{suffix}",
-              f"Sensor Start treatment{suffix}")
+    titles = (
+        f"Nightscout URL{suffix}",
+        f"Nightscout server{suffix}",
+        f"Nightscout token{suffix}",
+        f"Sensor Start treatment{suffix}",
+    )
     r.start(titles[0])
     try:
         base = normalize_nightscout_url(target.nightscout_url)
@@ -601,8 +721,9 @@ def _check_nightscout(r: Reporter, target: Target, api_v3: bool, sensor_start: b
 # --- the command ------------------------------------------------------------------------------------
 
 
-def run_doctor(args: argparse.Namespace, env: Mapping[str, str], clock: Callable[[], float], out: TextIO,
-               err: TextIO) -> int:
+def run_doctor(
+    args: argparse.Namespace, env: Mapping[str, str], clock: Callable[[], float], out: TextIO, err: TextIO
+) -> int:
     r = Reporter(out)
     settings = _check_settings(r, env)
     creds = _check_credentials(r, args, env)
@@ -630,8 +751,10 @@ def run_doctor(args: argparse.Namespace, env: Mapping[str, str], clock: Callable
         r.skip("Nightscout", "needs the credentials")
     out.write("\n")
     if r.failed:
-        out.write(f"{r.failed} of {r.passed + r.failed} checks failed. Fix the {r.marks[False].strip()} lines "
-                  f"above, then run `{PROG} doctor` again.\n")
+        out.write(
+            f"{r.failed} of {r.passed + r.failed} checks failed. Fix the {r.marks[False].strip()} lines "
+            f"above, then run `{PROG} doctor` again.\n"
+        )
         return 1
     out.write(f"All {r.passed} checks passed.\n")
     return 0

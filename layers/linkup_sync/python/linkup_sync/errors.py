@@ -201,9 +201,7 @@ class LinkUpServerError(LinkUpError):
 
     def __init__(self, status: int) -> None:
         self.status = status
-        super().__init__(
-            f"LibreLink Up had a server error (HTTP {status}). The bridge tries again on its next runs."
-        )
+        super().__init__(f"LibreLink Up had a server error (HTTP {status}). The bridge tries again on its next runs.")
 
 
 class LinkUpTimeout(LinkUpError):

@@ -62,9 +62,13 @@ def _with_reason(name: str, reason: str) -> None:
     """The same count once more with a `reason` dimension, for diagnosis (alarms use the total)."""
     from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
-    with single_metric(name=name, unit=MetricUnit.Count, value=1,
-                       namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE),
-                       default_dimensions={"service": _service()}) as metric:
+    with single_metric(
+        name=name,
+        unit=MetricUnit.Count,
+        value=1,
+        namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE),
+        default_dimensions={"service": _service()},
+    ) as metric:
         metric.add_dimension(name="reason", value=reason)
 
 
@@ -84,13 +88,22 @@ def _per_patient(report: RunReport | None) -> None:
         return
     namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE)
     for target in report.targets:
-        with single_metric(name="ReadingsUploaded", unit=MetricUnit.Count, value=target.uploaded,
-                           namespace=namespace, default_dimensions={"service": _service()}) as metric:
+        with single_metric(
+            name="ReadingsUploaded",
+            unit=MetricUnit.Count,
+            value=target.uploaded,
+            namespace=namespace,
+            default_dimensions={"service": _service()},
+        ) as metric:
             metric.add_dimension(name="patient", value=target.patient)
         if target.newest_reading_age_s is not None:
-            with single_metric(name="NewestReadingAgeMinutes", unit=MetricUnit.NoUnit,
-                               value=round(target.newest_reading_age_s / 60, 1), namespace=namespace,
-                               default_dimensions={"service": _service()}) as metric:
+            with single_metric(
+                name="NewestReadingAgeMinutes",
+                unit=MetricUnit.NoUnit,
+                value=round(target.newest_reading_age_s / 60, 1),
+                namespace=namespace,
+                default_dimensions={"service": _service()},
+            ) as metric:
                 metric.add_dimension(name="patient", value=target.patient)
 
 
@@ -107,8 +120,9 @@ def record_report(report: RunReport) -> None:
     m.add_metric(name="GapFilled", unit=MetricUnit.Count, value=report.gap_filled)
     m.add_metric(name="LoginAttempts", unit=MetricUnit.Count, value=report.logins)
     if report.newest_reading_age_s is not None:
-        m.add_metric(name="NewestReadingAgeMinutes", unit=MetricUnit.NoUnit,
-                     value=round(report.newest_reading_age_s / 60, 1))
+        m.add_metric(
+            name="NewestReadingAgeMinutes", unit=MetricUnit.NoUnit, value=round(report.newest_reading_age_s / 60, 1)
+        )
     _per_patient(report)
     if report.skipped:
         count("ActionRequired" if report.needs_person else "RunSkipped", report.skipped)

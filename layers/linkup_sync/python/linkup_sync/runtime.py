@@ -41,7 +41,8 @@ class Dependencies:
     deadline_s: float = RUN_DEADLINE_S
     # how a target's Nightscout uploader is made (the command line's dry run swaps it)
     sink_factory: Callable[[Dependencies, Target, TargetState, Deadline], NightscoutSink] = field(
-        default=lambda deps, target, stored, deadline: build_sink(deps, target, stored, deadline))
+        default=lambda deps, target, stored, deadline: build_sink(deps, target, stored, deadline)
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, clock: Clock = time.time) -> Dependencies:
@@ -81,13 +82,21 @@ def build_sink(deps: Dependencies, target: Target, stored: TargetState, deadline
         if api_v3:
             from .nightscout.v3 import NightscoutV3
 
-            return NightscoutV3(base_url=url, token=target.nightscout_token, pool=deps.pool, deadline=deadline,
-                                device=DEVICE, app=DEVICE, jwt_cache=StateJwtCache(stored.jwt, stored.jwt_exp),
-                                clock=deps.clock)
+            return NightscoutV3(
+                base_url=url,
+                token=target.nightscout_token,
+                pool=deps.pool,
+                deadline=deadline,
+                device=DEVICE,
+                app=DEVICE,
+                jwt_cache=StateJwtCache(stored.jwt, stored.jwt_exp),
+                clock=deps.clock,
+            )
         from .nightscout.v1 import NightscoutV1
 
-        return NightscoutV1(base_url=url, token=target.nightscout_token, pool=deps.pool, deadline=deadline,
-                            device=DEVICE)
+        return NightscoutV1(
+            base_url=url, token=target.nightscout_token, pool=deps.pool, deadline=deadline, device=DEVICE
+        )
     except ValueError as exc:  # the messages name the setting, never its value
         raise ConfigError([str(exc)], heading="The Nightscout settings in the secret cannot be used") from None
 

@@ -59,5 +59,6 @@ class SecretsManagerCredentials:
                 ["The secret holds binary data; it must be a JSON string. " + set_secret_hint(self.secret_id)],
                 heading="The credentials secret cannot be used",
             )
-        return credentials_from_secret(wrapped["value"], version=str(wrapped.get("version", "")),
-                                       secret_id=self.secret_id)
+        return credentials_from_secret(
+            wrapped["value"], version=str(wrapped.get("version", "")), secret_id=self.secret_id
+        )

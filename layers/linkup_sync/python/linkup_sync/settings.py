@@ -128,8 +128,8 @@ def set_secret_hint(secret_id: str | None) -> str:
     sid = secret_id or "<secret arn>"
     return (
         f"aws secretsmanager put-secret-value --secret-id {sid} --secret-string "
-        "'{\"LINK_UP_USERNAME\":\"...\",\"LINK_UP_PASSWORD\":\"...\",\"NIGHTSCOUT_URL\":\"https://...\","
-        "\"NIGHTSCOUT_API_TOKEN\":\"...\"}'"
+        '\'{"LINK_UP_USERNAME":"...","LINK_UP_PASSWORD":"...","NIGHTSCOUT_URL":"https://...",'
+        '"NIGHTSCOUT_API_TOKEN":"..."}\''
     )
 
 
@@ -169,8 +169,10 @@ def credentials_from_secret(raw: object, *, version: str, secret_id: str | None)
             raw = json.loads(raw)
         except ValueError:
             raise SecretError(
-                ["The secret is not JSON. It must be a JSON object with the keys " + ", ".join(SECRET_KEYS) + ".",
-                 hint],
+                [
+                    "The secret is not JSON. It must be a JSON object with the keys " + ", ".join(SECRET_KEYS) + ".",
+                    hint,
+                ],
                 heading="The credentials secret cannot be used",
             ) from None
     if not isinstance(raw, dict):
@@ -201,8 +203,9 @@ def credentials_from_secret(raw: object, *, version: str, secret_id: str | None)
                 continue
             patient = _text(entry, "LINK_UP_CONNECTION", where, problems)
             if patient and not _PATIENT_RE.match(patient):
-                problems.append(f"LINK_UP_CONNECTION in {where} must be a patientId such as "
-                                "8b6e4d2c-1a3f-4c5e-9d7b-2f0a6c8e4b13.")
+                problems.append(
+                    f"LINK_UP_CONNECTION in {where} must be a patientId such as 8b6e4d2c-1a3f-4c5e-9d7b-2f0a6c8e4b13."
+                )
             url = _text(entry, "NIGHTSCOUT_URL", where, problems)
             token = _text(entry, "NIGHTSCOUT_API_TOKEN", where, problems)
             api_v3 = _optional_bool(entry, "NIGHTSCOUT_API_V3", where, problems)

@@ -203,10 +203,11 @@ class SyncService:
             if reason == "locked":
                 message = f"The LibreLink Up account is locked; no login is tried for another {wait} s."
             else:
-                message = (f"LibreLink Up is waiting for the person to act ({reason}); the next login is tried "
-                           f"in {wait} s. Open the LibreLink Up app and follow its request.")
-            raise Skipped(reason if reason == "locked" else "action_required", message,
-                          needs_person=reason != "locked")
+                message = (
+                    f"LibreLink Up is waiting for the person to act ({reason}); the next login is tried "
+                    f"in {wait} s. Open the LibreLink Up app and follow its request."
+                )
+            raise Skipped(reason if reason == "locked" else "action_required", message, needs_person=reason != "locked")
 
     def _save_account(self, key: str, **changes: Any) -> None:
         """Store `changes` on the account item. When another run wrote the item since this run read it,
@@ -224,11 +225,13 @@ class SyncService:
         if isinstance(exc, LinkUpBadCredentials):
             changes = {"ticket": None, "bad_credentials_version": creds.version or "unknown"}
         elif isinstance(exc, LinkUpLocked):
-            changes = {"login_not_before": now + exc.lockout_seconds + LOCKOUT_MARGIN_S,
-                       "login_block_reason": "locked"}
+            changes = {"login_not_before": now + exc.lockout_seconds + LOCKOUT_MARGIN_S, "login_block_reason": "locked"}
         elif isinstance(exc, LinkUpActionRequired):
-            changes = {"ticket": None, "login_not_before": now + ACTION_RETRY_S,
-                       "login_block_reason": f"action_required:{exc.step}"}
+            changes = {
+                "ticket": None,
+                "login_not_before": now + ACTION_RETRY_S,
+                "login_block_reason": f"action_required:{exc.step}",
+            }
         elif isinstance(exc, LinkUpVersionRejected):
             changes = {"rejected_version": exc.sent_version}
         elif isinstance(exc, BACKOFF_ERRORS):
@@ -248,16 +251,24 @@ class SyncService:
     def _login(self, key: str, creds: Credentials) -> Ticket:
         self._check_login_allowed(creds, self.account)
         if not self.store.acquire_login_lock(key, self.clock(), LOGIN_LOCK_S):
-            raise Skipped("login_in_progress", "Another run is logging in to LibreLink Up right now; this run "
-                                               "leaves it to that one.")
+            raise Skipped(
+                "login_in_progress",
+                "Another run is logging in to LibreLink Up right now; this run leaves it to that one.",
+            )
         region = self.account.region or self.region
         self.report.logins += 1
         ticket = self.source.login(creds.username, creds.password, region)
         if ticket.region != region:
             log.info("LibreLink Up moved the account to region %s; remembered for later runs", ticket.region.upper())
         # A successful login answers the credential and lock breakers; saving also releases the login lock.
-        self._save_account(key, ticket=ticket, region=ticket.region, bad_credentials_version=None,
-                           login_not_before=None, login_block_reason=None)
+        self._save_account(
+            key,
+            ticket=ticket,
+            region=ticket.region,
+            bad_credentials_version=None,
+            login_not_before=None,
+            login_block_reason=None,
+        )
         return ticket
 
     # --- patient -------------------------------------------------------------------------------
@@ -325,8 +336,9 @@ class SyncService:
             raise
         if self.account.backoff_failures or self.account.backoff_until or self.account.rejected_version:
             # LibreLink Up answered again: the back-off is over.
-            self._save_account(state.key, backoff_until=None, backoff_failures=0, backoff_reason=None,
-                               rejected_version=None)
+            self._save_account(
+                state.key, backoff_until=None, backoff_failures=0, backoff_reason=None, rejected_version=None
+            )
         if failures:
             raise failures[0]
         return self.report
@@ -428,8 +440,11 @@ class SyncService:
         except (NightscoutUnauthorized, NightscoutRejected) as exc:
             # The token may upload readings but not treatments: say so once and do not ask again for
             # this sensor (every refused request slows Nightscout's answers to us: AUTH_FAIL_DELAY).
-            log.warning("Nightscout refused the Sensor Start treatment; give the token's role the treatments "
-                        "permissions named here, or set NIGHTSCOUT_SENSOR_START=false: %s", exc.message)
+            log.warning(
+                "Nightscout refused the Sensor Start treatment; give the token's role the treatments "
+                "permissions named here, or set NIGHTSCOUT_SENSOR_START=false: %s",
+                exc.message,
+            )
             return marker
         except NightscoutError as exc:  # unreachable for now: the readings matter more; try again next run
             log.warning("Could not post the Sensor Start treatment: %s", exc.message)

@@ -78,8 +78,9 @@ class LinkUpClient:
         accept = ACCEPTABLE_STEPS if self.auto_accept_terms else frozenset()
         try:
             while True:
-                payload = self._call("POST", current, _PATH_LOGIN, body=body, ticket=None, during_login=True,
-                                     accept_steps=accept)
+                payload = self._call(
+                    "POST", current, _PATH_LOGIN, body=body, ticket=None, during_login=True, accept_steps=accept
+                )
                 payload = self._accept_steps(current, payload, accept)
                 raw_region = parsing.login_redirect(payload)
                 if raw_region is None:
@@ -106,8 +107,16 @@ class LinkUpClient:
             if step_type in self.accepted_steps or len(self.accepted_steps) >= MAX_ACCEPT_STEPS:
                 raise LinkUpActionRequired(step_type)
             self.accepted_steps.append(step_type)
-            payload = self._call("POST", region, f"/auth/continue/{step_type}", body=None, ticket=None,
-                                 during_login=True, accept_steps=accept, bearer=step_token)
+            payload = self._call(
+                "POST",
+                region,
+                f"/auth/continue/{step_type}",
+                body=None,
+                ticket=None,
+                during_login=True,
+                accept_steps=accept,
+                bearer=step_token,
+            )
         return payload
 
     def connections(self, ticket: Ticket) -> list[Connection]:

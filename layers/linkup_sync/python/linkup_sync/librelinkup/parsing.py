@@ -166,9 +166,7 @@ def parse_graph(patient_id: str, payload: object) -> Graph:
     if sensor is None:
         sensor = _sensor(connection.get("sensor"))
 
-    return Graph(
-        patient_id=patient_id, current=current, history=tuple(history), sensor=sensor, skipped_items=skipped
-    )
+    return Graph(patient_id=patient_id, current=current, history=tuple(history), sensor=sensor, skipped_items=skipped)
 
 
 # --- connections (§6) ----------------------------------------------------------------------------
@@ -246,9 +244,7 @@ def parse_login(payload: object, region: str) -> Ticket:
         raise LinkUpMalformedResponse("the login reply has no valid authTicket expiry")
     if not isinstance(user_id, str) or not user_id:
         raise LinkUpMalformedResponse("the login reply has no user id")
-    return Ticket(
-        token=token, expires=expires, user_id=user_id, account_id=account_id_for(user_id), region=region
-    )
+    return Ticket(token=token, expires=expires, user_id=user_id, account_id=account_id_for(user_id), region=region)
 
 
 # --- classification (§4.3) -----------------------------------------------------------------------

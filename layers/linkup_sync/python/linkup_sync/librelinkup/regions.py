@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import re
 
-REGIONS: frozenset[str] = frozenset(
-    {"ae", "ap", "au", "ca", "de", "eu", "eu2", "fr", "jp", "us", "la", "ru", "cn"}
-)
+REGIONS: frozenset[str] = frozenset({"ae", "ap", "au", "ca", "de", "eu", "eu2", "fr", "jp", "us", "la", "ru", "cn"})
 ALIASES: dict[str, str] = {"gb": "eu2", "uk": "eu2"}
 
 DEFAULT_URL_TEMPLATE = "https://api-{region}.libreview.io"
@@ -32,8 +30,7 @@ def normalize_region(value: str) -> str:
     key = ALIASES.get(key, key)
     if key not in REGIONS:
         raise ValueError(
-            f"LINK_UP_REGION '{str(value).strip()}' is not a LibreLink Up region; "
-            f"use one of {valid_regions_text()}."
+            f"LINK_UP_REGION '{str(value).strip()}' is not a LibreLink Up region; use one of {valid_regions_text()}."
         )
     return key
 

@@ -19,9 +19,7 @@ def api_secret_header(token: str) -> str:
     pre-hashed; enter sha1 of it instead.) Surrounding whitespace is ignored. Never log the result.
     """
     if not isinstance(token, str) or not token.strip():
-        raise ValueError(
-            "NIGHTSCOUT_API_TOKEN is empty; put your site's API_SECRET or an access token there."
-        )
+        raise ValueError("NIGHTSCOUT_API_TOKEN is empty; put your site's API_SECRET or an access token there.")
     value = token.strip()
     if _PREHASHED.match(value):
         return value

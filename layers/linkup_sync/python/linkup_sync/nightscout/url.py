@@ -51,8 +51,7 @@ def normalize_nightscout_url(raw: str) -> str:
         raise ValueError(f"NIGHTSCOUT_URL must start with https:// ({_EXAMPLE}).")
     if "@" in parts.netloc:
         raise ValueError(
-            "NIGHTSCOUT_URL must not contain a user name or password; "
-            "put the token into NIGHTSCOUT_API_TOKEN."
+            "NIGHTSCOUT_URL must not contain a user name or password; put the token into NIGHTSCOUT_API_TOKEN."
         )
     if parts.query or parts.fragment or text.endswith(("?", "#")):
         raise ValueError(

@@ -34,8 +34,9 @@ def _aws_errors() -> Iterator[None]:
         yield
     except ClientError as exc:
         code = str(exc.response.get("Error", {}).get("Code", ""))
-        raise StateUnavailable(f"AWS answered {code}" if re.fullmatch(r"[A-Za-z.]{1,80}", code)
-                               else "AWS answered with an error") from None
+        raise StateUnavailable(
+            f"AWS answered {code}" if re.fullmatch(r"[A-Za-z.]{1,80}", code) else "AWS answered with an error"
+        ) from None
     except BotoCoreError as exc:
         raise StateUnavailable(type(exc).__name__) from None
 
@@ -51,8 +52,15 @@ def _n(item: dict[str, Any], name: str) -> int | None:
 
 
 # Plain account attributes, stored under their own names (None = attribute absent).
-_ACCOUNT_STRINGS = ("region", "patient_id", "bad_credentials_version", "login_block_reason", "backoff_reason",
-                    "version", "rejected_version")
+_ACCOUNT_STRINGS = (
+    "region",
+    "patient_id",
+    "bad_credentials_version",
+    "login_block_reason",
+    "backoff_reason",
+    "version",
+    "rejected_version",
+)
 _ACCOUNT_NUMBERS = ("login_not_before", "backoff_until", "backoff_failures")
 
 
@@ -72,7 +80,7 @@ def _target_from_item(item: dict[str, Any]) -> TargetState:
     sk = _s(item, "sk") or ""
     blob = item.get("uploaded", {}).get("B", b"")
     return TargetState(
-        target_id=sk[len(TARGET_PREFIX):],
+        target_id=sk[len(TARGET_PREFIX) :],
         uploaded=unpack_ledger(bytes(blob)),
         sensor=_s(item, "sensor"),
         jwt=_s(item, "jwt"),
@@ -207,8 +215,7 @@ class DynamoDBStateStore:
                     Key={"pk": {"S": key}, "sk": {"S": ACCOUNT_SK}},
                     UpdateExpression="SET login_lock_until = :until",
                     ConditionExpression="attribute_not_exists(login_lock_until) OR login_lock_until < :now",
-                    ExpressionAttributeValues={":until": {"N": str(int(now) + seconds)},
-                                               ":now": {"N": str(int(now))}},
+                    ExpressionAttributeValues={":until": {"N": str(int(now) + seconds)}, ":now": {"N": str(int(now))}},
                 )
             except self.client.exceptions.ConditionalCheckFailedException:
                 return False

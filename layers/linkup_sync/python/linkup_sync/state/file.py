@@ -108,17 +108,21 @@ class FileStateStore:
         except FileNotFoundError:
             return {"format": FORMAT, "accounts": {}}
         except OSError as exc:
-            raise ConfigError([f"The state file {self.path} cannot be read ({exc.strerror})."],
-                              heading="The local state cannot be used") from None
+            raise ConfigError(
+                [f"The state file {self.path} cannot be read ({exc.strerror})."],
+                heading="The local state cannot be used",
+            ) from None
         try:
             data = json.loads(text)
         except ValueError:
             data = None
         if not isinstance(data, dict) or not isinstance(data.get("accounts"), dict):
             raise ConfigError(
-                [f"The state file {self.path} is not a linkup-sync state file (damaged JSON?). Delete it: the "
-                 "next run logs in once more and sends the last 12 hours again, which Nightscout stores "
-                 "without duplicates."],
+                [
+                    f"The state file {self.path} is not a linkup-sync state file (damaged JSON?). Delete it: the "
+                    "next run logs in once more and sends the last 12 hours again, which Nightscout stores "
+                    "without duplicates."
+                ],
                 heading="The local state cannot be used",
             )
         return data
