@@ -4,10 +4,18 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SAM_VENV := .venv-sam
+# The sam CLI: the one already on PATH (AWS CloudShell has one), else our own in .venv-sam, installed
+# on first use. `make build SAM=/path/to/sam` picks another one.
+SAM_ON_PATH := $(shell command -v sam 2>/dev/null)
+SAM ?= $(or $(SAM_ON_PATH),$(SAM_VENV)/bin/sam)
+SAM_CLI_PACKAGE ?= aws-sam-cli
+# make package / make publish: the S3 bucket the packaged artefacts go to, and the packaged template.
+PACKAGE_BUCKET ?=
+PACKAGED_TEMPLATE := .aws-sam/packaged.yaml
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv test lint type demo bench soak build validate deploy logs invoke-local secret clean
+.PHONY: help venv test lint type demo bench soak sam-cli build validate package publish deploy logs invoke-local secret clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -26,10 +34,10 @@ lint: venv ## ruff
 type: venv ## mypy (strict) on the package, the handler and the tools
 	$(BIN)/mypy
 
-test: venv ## the whole suite: lint, types, unit, integration (moto + simulators), template checks
+test: venv sam-cli ## the whole suite: lint, types, unit, integration (moto + simulators), template checks, sam CLI
 	$(BIN)/ruff check layers functions tools tests
 	$(BIN)/mypy
-	$(BIN)/pytest -n 2 -q
+	LINKUP_SYNC_SAM="$(SAM)" $(BIN)/pytest -n 2 -q
 
 demo: venv ## several simulated hours against local simulators and moto: no AWS, no credentials
 	$(BIN)/python -m tools.demo
@@ -40,28 +48,42 @@ bench: venv ## cold start, warm run, requests per run, memory, package size -> b
 soak: venv ## 90 simulated days of scheduled runs with seeded faults; prints the summary table (a few minutes)
 	$(BIN)/python -m tools.soak --days 90 --seed 1
 
-build: ## sam build (installs aws-sam-cli in its own virtual environment)
-	test -x $(SAM_VENV)/bin/sam || ($(PYTHON) -m venv $(SAM_VENV) && $(SAM_VENV)/bin/pip install --quiet aws-sam-cli)
-	$(SAM_VENV)/bin/sam build
-	test -f .aws-sam/build/SyncFunction/app.py  # sam build prints "Build Succeeded" even when it built nothing
+$(SAM_VENV)/bin/sam:
+	$(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet $(SAM_CLI_PACKAGE)
 
-validate: ## sam validate and sam validate --lint
-	test -x $(SAM_VENV)/bin/sam || ($(PYTHON) -m venv $(SAM_VENV) && $(SAM_VENV)/bin/pip install --quiet aws-sam-cli)
-	$(SAM_VENV)/bin/sam validate --region us-east-1
-	$(SAM_VENV)/bin/sam validate --lint --region us-east-1
+# Depends on the .venv-sam install only when no sam was found on PATH.
+sam-cli: $(if $(filter $(SAM_VENV)/bin/sam,$(SAM)),$(SAM_VENV)/bin/sam) ## the sam CLI: from PATH, else installed into .venv-sam
+	@$(SAM) --version
+
+build: sam-cli ## sam build (pure Python: needs neither Docker nor python3.13)
+	$(SAM) build
+	test -f .aws-sam/build/SyncFunction/app.py  # sam build prints "Build Succeeded" even when it built nothing
+	test -f .aws-sam/build/LinkupSyncLayer/python/linkup_sync/__init__.py
+
+validate: sam-cli ## sam validate and sam validate --lint
+	$(SAM) validate --region us-east-1
+	$(SAM) validate --lint --region us-east-1
+
+package: build ## sam build, then sam package into the S3 bucket PACKAGE_BUCKET -> .aws-sam/packaged.yaml
+	test -n "$(PACKAGE_BUCKET)" || { echo "make package: set PACKAGE_BUCKET=<S3 bucket in the region to publish to>" >&2; exit 1; }
+	$(SAM) package --s3-bucket "$(PACKAGE_BUCKET)" --output-template-file $(PACKAGED_TEMPLATE)
+
+publish: sam-cli ## sam publish of .aws-sam/packaged.yaml to the Serverless Application Repository (after make package)
+	test -f $(PACKAGED_TEMPLATE) || { echo "make publish: run make package PACKAGE_BUCKET=... first" >&2; exit 1; }
+	$(SAM) publish --template $(PACKAGED_TEMPLATE)
 
 deploy: build ## sam deploy; guided the first time (until `sam deploy --guided` saved parameter_overrides)
 	if grep -q '^parameter_overrides' samconfig.toml; then \
-	  $(SAM_VENV)/bin/sam deploy; else $(SAM_VENV)/bin/sam deploy --guided; fi
+	  $(SAM) deploy; else $(SAM) deploy --guided; fi
 
-logs: ## follow the function's logs (sam logs -t)
-	test -x $(SAM_VENV)/bin/sam || ($(PYTHON) -m venv $(SAM_VENV) && $(SAM_VENV)/bin/pip install --quiet aws-sam-cli)
-	$(SAM_VENV)/bin/sam logs --stack-name $${STACK_NAME:-linkup-sync} -n SyncFunction -t
+logs: sam-cli ## follow the function's logs (sam logs -t)
+	$(SAM) logs --stack-name $${STACK_NAME:-linkup-sync} -n SyncFunction -t
 
 invoke-local: build ## sam local invoke with events/scheduled.json and env.json (needs Docker)
 	test -f env.json || (echo "Copy events/env.json.example to env.json and fill it in first." && exit 1)
 	command -v docker >/dev/null || (echo "sam local invoke needs Docker; without it: python -m tools.run_handler" && exit 1)
-	$(SAM_VENV)/bin/sam local invoke SyncFunction -e events/scheduled.json -n env.json
+	$(SAM) local invoke SyncFunction -e events/scheduled.json -n env.json
 
 # The secret's JSON, built from environment variables by Python and piped to the AWS CLI: no value is
 # ever part of a command line (visible in `ps`) or echoed. SECRET_ID defaults to the stack's output.
