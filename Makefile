@@ -15,7 +15,7 @@ PACKAGED_TEMPLATE := .aws-sam/packaged.yaml
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv test lint type demo bench soak sam-cli build validate package publish deploy logs invoke-local secret clean
+.PHONY: help venv test lint type demo bench soak sam-cli build validate package-bucket package publish deploy logs invoke-local secret clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -59,14 +59,15 @@ sam-cli: $(if $(filter $(SAM_VENV)/bin/sam,$(SAM)),$(SAM_VENV)/bin/sam) ## the s
 build: sam-cli ## sam build (pure Python: needs neither Docker nor python3.13)
 	$(SAM) build
 	test -f .aws-sam/build/SyncFunction/app.py  # sam build prints "Build Succeeded" even when it built nothing
-	test -f .aws-sam/build/LinkupSyncLayer/python/linkup_sync/__init__.py
 
 validate: sam-cli ## sam validate and sam validate --lint
 	$(SAM) validate --region us-east-1
 	$(SAM) validate --lint --region us-east-1
 
-package: build ## sam build, then sam package into the S3 bucket PACKAGE_BUCKET -> .aws-sam/packaged.yaml
-	test -n "$(PACKAGE_BUCKET)" || { echo "make package: set PACKAGE_BUCKET=<S3 bucket in the region to publish to>" >&2; exit 1; }
+package-bucket:
+	@test -n "$(PACKAGE_BUCKET)" || { echo "make package: set PACKAGE_BUCKET=<S3 bucket in the region to publish to>" >&2; exit 1; }
+
+package: package-bucket build ## sam build, then sam package into the S3 bucket PACKAGE_BUCKET -> .aws-sam/packaged.yaml
 	$(SAM) package --s3-bucket "$(PACKAGE_BUCKET)" --output-template-file $(PACKAGED_TEMPLATE)
 
 publish: sam-cli ## sam publish of .aws-sam/packaged.yaml to the Serverless Application Repository (after make package)
