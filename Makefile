@@ -8,7 +8,7 @@ SAM_VENV := .venv-sam
 # on first use. `make build SAM=/path/to/sam` picks another one.
 SAM_ON_PATH := $(shell command -v sam 2>/dev/null)
 SAM ?= $(or $(SAM_ON_PATH),$(SAM_VENV)/bin/sam)
-SAM_CLI_PACKAGE ?= aws-sam-cli
+SAM_CLI_PACKAGE ?= aws-sam-cli==1.170.0
 # make package / make publish: the S3 bucket the packaged artefacts go to, and the packaged template.
 PACKAGE_BUCKET ?=
 PACKAGED_TEMPLATE := .aws-sam/packaged.yaml
