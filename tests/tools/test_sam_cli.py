@@ -69,7 +69,7 @@ def sam_env(tmp_path: Path) -> dict[str, str]:
     app_dir = tmp_path / "sam-app"
     app_dir.mkdir()
     (app_dir / "metadata.json").write_text(json.dumps({"lastVersionCheck": time.time(), "telemetryEnabled": False}))
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SAM_", "MAKE", "MFLAGS"))}
+    env = {k: v for k, v in os.environ.items() if k != "SAM" and not k.startswith(("AWS_", "SAM_", "MAKE", "MFLAGS"))}
     env.update(
         {
             "SAM_CLI_TELEMETRY": "0",
