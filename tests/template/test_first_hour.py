@@ -106,7 +106,7 @@ def test_layer_is_built_by_its_makefile_without_pycache(tmp_path: Path) -> None:
 
 def test_version_rule_is_the_templates_allowed_pattern() -> None:
     pattern = load_template()["Parameters"]["LinkUpVersion"]["AllowedPattern"]
-    assert VERSION_PATTERN == pattern
+    assert pattern == VERSION_PATTERN
     for value in ("4.16.0", "4.17.12", "auto", "4.16", "4.16.0.1", "v4.16.0", "latest", "4"):
         template_ok = re.match(pattern, value) is not None
         try:

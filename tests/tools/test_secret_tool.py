@@ -10,9 +10,9 @@ from pathlib import Path
 
 import boto3
 import pytest
+from tools.local_stack import aws_environment, moto_server
 
 from tools import secret as tool
-from tools.local_stack import aws_environment, moto_server
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = {
