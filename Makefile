@@ -15,7 +15,7 @@ PACKAGED_TEMPLATE := .aws-sam/packaged.yaml
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help venv test lint type demo bench soak sam-cli build validate package-bucket package publish deploy logs invoke-local secret clean
+.PHONY: help venv test lint type demo sandbox bench soak sam-cli build validate package-bucket package publish deploy logs invoke-local secret clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -86,25 +86,14 @@ invoke-local: build ## sam local invoke with events/scheduled.json and env.json 
 	command -v docker >/dev/null || (echo "sam local invoke needs Docker; without it: python -m tools.run_handler" && exit 1)
 	$(SAM) local invoke SyncFunction -e events/scheduled.json -n env.json
 
-# The secret's JSON, built from environment variables by Python and piped to the AWS CLI: no value is
-# ever part of a command line (visible in `ps`) or echoed. SECRET_ID defaults to the stack's output.
-SECRET_KEYS := ("LINK_UP_USERNAME", "LINK_UP_PASSWORD", "NIGHTSCOUT_URL", "NIGHTSCOUT_API_TOKEN")
-SECRET_CHECK := import os, sys; missing = [k for k in $(SECRET_KEYS) if not os.environ.get(k, "").strip()]; \
-  sys.exit("make secret: set " + ", ".join(missing) + " in the environment first") if missing else None
-SECRET_JSON := import json, os, sys; sys.stdout.write(json.dumps({k: os.environ[k] for k in $(SECRET_KEYS)}))
+# The values come from environment variables (never a command line, visible in `ps`, and never echoed).
+# tools/secret.py checks them with the function's own rules before it stores anything. SECRET_ID
+# defaults to the output CredentialsSecretArn of the stack $STACK_NAME (default linkup-sync).
+secret: venv ## check, then store the secret from LINK_UP_USERNAME, LINK_UP_PASSWORD, NIGHTSCOUT_URL, NIGHTSCOUT_API_TOKEN
+	@$(BIN)/python -m tools.secret
 
-secret: ## write the secret from the variables LINK_UP_USERNAME, LINK_UP_PASSWORD, NIGHTSCOUT_URL, NIGHTSCOUT_API_TOKEN
-	@set -euo pipefail; \
-	$(PYTHON) -c '$(SECRET_CHECK)'; \
-	id="$${SECRET_ID:-}"; \
-	if [ -z "$$id" ]; then \
-	  id=$$(aws cloudformation describe-stacks --stack-name "$${STACK_NAME:-linkup-sync}" --output text \
-	    --query "Stacks[0].Outputs[?OutputKey=='CredentialsSecretArn'].OutputValue"); \
-	fi; \
-	if [ -z "$$id" ] || [ "$$id" = None ]; then echo "make secret: set SECRET_ID (stack output CredentialsSecretArn)" >&2; exit 1; fi; \
-	$(PYTHON) -c '$(SECRET_JSON)' | aws secretsmanager put-secret-value --secret-id "$$id" \
-	  --secret-string file:///dev/stdin --query VersionId --output text >/dev/null; \
-	echo "Stored the credentials in $$id (the values are not shown)."
+sandbox: venv ## LibreLink Up simulator, Nightscout stand-in and moto on 127.0.0.1 for the README's commands; Ctrl-C stops
+	@$(BIN)/python -m tools.sandbox
 
 clean: ## remove build output and caches
 	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache bench-results.json

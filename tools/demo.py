@@ -42,7 +42,7 @@ NS_DOWN = "NS down — nothing lost, state held"
 class RunRecord:
     index: int
     time: float
-    kind: str  # "warm", "cold" (fresh process) or "failed"
+    kind: str  # "warm", "cold" (a new container: the first run, and the one in a fresh process) or "failed"
     uploaded: int = 0
     gap_filled: int = 0
     logins: int = 0
@@ -51,6 +51,7 @@ class RunRecord:
     message: str = ""
     state_held: bool = True
     duplicates: int = 0  # readings stored twice in Nightscout after this run (the demo fails unless 0)
+    fresh_process: bool = False  # ran in a new Python process (python -m tools.run_handler)
 
 
 @dataclass
@@ -89,7 +90,7 @@ def format_run(record: RunRecord) -> str:
     if record.kind == "failed":
         tail = NS_DOWN if record.state_held else "FAILED and the state moved on"
         return f"{head} {tail:<44} LLU {record.llu_requests}  NS {record.ns_requests}  duplicates {record.duplicates}"
-    note = "  (fresh process: python -m tools.run_handler)" if record.kind == "cold" else ""
+    note = "  (fresh process: python -m tools.run_handler)" if record.fresh_process else ""
     return (
         f"{head} uploaded {record.uploaded:>3}  gap-filled {record.gap_filled:>3}  logins {record.logins}  "
         f"LLU {record.llu_requests}  NS {record.ns_requests}  duplicates {record.duplicates}{note}"
@@ -206,10 +207,12 @@ def run_demo(
             stack.ns.set_unreachable(i in outage)
             ledger_before = stack.stored_ledger()
             llu0, ns0, logins0 = len(stack.llu.requests), stack.ns.count(), stack.llu.logins
-            record = RunRecord(index=i, time=stack.clock(), kind="warm")
+            # The first run builds the container's dependencies: a cold start, as in Lambda.
+            record = RunRecord(index=i, time=stack.clock(), kind="cold" if i == 0 else "warm")
             try:
                 if i == cold_at:
                     record.kind = "cold"
+                    record.fresh_process = True
                     result = stack.cold_run()
                     stack.new_container()  # later runs land in the container the cold start created
                 else:
@@ -282,7 +285,7 @@ def _summarise(
         problems.append("a failed run changed the upload state")
 
     window_start = first_run - interval_s  # run i shows the reading taken just before it
-    marks = {r.index: ("c" if r.kind == "cold" else "~") for r in records if r.kind in ("cold", "failed")}
+    marks = {r.index: ("c" if r.fresh_process else "~") for r in records if r.fresh_process or r.kind == "failed"}
     chart, axis = text_chart(
         [(int(e["date"]) // 1000, int(e["sgv"])) for e in entries],
         start=window_start,
@@ -311,7 +314,7 @@ def _summarise(
     ok = "yes" if not (missing_current or holes) else "NO"
     history_found = len(history) - sum(1 for h in holes if h in history)
     outage_found = len(outage_only) - sum(1 for h in holes if h in outage_only)
-    cold = sum(1 for r in records if r.kind == "cold")
+    cold = sum(1 for r in records if r.fresh_process)
     emit("")
     emit(f"runs: {len(records)} ({cold} in a fresh process, {summary.failed_runs} while Nightscout was down)")
     emit(

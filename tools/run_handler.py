@@ -47,7 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--now", type=float, default=None)
     args = parser.parse_args(argv)
     event = json.loads(Path(args.event).read_text())
-    result = invoke(event, args.now)
+    from linkup_sync.errors import LinkupSyncError
+
+    try:
+        result = invoke(event, args.now)
+    except LinkupSyncError as exc:  # logged by the handler with its reason; a known failure, not a crash
+        print(json.dumps({"error": exc.reason, "needs_person": exc.needs_person, "message": exc.message}))
+        return 1
     print(json.dumps({"result": result}))
     return 0
 

@@ -163,7 +163,9 @@ def test_doctor_with_api_v3_checks_the_jwt_exchange(sim: Sim, capsys: pytest.Cap
         NIGHTSCOUT_API_V3="true",
         NIGHTSCOUT_API_TOKEN=hashlib.sha1(token.encode()).hexdigest(),  # noqa: S324
     )
-    assert code == 1 and "✘ Nightscout token: API v3 needs an access token" in out
+    # issue 13: a SHA-1 is named as such, with the fix (paste the token itself)
+    assert code == 1 and "✘ Nightscout token: NIGHTSCOUT_API_TOKEN looks like a SHA-1" in out
+    assert "the access token itself" in out
 
 
 def test_doctor_flags_a_token_that_cannot_post_the_sensor_start(sim: Sim, capsys: pytest.CaptureFixture[str]) -> None:
@@ -242,8 +244,10 @@ def test_doctor_version_rejected(sim: Sim, capsys: pytest.CaptureFixture[str]) -
     assert "✔ LibreLink Up login" in out
     assert (
         "✘ LibreLink Up app version: LibreLink Up rejected app version 4.16.0 and requires 4.17.0. Set the "
-        "LINK_UP_VERSION parameter to 4.17.0"
+        "LinkUpVersion parameter (LINK_UP_VERSION) to 4.17.0"
     ) in out
+    # issue 13: how to make it stick (a one-off --parameter-overrides is undone by samconfig.toml's answers)
+    assert "samconfig.toml" in out and "undone by the next make deploy" in " ".join(out.split())
     before = len(sim.llu.requests)
     code, out, _ = sim.run(capsys, "doctor")  # the stored breaker: no request with the refused version
     assert code == 1 and "✘ LibreLink Up app version: LibreLink Up refused app version 4.16.0" in out
@@ -376,13 +380,19 @@ def test_dry_run_uploads_nothing_and_records_nothing(sim: Sim, capsys: pytest.Ca
     assert code == 0 and out.startswith(f"uploaded {len(readings)} readings") and sim.logins() == 1
 
 
-def test_sync_skip_exits_0_and_failure_exits_1(sim: Sim, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sync_exit_codes_needs_person_2_on_every_run_failure_1(sim: Sim, capsys: pytest.CaptureFixture[str]) -> None:
     healthy(sim)
-    code, out, _ = sim.run(capsys, "sync", "--once", LINK_UP_PASSWORD="not the password")
-    assert code == 1 and sim.logins() == 1
-    code, out, _ = sim.run(capsys, "sync", "--once", LINK_UP_PASSWORD="not the password")
-    assert code == 0 and out.startswith("skipped: LibreLink Up rejected the e-mail address or password")
-    assert "sync --once --reset-login" in out and sim.logins() == 1
+    code, out, err = sim.run(capsys, "sync", "--once", LINK_UP_PASSWORD="not the password")
+    # issue 13: the first wrong-password run already names --reset-login, and exits 2 (a person must act)
+    assert code == 2 and sim.logins() == 1
+    assert "sync --once --reset-login" in err
+    for _ in range(3):  # every later run while the breaker holds: still 2, and no login
+        sim.clock.advance(300)
+        code, out, _ = sim.run(capsys, "sync", "--once", LINK_UP_PASSWORD="not the password")
+        assert code == 2 and out.startswith("skipped: LibreLink Up rejected the e-mail address or password")
+        assert "sync --once --reset-login" in out and sim.logins() == 1
+    code, out, _ = sim.run(capsys, "sync", "--once", "--quiet", "--json", LINK_UP_PASSWORD="not the password")
+    assert code == 2
     code, out, _ = sim.run(capsys, "sync", "--once", "--reset-login")
     assert code == 0 and "uploaded" in out
 

@@ -24,7 +24,11 @@ def test_demo_with_a_cold_start_and_an_outage_is_clean() -> None:
     assert summary.duplicates == 0
     assert summary.logins == 1
     assert summary.uploaded > 0 and summary.uploaded == summary.readings_in_nightscout
-    assert [r.kind for r in summary.runs].count("cold") == 1
+    assert [r.fresh_process for r in summary.runs].count(True) == 1
+    # issue 13: the first run builds the container, so it is a cold start, and says so
+    first_run_line = next(line for line in lines if "uploaded" in line)
+    assert summary.runs[0].kind == "cold" and first_run_line.split()[1] == "cold"
+    assert [r.index for r in summary.runs if r.kind == "cold"] == [0, 6]
     assert summary.failed_runs == 2 and all(r.state_held for r in summary.runs)
     assert len(summary.chart) == 8
     assert sum(1 for line in lines if "NS down — nothing lost, state held" in line) == 2

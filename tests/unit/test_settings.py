@@ -16,9 +16,12 @@ def test_defaults_match_nightscout_librelink_up() -> None:
     assert s.api_url_template == DEFAULT_URL_TEMPLATE
 
 
-def test_region_aliases_and_case() -> None:
-    assert Settings.from_env({**BASE, "LINK_UP_REGION": "gb"}).region == "eu2"
+def test_region_case_and_the_aliases_the_template_refuses() -> None:
+    assert Settings.from_env({**BASE, "LINK_UP_REGION": "eu2"}).region == "eu2"
     assert Settings.from_env({**BASE, "LINK_UP_REGION": "US"}).region == "us"
+    for alias in ("GB", "uk"):  # the template's LinkUpRegion refuses them, so the command line does too
+        with pytest.raises(ConfigError, match="use EU2"):
+            Settings.from_env({**BASE, "LINK_UP_REGION": alias})
 
 
 def test_every_problem_is_listed_at_once() -> None:

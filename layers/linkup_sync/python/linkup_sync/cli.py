@@ -33,6 +33,10 @@ if TYPE_CHECKING:
     from .state.model import AccountState, StateStore, StoredState, TargetState
 
 PROG = "linkup-sync"
+# Exit status of `sync --once` (documented in its --help and the README): cron and monitoring check it.
+EXIT_OK = 0  # uploaded, nothing new, or a breaker that clears by itself skipped the run
+EXIT_FAILED = 1  # the run failed; the next runs try again
+EXIT_NEEDS_PERSON = 2  # a person has to act (password, terms, app version, settings...): every run until fixed
 REPO_ROOT = Path(__file__).resolve().parents[4]  # layers/linkup_sync/python/linkup_sync/cli.py
 ENV_VERSION = "LINK_UP_CREDENTIALS_VERSION"
 
@@ -163,7 +167,7 @@ def collecting_factory(
             from .nightscout.url import normalize_nightscout_url
 
             try:
-                normalize_nightscout_url(target.nightscout_url)
+                normalize_nightscout_url(target.nightscout_url, allow_http=deps.settings.allow_http)
             except ValueError as exc:  # the same failure as the real uploader's (runtime.build_sink)
                 raise ConfigError([str(exc)], heading="The Nightscout settings cannot be used") from None
         sink = CollectingSink()
@@ -281,12 +285,14 @@ def cmd_sync(
     from .runtime import Dependencies, run_once
     from .state.model import account_key
 
-    def fail(message: str, reason: str) -> int:
+    def fail(message: str, reason: str, needs_person: bool = False) -> int:
+        if reason in ("bad_credentials", "action_required") and not args.secret_id:
+            message += f" After fixing it, run `{PROG} sync --once --reset-login` once."
         if args.json:
-            out.write(json.dumps({"error": reason, "message": message}) + "\n")
+            out.write(json.dumps({"error": reason, "message": message, "needs_person": needs_person}) + "\n")
         else:
             err.write(f"{PROG}: failed: {message}\n")
-        return 1
+        return EXIT_NEEDS_PERSON if needs_person else EXIT_FAILED
 
     try:
         settings = Settings.from_env(env, need_aws=False)
@@ -298,13 +304,15 @@ def cmd_sync(
             if not args.json and not args.quiet:
                 out.write(("cleared " + "; ".join(cleared) if cleared else "no stored login block to clear") + "\n")
     except LinkupSyncError as exc:
-        return fail(exc.message, exc.reason)
+        return fail(exc.message, exc.reason, exc.needs_person)
     except Exception as exc:
         text = describe_aws_failure(exc)
         if text is None:
             raise
         return fail(text, "aws")
 
+    if settings.allow_http and not args.quiet:
+        warn_plain_http(credentials, err)
     sinks: list[CollectingSink] = []
     deps = Dependencies(
         settings=settings, store=NoRecordStore(store) if args.dry_run else store, credentials=credentials, clock=clock
@@ -320,7 +328,7 @@ def cmd_sync(
                 if message not in shown:
                     err.write(f"{PROG}: {message}\n")
                     shown.add(message)
-            return fail(exc.message, exc.reason)
+            return fail(exc.message, exc.reason, exc.needs_person)
         except Exception as exc:
             text = describe_aws_failure(exc)
             if text is None:
@@ -344,7 +352,7 @@ def cmd_sync(
                 for r in sorted(s.readings, key=lambda r: r.epoch_ms)
             ]
         out.write(json.dumps(summary) + "\n")
-        return 0
+        return EXIT_NEEDS_PERSON if report.skipped and report.needs_person else EXIT_OK
     for message in warnings:
         err.write(f"{PROG}: {message}\n")
     if report.skipped:
@@ -355,7 +363,8 @@ def cmd_sync(
             )
         if not args.quiet or report.needs_person:  # --quiet: only what a person has to act on
             out.write(f"skipped: {text}\n")
-        return 0
+        # Non-zero on every run while the breaker holds, not only on the first: cron checks the status.
+        return EXIT_NEEDS_PERSON if report.needs_person else EXIT_OK
     if args.dry_run:
         _print_readings(sinks, out)
     targets = list(getattr(report, "targets", []))
@@ -374,6 +383,17 @@ def cmd_sync(
     if not args.quiet or args.dry_run:
         out.write("\n".join(lines) + "\n")
     return 0
+
+
+def warn_plain_http(credentials: CredentialSource, err: TextIO) -> None:
+    """NIGHTSCOUT_ALLOW_HTTP: say, for each http:// Nightscout, that the secret's hash travels unencrypted."""
+    from .nightscout.url import HTTP_WARNING, normalize_nightscout_url, plain_http_to_private
+
+    with contextlib.suppress(LinkupSyncError, ValueError):
+        for target in credentials.get().targets:
+            url = normalize_nightscout_url(target.nightscout_url, allow_http=True)
+            if plain_http_to_private(url):
+                err.write(f"{PROG}: warning: {HTTP_WARNING.format(url=url)}\n")
 
 
 # --- demo -------------------------------------------------------------------------------------------
@@ -447,6 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description=_MAIN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     doctor = commands.add_parser(
@@ -467,8 +490,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="one sync run from this machine, the same code path as the Lambda function",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Runs one sync, exactly as the Lambda function does, and prints one line.\n"
-        "Exit status: 0 when it uploaded, found nothing new, or a circuit breaker skipped it;\n"
-        "1 when it failed.\n\nFrom cron, every 5 minutes:\n"
+        "Exit status: 0 when it uploaded, found nothing new, or a circuit breaker that clears by\n"
+        "itself skipped it; 1 when it failed (the next run tries again); 2 when a person has to act\n"
+        "(rejected password, terms, refused app version, person not followed, wrong settings): on\n"
+        "every run until it is fixed.\n\nFrom cron, every 5 minutes:\n"
         "  */5 * * * *  . $HOME/.linkup-sync/env && linkup-sync sync --once --quiet",
     )
     sync.add_argument("--once", action="store_true", help="run once and exit (required: schedule it with cron)")

@@ -63,10 +63,15 @@ if TYPE_CHECKING:
     from .state.model import AccountState, StateStore
     from .sync import RunReport
 
+AWS_HINT = (
+    "Check the AWS credentials (aws configure, AWS_PROFILE) and the region: set AWS_REGION (or "
+    "AWS_DEFAULT_REGION) to the stack's region, or pass the secret's full ARN, which names it."
+)
 STALE_AFTER_S = 30 * 60  # the stale-data alarm's default (template parameter StaleAfterMinutes)
 DOCTOR_DEADLINE_S = 60.0
 WIDTH = 100
 LOGIN_ERRORS = (LinkUpBadCredentials, LinkUpActionRequired, LinkUpLocked, LinkUpRedirectLoop, LinkUpUnauthorized)
+V1_PERMISSIONS = ("api:entries:create", "api:entries:read")  # nightscout/v1.py, POST /api/v1/entries
 V3_PERMISSIONS = ("api:entries:create", "api:entries:read", "api:entries:update")
 TREATMENTS_V1 = ("api:treatments:create", "api:treatments:read")  # nightscout/v1.py, post_sensor_start
 TREATMENTS_V3 = ("api:treatments:create", "api:treatments:update")  # nightscout/v3.py, TREATMENTS_ROLE
@@ -171,7 +176,7 @@ def _check_credentials(r: Reporter, args: argparse.Namespace, env: Mapping[str, 
         text = describe_aws_failure(exc)
         if text is None:
             raise
-        r.fail("Credentials", text, ["Check the AWS credentials (aws configure, AWS_PROFILE) and AWS_REGION."])
+        r.fail("Credentials", text, [AWS_HINT])
         return None
     if args.secret_id:
         summary = f"read from the secret {args.secret_id}"
@@ -585,6 +590,24 @@ def _check_token_v1(
         )
         return True
     if result.status == 401:
+        from .nightscout.v3 import is_access_token
+
+        granted: list[str] | None = None
+        if is_access_token(token):  # ask Nightscout whether it knows the token at all, and what it may do
+            try:
+                _status, granted = _exchange(base, token, pool)
+            except TransportError:
+                granted = None
+        missing = _missing(granted, V1_PERMISSIONS) if granted is not None else []
+        if granted is not None and missing:
+            r.fail(
+                title,
+                "Nightscout knows the token, but its role may not upload readings: it needs "
+                + " and ".join(V1_PERMISSIONS)
+                + ". Add the missing permissions to the role in Admin Tools (the token stays the same).",
+                ["Missing: " + ", ".join(missing)],
+            )
+            return False
         r.fail(
             title,
             NightscoutUnauthorized().message,
@@ -618,11 +641,11 @@ def _missing(granted: list[str], wanted: Iterable[str]) -> list[str]:
 def _check_token_v3(r: Reporter, title: str, base: str, token: str, pool: urllib3.PoolManager) -> list[str] | None:
     """The token's permissions when it may upload with API v3, else None."""
     from .http import TransportError
-    from .nightscout.v3 import ENTRIES_ROLE, NEEDS_SUBJECT_TEXT, UNKNOWN_SUBJECT_TEXT, is_access_token
+    from .nightscout.v3 import ENTRIES_ROLE, UNKNOWN_SUBJECT_TEXT, is_access_token, needs_subject_text
 
     r.start(title)
     if not is_access_token(token):
-        r.fail(title, NEEDS_SUBJECT_TEXT + ".")
+        r.fail(title, needs_subject_text(token) + ".")
         return None
     try:
         status, granted = _exchange(base, token, pool)
@@ -684,10 +707,16 @@ def _check_treatments(
 
 
 def _check_nightscout(
-    r: Reporter, target: Target, api_v3: bool, sensor_start: bool, clock: Callable[[], float], suffix: str
+    r: Reporter,
+    target: Target,
+    api_v3: bool,
+    sensor_start: bool,
+    clock: Callable[[], float],
+    suffix: str,
+    allow_http: bool = False,
 ) -> None:
     from .http import make_pool
-    from .nightscout.url import normalize_nightscout_url
+    from .nightscout.url import HTTP_WARNING, normalize_nightscout_url, plain_http_to_private
 
     titles = (
         f"Nightscout URL{suffix}",
@@ -697,13 +726,13 @@ def _check_nightscout(
     )
     r.start(titles[0])
     try:
-        base = normalize_nightscout_url(target.nightscout_url)
+        base = normalize_nightscout_url(target.nightscout_url, allow_http=allow_http)
     except ValueError as exc:
         r.fail(titles[0], str(exc))
         r.skip(titles[1], "needs a usable NIGHTSCOUT_URL")
         r.skip(titles[2], "needs a usable NIGHTSCOUT_URL")
         return
-    r.ok(titles[0], base)
+    r.ok(titles[0], base, ["Warning: " + HTTP_WARNING.format(url=base)] if plain_http_to_private(base) else [])
     pool = make_pool()
     if not _probe_server(r, titles[1], base, pool):
         r.skip(titles[2], "needs a reachable Nightscout")
@@ -737,16 +766,17 @@ def run_doctor(
             text = describe_aws_failure(exc)
             if text is None:
                 raise
-            r.fail("LibreLink Up", text, ["Check the AWS credentials (aws configure, AWS_PROFILE) and AWS_REGION."])
+            r.fail("LibreLink Up", text, [AWS_HINT])
     else:
         r.skip("LibreLink Up", "needs valid settings and credentials")
     if creds is not None:
         default_v3 = settings.api_v3 if settings is not None else False
         sensor_start = bool(getattr(settings, "sensor_start", False))
+        allow_http = bool(getattr(settings, "allow_http", False))
         for i, target in enumerate(creds.targets, start=1):
             suffix = f" ({i} of {len(creds.targets)})" if len(creds.targets) > 1 else ""
             api_v3 = default_v3 if target.api_v3 is None else target.api_v3
-            _check_nightscout(r, target, api_v3, sensor_start, clock, suffix)
+            _check_nightscout(r, target, api_v3, sensor_start, clock, suffix, allow_http)
     else:
         r.skip("Nightscout", "needs the credentials")
     out.write("\n")

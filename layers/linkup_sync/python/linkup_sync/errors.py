@@ -74,14 +74,33 @@ class LinkUpActionRequired(LinkUpError):
         "verifyEmail": "verify the account's e-mail address (follow the link in the e-mail from Abbott)",
     }
 
-    def __init__(self, step: str) -> None:
+    def __init__(self, step: str, next_try: float | None = None) -> None:
         self.step = step
+        self.next_try = next_try
         what = self._WHAT.get(step, f"complete the step '{step}' that the app asks for")
         super().__init__(
             f"LibreLink Up needs the account holder to act before it sends data again: open the "
             f"LibreLink Up app, log in with the follower account and {what}. Your password is fine. "
-            "The bridge resumes by itself on its next run after that."
+            + self._when(next_try)
         )
+
+    @staticmethod
+    def _when(next_try: float | None) -> str:
+        if next_try is None:
+            return "The bridge tries to log in again at most once an hour and resumes by itself after that."
+        from datetime import UTC, datetime
+
+        at = datetime.fromtimestamp(next_try, tz=UTC).strftime("%H:%M UTC")
+        return (
+            f"The bridge tries to log in again at most once an hour: the next try is at {at}, and it resumes "
+            "by itself after that."
+        )
+
+    def with_next_try(self, next_try: float) -> None:
+        """Name the moment of the next login (known once the breaker is stored)."""
+        self.next_try = next_try
+        self.message = self.message.rsplit(" The bridge tries", 1)[0] + " " + self._when(next_try)
+        self.args = (self.message,)
 
 
 class LinkUpLocked(LinkUpError):
@@ -112,8 +131,10 @@ class LinkUpVersionRejected(LinkUpError):
             need = minimum_version or "a newer version"
             text = (
                 f"LibreLink Up rejected app version {sent_version} and requires {need}. Set the "
-                f"LINK_UP_VERSION parameter to {need} (sam deploy --parameter-overrides "
-                f"LinkUpVersion={need}) or to 'auto'."
+                f"LinkUpVersion parameter (LINK_UP_VERSION) to {need} or to 'auto' so that it stays: edit "
+                f"LinkUpVersion in parameter_overrides in samconfig.toml, then run make deploy (a one-off "
+                "sam deploy --parameter-overrides is undone by the next make deploy, which uses the saved "
+                "answers)."
             )
         super().__init__(text)
 

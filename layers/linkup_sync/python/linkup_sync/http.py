@@ -87,6 +87,24 @@ def is_loopback_host(host: str | None) -> bool:
         return False
 
 
+_PRIVATE_SUFFIXES = (".local", ".lan", ".home", ".home.arpa", ".internal", ".localdomain")
+
+
+def is_private_host(host: str | None) -> bool:
+    """True for a host on a home network: a private or link-local IP address, a single-label name such as
+    docker-compose's `nightscout`, or a name under .local/.lan/.home.arpa/.internal. Loopback included."""
+    if not host:
+        return False
+    host = host.strip("[]").lower().rstrip(".")
+    if is_loopback_host(host):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return "." not in host or host.endswith(_PRIVATE_SUFFIXES)
+    return address.is_private or address.is_link_local
+
+
 def check_url_scheme(url: str, *, name: str = "The URL") -> None:
     """Raise ValueError unless `url` is https, or http to a loopback host (127.0.0.0/8, ::1, localhost)."""
     parts = urlsplit(url)

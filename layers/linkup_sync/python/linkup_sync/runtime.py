@@ -78,7 +78,8 @@ def build_sink(deps: Dependencies, target: Target, stored: TargetState, deadline
 
     api_v3 = deps.settings.api_v3 if target.api_v3 is None else target.api_v3
     try:
-        url = normalize_nightscout_url(target.nightscout_url)
+        allow_http = deps.settings.allow_http  # NIGHTSCOUT_ALLOW_HTTP: command line only (settings refuse it in AWS)
+        url = normalize_nightscout_url(target.nightscout_url, allow_http=allow_http)
         if api_v3:
             from .nightscout.v3 import NightscoutV3
 
@@ -91,11 +92,17 @@ def build_sink(deps: Dependencies, target: Target, stored: TargetState, deadline
                 app=DEVICE,
                 jwt_cache=StateJwtCache(stored.jwt, stored.jwt_exp),
                 clock=deps.clock,
+                allow_http=allow_http,
             )
         from .nightscout.v1 import NightscoutV1
 
         return NightscoutV1(
-            base_url=url, token=target.nightscout_token, pool=deps.pool, deadline=deadline, device=DEVICE
+            base_url=url,
+            token=target.nightscout_token,
+            pool=deps.pool,
+            deadline=deadline,
+            device=DEVICE,
+            allow_http=allow_http,
         )
     except ValueError as exc:  # the messages name the setting, never its value
         raise ConfigError([str(exc)], heading="The Nightscout settings in the secret cannot be used") from None

@@ -34,7 +34,10 @@ class SecretsManagerCredentials:
     @property
     def provider(self) -> Any:
         if self._provider is None:
-            self._provider = _provider_class()()
+            from .aws import client
+
+            # AWS_REGION as well as AWS_DEFAULT_REGION, or the region in the secret's ARN
+            self._provider = _provider_class()(boto3_client=client("secretsmanager", secret_id=self.secret_id))
         return self._provider
 
     def get(self) -> Credentials:

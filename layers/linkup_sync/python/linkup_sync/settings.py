@@ -6,24 +6,39 @@ Setting names are those of nightscout-librelink-up, so its users can move over u
 
 from __future__ import annotations
 
+import difflib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from .errors import ConfigError, SecretError
 from .http import check_url_scheme
-from .librelinkup.regions import DEFAULT_URL_TEMPLATE, normalize_region
+from .librelinkup.regions import ALIASES, DEFAULT_URL_TEMPLATE, REGIONS
 from .ports import Credentials, Target
 
 DEFAULT_VERSION = "4.16.0"
 
 SECRET_KEYS = ("LINK_UP_USERNAME", "LINK_UP_PASSWORD", "NIGHTSCOUT_URL", "NIGHTSCOUT_API_TOKEN")
+# Every key the secret may hold: the flat form (one person) and the TARGETS form (one entry per person).
+TARGET_ENTRY_KEYS = ("LINK_UP_CONNECTION", "NIGHTSCOUT_URL", "NIGHTSCOUT_API_TOKEN", "NIGHTSCOUT_API_V3")
+FLAT_SECRET_KEYS = (*SECRET_KEYS, "LINK_UP_CONNECTION", "NIGHTSCOUT_API_V3")
+LIST_SECRET_KEYS = ("LINK_UP_USERNAME", "LINK_UP_PASSWORD", "TARGETS")
+
+# The values the template's parameters allow (LinkUpRegion AllowedValues, LinkUpVersion AllowedPattern).
+# One definition for the function and the command line, so both accept exactly what a deploy accepts;
+# tests/template compares them with template.yaml.
+REGION_VALUES: tuple[str, ...] = tuple(sorted(r.upper() for r in REGIONS))
+VERSION_KEYWORDS: tuple[str, ...] = ("auto",)
+VERSION_PATTERN = r"^([0-9]+\.[0-9]+\.[0-9]+|" + "|".join(VERSION_KEYWORDS) + ")$"
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
-_VERSION_RE = re.compile(r"^\d+\.\d+(\.\d+){0,2}$")
+_VERSION_RE = re.compile(VERSION_PATTERN)
 _PATIENT_RE = re.compile(r"^[0-9A-Fa-f-]{8,64}$")
+# A follower login is an e-mail address: something@domain, no spaces. Checked before any login, because a
+# login with a value that cannot be an address only costs a try and trips the bad-password breaker.
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
 
 
 def _bool(env: Mapping[str, str], name: str, problems: list[str], default: bool = False) -> bool:
@@ -65,6 +80,7 @@ class Settings:
     version_auto: bool = False  # LINK_UP_VERSION=auto: adopt the minimum version a 920 reply names
     auto_accept_terms: bool = False  # LINK_UP_AUTO_ACCEPT_TERMS: accept new terms / privacy policy
     sensor_start: bool = True  # NIGHTSCOUT_SENSOR_START: post a "Sensor Start" treatment per new sensor
+    allow_http: bool = False  # NIGHTSCOUT_ALLOW_HTTP (command line only): http to a private-network Nightscout
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, need_aws: bool = True) -> Settings:
@@ -72,7 +88,7 @@ class Settings:
 
         region = "eu"
         try:
-            region = normalize_region(env.get("LINK_UP_REGION", "EU"))
+            region = check_region(env.get("LINK_UP_REGION", "EU"))
         except ValueError as exc:
             problems.append(str(exc))
 
@@ -82,17 +98,31 @@ class Settings:
                 f"LINK_UP_CONNECTION must be a patientId such as 8b6e4d2c-1a3f-4c5e-9d7b-2f0a6c8e4b13, "
                 f"not '{connection}'. Leave it empty to use the only (or first) person the account follows."
             )
+        elif connection is not None:
+            connection = connection.lower()  # LibreLink Up's patientIds are lower-case UUIDs
 
         version = env.get("LINK_UP_VERSION", "").strip() or DEFAULT_VERSION
         version_auto = version.lower() == "auto"
         if version_auto:
             version = DEFAULT_VERSION
         elif not _VERSION_RE.match(version):
-            problems.append(f"LINK_UP_VERSION must look like {DEFAULT_VERSION} (or be 'auto'), not '{version}'.")
+            problems.append(
+                f"LINK_UP_VERSION must be an app version of three numbers such as {DEFAULT_VERSION} (or 'auto'), "
+                f"not '{version}'."
+            )
         auto_accept_terms = _bool(env, "LINK_UP_AUTO_ACCEPT_TERMS", problems)
         sensor_start = _bool(env, "NIGHTSCOUT_SENSOR_START", problems, default=True)
 
         api_v3 = _bool(env, "NIGHTSCOUT_API_V3", problems)
+        allow_http = _bool(env, "NIGHTSCOUT_ALLOW_HTTP", problems)
+        if allow_http and need_aws:
+            # The function reaches Nightscout over the internet: plain http would expose the secret's hash.
+            problems.append(
+                "NIGHTSCOUT_ALLOW_HTTP is only for the command line on a home server (Nightscout on the local "
+                "network). The function in AWS reaches Nightscout over the internet and always uses https://: "
+                "remove NIGHTSCOUT_ALLOW_HTTP."
+            )
+            allow_http = False
 
         template = env.get("LINK_UP_API_URL", "").strip() or DEFAULT_URL_TEMPLATE
         template = template.rstrip("/")
@@ -121,22 +151,81 @@ class Settings:
             version_auto=version_auto,
             auto_accept_terms=auto_accept_terms,
             sensor_start=sensor_start,
+            allow_http=allow_http,
         )
 
 
+def check_region(value: str) -> str:
+    """The lower-case key of a LINK_UP_REGION value the template's LinkUpRegion parameter allows.
+
+    Raises ValueError. Upper or lower case are both fine; the aliases GB and UK are refused, since the
+    template refuses them too (a setting that works locally must also deploy).
+    """
+    text = str(value).strip()
+    if text.upper() in REGION_VALUES:
+        return text.lower()
+    listed = ", ".join(REGION_VALUES)
+    alias = ALIASES.get(text.lower())
+    if alias:
+        raise ValueError(f"LINK_UP_REGION '{text}' is not a region name: use {alias.upper()} (the UK and Ireland).")
+    raise ValueError(f"LINK_UP_REGION '{text}' is not a LibreLink Up region; use one of {listed} (EU2 for the UK).")
+
+
+def _suggestion(key: object, known: list[str]) -> str | None:
+    """The known key an unknown one most likely means (a case variant or a typing error), or None."""
+    upper = str(key).strip().upper()
+    if upper in known:
+        return upper
+    close = difflib.get_close_matches(upper, known, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def unknown_key_problems(obj: Mapping[str, object], allowed: Iterable[str], place: str) -> list[str]:
+    """One problem per key of `obj` that is not in `allowed`, with a "did you mean" where one is close.
+
+    A typing error must not be ignored: a secret with LINK_UP_CONNECTON would follow the first person the
+    account follows, so with two children one child's readings could land in the other's Nightscout.
+    Key names only, never values. Reusable for every place that takes these keys (secret, TARGETS
+    entries, the hosted accounts).
+    """
+    known = list(allowed)
+    problems: list[str] = []
+    for key in obj:
+        if key in known:
+            continue
+        text = str(key)
+        meant = _suggestion(key, known)
+        if meant is not None and meant == text.strip().upper():
+            problems.append(f"'{text}' in {place} must be written exactly {meant} (in capitals).")
+        elif meant is not None:
+            problems.append(f"'{text}' in {place} is not a key linkup-sync knows. Did you mean {meant}?")
+        else:
+            problems.append(f"'{text}' in {place} is not a key linkup-sync knows. Allowed: {', '.join(known)}.")
+    return problems
+
+
+def meant_keys(obj: Mapping[str, object], allowed: Iterable[str]) -> set[str]:
+    """The known keys that obj's unknown keys most likely stand for (to not also call them missing)."""
+    known = list(allowed)
+    return {m for key in obj if key not in known and (m := _suggestion(key, known)) is not None}
+
+
 def set_secret_hint(secret_id: str | None) -> str:
-    sid = secret_id or "<secret arn>"
+    """How to store the secret. Never a command with the values in it: a password on a command line ends
+    up in the shell history and in `ps`."""
+    sid = secret_id or "<CredentialsSecretArn>"
     return (
-        f"aws secretsmanager put-secret-value --secret-id {sid} --secret-string "
-        '\'{"LINK_UP_USERNAME":"...","LINK_UP_PASSWORD":"...","NIGHTSCOUT_URL":"https://...",'
-        '"NIGHTSCOUT_API_TOKEN":"..."}\''
+        "`make secret` in the linkup-sync checkout (it reads the values from environment variables and shows "
+        "none of them), or write the JSON to a file secret.json and run: aws secretsmanager put-secret-value "
+        f"--secret-id {sid} --secret-string file://secret.json (then delete the file)"
     )
 
 
-def _text(obj: Mapping[str, object], key: str, place: str, problems: list[str]) -> str:
+def _text(obj: Mapping[str, object], key: str, place: str, problems: list[str], reported: Iterable[str] = ()) -> str:
     value = obj.get(key)
     if value is None:
-        problems.append(f"{key} is missing from {place}.")
+        if key not in reported:  # a misspelt or lower-case variant was already reported as such
+            problems.append(f"{key} is missing from {place}.")
     elif not isinstance(value, str) or not value.strip():
         problems.append(f"{key} in {place} is empty or not a string.")
     else:
@@ -181,16 +270,40 @@ def credentials_from_secret(raw: object, *, version: str, secret_id: str | None)
             heading="The credentials secret cannot be used",
         )
     problems: list[str] = []
-    username = _text(raw, "LINK_UP_USERNAME", "the secret", problems)
-    password = _text(raw, "LINK_UP_PASSWORD", "the secret", problems)
-    targets: list[Target] = []
     listed = raw.get("TARGETS")
-    if listed is None:
-        url = _text(raw, "NIGHTSCOUT_URL", "the secret", problems)
-        token = _text(raw, "NIGHTSCOUT_API_TOKEN", "the secret", problems)
+    # A misspelt TARGETS (TARGET, targets) means the list form: say so instead of "NIGHTSCOUT_URL is missing".
+    list_form = listed is not None or "TARGETS" in meant_keys(raw, (*FLAT_SECRET_KEYS, "TARGETS"))
+    allowed = LIST_SECRET_KEYS if list_form else FLAT_SECRET_KEYS
+    problems += unknown_key_problems(raw, allowed if listed is not None else (*allowed, "TARGETS"), "the secret")
+    if listed is not None:
+        moved = [key for key in TARGET_ENTRY_KEYS if key in raw]
+        if moved:
+            problems.append(
+                "With TARGETS, " + ", ".join(moved) + " belong(s) in each TARGETS entry, not at the top of the "
+                "secret: move them into the entries."
+            )
+    cased = meant_keys(raw, allowed)  # reported above with "did you mean": not also "missing"
+    username = _text(raw, "LINK_UP_USERNAME", "the secret", problems, cased)
+    if username and not _EMAIL_RE.match(username):
+        problems.append(
+            "LINK_UP_USERNAME in the secret is not an e-mail address (it has a space, or no @ or domain): it "
+            "must be the e-mail address the LibreLink Up app logs in with. No login was tried."
+        )
+        username = ""
+    password = _text(raw, "LINK_UP_PASSWORD", "the secret", problems, cased)
+    targets: list[Target] = []
+    if listed is None and list_form:
+        pass  # the misspelt TARGETS key is reported above; its entries cannot be read
+    elif listed is None:
+        url = _text(raw, "NIGHTSCOUT_URL", "the secret", problems, cased)
+        token = _text(raw, "NIGHTSCOUT_API_TOKEN", "the secret", problems, cased)
         api_v3 = _optional_bool(raw, "NIGHTSCOUT_API_V3", "the secret", problems)
         connection = raw.get("LINK_UP_CONNECTION")
-        patient = connection.strip() if isinstance(connection, str) and connection.strip() else None
+        patient = connection.strip().lower() if isinstance(connection, str) and connection.strip() else None
+        if patient and not _PATIENT_RE.match(patient):
+            problems.append(
+                "LINK_UP_CONNECTION in the secret must be a patientId such as 8b6e4d2c-1a3f-4c5e-9d7b-2f0a6c8e4b13."
+            )
         targets.append(Target(patient_id=patient, nightscout_url=url, nightscout_token=token, api_v3=api_v3))
     elif not isinstance(listed, list) or not listed:
         problems.append("TARGETS in the secret must be a non-empty list of objects.")
@@ -201,13 +314,15 @@ def credentials_from_secret(raw: object, *, version: str, secret_id: str | None)
             if not isinstance(entry, dict):
                 problems.append(f"TARGETS entry {i} must be an object.")
                 continue
-            patient = _text(entry, "LINK_UP_CONNECTION", where, problems)
+            problems += unknown_key_problems(entry, TARGET_ENTRY_KEYS, where)
+            entry_cased = meant_keys(entry, TARGET_ENTRY_KEYS)
+            patient = _text(entry, "LINK_UP_CONNECTION", where, problems, entry_cased).lower()
             if patient and not _PATIENT_RE.match(patient):
                 problems.append(
                     f"LINK_UP_CONNECTION in {where} must be a patientId such as 8b6e4d2c-1a3f-4c5e-9d7b-2f0a6c8e4b13."
                 )
-            url = _text(entry, "NIGHTSCOUT_URL", where, problems)
-            token = _text(entry, "NIGHTSCOUT_API_TOKEN", where, problems)
+            url = _text(entry, "NIGHTSCOUT_URL", where, problems, entry_cased)
+            token = _text(entry, "NIGHTSCOUT_API_TOKEN", where, problems, entry_cased)
             api_v3 = _optional_bool(entry, "NIGHTSCOUT_API_V3", where, problems)
             if (patient, url) in seen:
                 problems.append(f"TARGETS entry {i} repeats the same patient and Nightscout site.")

@@ -232,6 +232,7 @@ class SyncService:
                 "login_not_before": now + ACTION_RETRY_S,
                 "login_block_reason": f"action_required:{exc.step}",
             }
+            exc.with_next_try(now + ACTION_RETRY_S)  # the message says when the next login is tried
         elif isinstance(exc, LinkUpVersionRejected):
             changes = {"rejected_version": exc.sent_version}
         elif isinstance(exc, BACKOFF_ERRORS):

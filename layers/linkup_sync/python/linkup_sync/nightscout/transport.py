@@ -42,8 +42,8 @@ class NightscoutTransport:
     _TOO_LARGE: ClassVar[str]
     pool: urllib3.PoolManager
 
-    def __init__(self, *, base_url: str, deadline: Deadline | None, device: str) -> None:
-        self.base_url = normalize_nightscout_url(base_url)
+    def __init__(self, *, base_url: str, deadline: Deadline | None, device: str, allow_http: bool = False) -> None:
+        self.base_url = normalize_nightscout_url(base_url, allow_http=allow_http)
         self.deadline = deadline
         self.device = device
         self.requests_made = 0

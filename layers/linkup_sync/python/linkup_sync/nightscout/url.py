@@ -6,11 +6,21 @@ import ipaddress
 import re
 from urllib.parse import urlsplit
 
-from ..http import check_url_scheme
+from ..http import check_url_scheme, is_loopback_host, is_private_host
 
 _EXAMPLE = "expected something like https://my-site.herokuapp.com"
 _API_SUFFIXES = ("/api/v1/entries.json", "/api/v1/entries", "/api/v1")
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
+HTTP_WARNING = (
+    "NIGHTSCOUT_ALLOW_HTTP=true: Nightscout at {url} is reached over plain http, so the API secret's hash "
+    "(or the access token) travels unencrypted over the local network. Use this only on a network you trust."
+)
+
+
+def plain_http_to_private(url: str) -> bool:
+    """True for an http:// address that is not loopback: one that NIGHTSCOUT_ALLOW_HTTP allowed (warn)."""
+    parts = urlsplit(url)
+    return parts.scheme == "http" and not is_loopback_host(parts.hostname)
 
 
 def _valid_host(host: str) -> bool:
@@ -26,11 +36,13 @@ def _valid_host(host: str) -> bool:
     return all(_LABEL.match(label) for label in host.split("."))
 
 
-def normalize_nightscout_url(raw: str) -> str:
+def normalize_nightscout_url(raw: str, *, allow_http: bool = False) -> str:
     """The site's base URL: https://host[:port][/sub/path] without a trailing slash or /api/v1 suffix.
 
     Accepts the address with or without https:// and with a pasted /api/v1(/entries(.json)) part.
-    Raises ValueError with a message for the person who set the bridge up.
+    `allow_http` (NIGHTSCOUT_ALLOW_HTTP, command line only) also accepts http:// to a private-network
+    host, e.g. docker-compose's http://nightscout:1337. Raises ValueError with a message for the person
+    who set the bridge up.
     """
     if not isinstance(raw, str) or not raw.strip():
         raise ValueError(f"NIGHTSCOUT_URL is empty; {_EXAMPLE}.")
@@ -41,6 +53,7 @@ def normalize_nightscout_url(raw: str) -> str:
     garbage = ValueError(f"NIGHTSCOUT_URL '{shown}' is not a web address; {_EXAMPLE}.")
     if any(ch.isspace() for ch in text) or any(ord(ch) < 32 for ch in text):
         raise garbage
+    explicit = "://" in text  # typed with a scheme: a single-label host is meant, not a truncated address
     if "://" not in text:
         if ":" in text.split("/", 1)[0] and not re.match(r"^[^:/]+:\d+(/|$)", text):
             raise garbage  # e.g. 'mailto:x' or 'javascript:...'
@@ -75,9 +88,11 @@ def normalize_nightscout_url(raw: str) -> str:
             raise garbage from None
         host = host.replace(hostname, ascii_host)
         hostname = ascii_host
-    # A single word ('my-site') is almost always an incomplete address, except localhost and IPv6.
+    # A bare single word ('my-site') is almost always an incomplete address. With a scheme or a port it is a
+    # host name on the local network (docker-compose's http://nightscout:1337), as are localhost and IPv6.
     single_word = "." not in hostname.rstrip(".") and not hostname.startswith("[")
-    if not _valid_host(hostname) or (single_word and hostname.rstrip(".") != "localhost"):
+    named = explicit or port is not None or hostname.rstrip(".") == "localhost"
+    if not _valid_host(hostname) or (single_word and not named):
         raise garbage
 
     path = re.sub(r"/{2,}", "/", parts.path).rstrip("/")
@@ -89,6 +104,15 @@ def normalize_nightscout_url(raw: str) -> str:
                 path = path[: -len(suffix)].rstrip("/")
                 changed = True
     url = f"{scheme}://{host}{path}"
+    if scheme == "http" and is_private_host(hostname) and not is_loopback_host(hostname):
+        if allow_http:
+            return url
+        raise ValueError(
+            "NIGHTSCOUT_URL starts with http://. For a Nightscout on your local network, the command line "
+            "accepts this with NIGHTSCOUT_ALLOW_HTTP=true (the API secret's hash then travels unencrypted over "
+            "that network); otherwise use the https:// address of the site. The function in AWS always needs "
+            "https://."
+        )
     try:
         check_url_scheme(url, name="NIGHTSCOUT_URL")
     except ValueError as exc:

@@ -45,8 +45,9 @@ class NightscoutV1(NightscoutTransport):
         pool: urllib3.PoolManager | None = None,
         deadline: Deadline | None = None,
         device: str = "linkup-sync",
+        allow_http: bool = False,
     ) -> None:
-        super().__init__(base_url=base_url, deadline=deadline, device=device)
+        super().__init__(base_url=base_url, deadline=deadline, device=device, allow_http=allow_http)
         self._secret = api_secret_header(token)
         self._raw_token = token.strip()
         self.pool = pool if pool is not None else make_pool()

@@ -82,6 +82,21 @@ class JwtCache(Protocol):
     def put(self, jwt: str, exp: int) -> None: ...
 
 
+_SHA1 = re.compile(r"^[0-9a-fA-F]{40}$")
+
+
+def needs_subject_text(token: str) -> str:
+    """Why this NIGHTSCOUT_API_TOKEN cannot be used with API v3, for a value that is no access token."""
+    if isinstance(token, str) and _SHA1.match(token.strip()):
+        # nightscout-librelink-up's v1 form: the SHA-1 of the token cannot be turned back into the token
+        return (
+            "NIGHTSCOUT_API_TOKEN looks like a SHA-1 (40 hex digits), which only API v1 accepts; API v3 needs the "
+            "access token itself: paste the subject's token from Nightscout's Admin Tools (it looks like "
+            "bridge-0123456789abcdef), or set NIGHTSCOUT_API_V3=false"
+        )
+    return NEEDS_SUBJECT_TEXT
+
+
 def is_access_token(token: str) -> bool:
     """True for a Nightscout access token such as ``bridge-0123456789abcdef`` (not a secret or a hash)."""
     return isinstance(token, str) and bool(_ACCESS_TOKEN.match(token.strip().lower()))
@@ -117,12 +132,13 @@ class NightscoutV3(NightscoutTransport):
         jwt_cache: JwtCache | None = None,
         clock: Callable[[], float] = time.time,
         parallel: int = 4,
+        allow_http: bool = False,
     ) -> None:
-        super().__init__(base_url=base_url, deadline=deadline, device=device)
+        super().__init__(base_url=base_url, deadline=deadline, device=device, allow_http=allow_http)
         if not isinstance(token, str) or not token.strip():
             raise ValueError("NIGHTSCOUT_API_TOKEN is empty; " + NEEDS_SUBJECT_TEXT + ".")
         if not is_access_token(token):
-            raise ValueError(NEEDS_SUBJECT_TEXT + ".")
+            raise ValueError(needs_subject_text(token) + ".")
         if not isinstance(device, str) or not device.strip() or not isinstance(app, str) or not app.strip():
             raise ValueError("device and app must be non-empty (Nightscout API v3 requires app)")
         if parallel < 1:

@@ -10,7 +10,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import StateConflict, StateUnavailable
 from ..ports import Ticket
@@ -103,9 +103,9 @@ class DynamoDBStateStore:
     @property
     def client(self) -> DynamoDBClient:
         if self._client is None:
-            import boto3  # lazy: keeps import time out of runs that fail before touching state
+            from ..aws import client  # lazy: keeps import time out of runs that fail before touching state
 
-            self._client = boto3.client("dynamodb")
+            self._client = cast("DynamoDBClient", client("dynamodb"))
         return self._client
 
     def _query(self, key: str, sk: str | None = None) -> list[dict[str, Any]]:
