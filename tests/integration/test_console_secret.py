@@ -3,35 +3,26 @@
 After a deploy from the Serverless Application Repository, a person pastes the stack output
 SecretJsonShape, with their values, as the secret's plaintext. Here both ways fill the secret of a
 fresh stack (moto), then the real handler runs once against the simulators: the runs must agree.
-`make secret` runs for real; only its `aws` is a stand-in that records what the AWS CLI would store.
+`make secret` runs tools/secret.py (tests/tools/test_secret_tool.py checks the recipe), here against moto.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from tools.local_stack import aws_environment
 
 from tests.integration.checks import assert_clean_series, ns_instants
 from tests.integration.harness import EMAIL, PASSWORD, Harness
-from tests.support.template import REPO_ROOT, load_template
-
-# What `aws secretsmanager put-secret-value --secret-string file:///dev/stdin` stores: the bytes it
-# reads from stdin, unchanged. The stand-in records them and its arguments.
-AWS_STAND_IN = """\
-import json, sys
-from pathlib import Path
-record = Path(__file__).with_name("put-secret-value.json")
-record.write_text(json.dumps({"argv": sys.argv[1:], "stdin": sys.stdin.read()}))
-print("version-1")
-"""
+from tests.support.template import load_template
+from tools import secret as secret_tool
 
 # Fields of the run summary that must be the same whichever way the secret was written.
 COMPARED = ("uploaded", "gap_filled", "logins", "linkup_requests", "nightscout_requests", "skipped")
@@ -74,34 +65,17 @@ def _values(h: Harness) -> dict[str, str]:
     }
 
 
-def _written_by_make_secret(h: Harness, tmp_path: Path) -> str:
-    """Run `make secret` with the values in the environment; return what the AWS CLI would store."""
-    stand_in = tmp_path / "bin"
-    stand_in.mkdir()
-    aws = stand_in / "aws"
-    aws.write_text(f"#!{sys.executable}\n{AWS_STAND_IN}")
-    aws.chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "MFLAGS"))}
-    env.update(_values(h))
-    env.update({"SECRET_ID": h.secret_arn, "PATH": f"{stand_in}{os.pathsep}{env.get('PATH', '')}"})
-    proc = subprocess.run(
-        ["make", "-s", "-f", str(REPO_ROOT / "Makefile"), "secret", f"PYTHON={sys.executable}"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+def _written_by_make_secret(h: Harness) -> str:
+    """Run `make secret`'s tool with the values in the environment; return what it stored in the secret."""
+    env = {**os.environ, **_values(h), "SECRET_ID": h.secret_arn}
+    out, err = io.StringIO(), io.StringIO()
+    with aws_environment(h.moto_endpoint):
+        code = secret_tool.main(env, err=err, out=out)
+    assert code == 0, out.getvalue() + err.getvalue()
     for value in _values(h).values():  # nothing of the secret is shown
-        assert value not in proc.stdout + proc.stderr
-    record = json.loads((stand_in / "put-secret-value.json").read_text())
-    assert record["argv"][:2] == ["secretsmanager", "put-secret-value"]
-    assert record["argv"][record["argv"].index("--secret-id") + 1] == h.secret_arn
-    assert record["argv"][record["argv"].index("--secret-string") + 1] == "file:///dev/stdin"
-    stdin: str = record["stdin"]
-    return stdin
+        assert value not in out.getvalue() + err.getvalue()
+    sm = boto3.client("secretsmanager", endpoint_url=h.moto_endpoint)
+    return str(sm.get_secret_value(SecretId=h.secret_arn)["SecretString"])
 
 
 def _pasted_in_the_console(h: Harness) -> str:
@@ -118,7 +92,7 @@ def test_first_run_after_a_console_filled_secret_is_the_run_after_make_secret(
     make_harness: Any, tmp_path: Path
 ) -> None:
     by_make, by_console = make_harness(), make_harness()
-    made = _written_by_make_secret(by_make, tmp_path)
+    made = _written_by_make_secret(by_make)
     pasted = _pasted_in_the_console(by_console)
     assert json.loads(pasted).keys() == json.loads(made).keys()
     _store(by_make, made)

@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 
 import linkup_sync
+import linkup_sync.settings
 from tests.support.template import REPO_ROOT, SECRET_ID, load_template
+from tools import secret as secret_tool
 
 APPLICATION = "AWS::ServerlessRepo::Application"
-# The keys `make secret` writes (Makefile SECRET_KEYS) and settings.py reads.
+# The keys `make secret` (tools/secret.py) writes and settings.py reads.
 SECRET_KEYS = ["LINK_UP_USERNAME", "LINK_UP_PASSWORD", "NIGHTSCOUT_URL", "NIGHTSCOUT_API_TOKEN"]
 # Limits of the Serverless Application Repository (CreateApplication API).
 NAME = re.compile(r"^[a-zA-Z0-9\-]{1,140}$")
@@ -176,10 +178,8 @@ def test_outputs_show_the_json_to_paste(template: dict[str, Any]) -> None:
     assert list(shape) == SECRET_KEYS
     assert all(isinstance(v, str) and v for v in shape.values())
     assert shape["NIGHTSCOUT_URL"].startswith("https://")
-    # The output is what `make secret` writes: same keys, in the same order.
-    makefile = (REPO_ROOT / "Makefile").read_text(encoding="utf-8")
-    keys = re.search(r"^SECRET_KEYS := \((.*)\)$", makefile, re.M)
-    assert keys and re.findall(r'"([A-Z_]+)"', keys.group(1)) == SECRET_KEYS
+    # The output is what `make secret` (tools/secret.py) writes: the function's keys, in the same order.
+    assert list(shape) == list(secret_tool.SECRET_KEYS) == list(linkup_sync.settings.SECRET_KEYS)
 
 
 # --------------------------------------------------------------------------- README
