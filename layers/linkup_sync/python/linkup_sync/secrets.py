@@ -9,7 +9,10 @@ from .errors import SecretError
 from .ports import Credentials
 from .settings import credentials_from_secret, set_secret_hint
 
-SECRET_MAX_AGE_S = 300
+# GetSecretValue costs money per call: the secret is read at most hourly by a warm container, and at
+# once on the next run after a login failure or a Nightscout 401/403 (`refresh_next`), so a fixed
+# secret is picked up by the very next run.
+SECRET_MAX_AGE_S = 3600
 
 
 def _provider_class() -> Any:
@@ -30,6 +33,11 @@ class SecretsManagerCredentials:
     def __init__(self, secret_id: str, client: Any = None) -> None:
         self.secret_id = secret_id
         self._provider = _provider_class()(boto3_client=client) if client is not None else None
+        self._refresh = False
+
+    def refresh_next(self) -> None:
+        """The next get() reads Secrets Manager again instead of the cached value."""
+        self._refresh = True
 
     @property
     def provider(self) -> Any:
@@ -41,7 +49,10 @@ class SecretsManagerCredentials:
         from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
         try:
-            wrapped = self.provider.get(self.secret_id, transform="json", max_age=SECRET_MAX_AGE_S)
+            wrapped = self.provider.get(
+                self.secret_id, transform="json", max_age=SECRET_MAX_AGE_S, force_fetch=self._refresh
+            )
+            self._refresh = False
         except GetParameterError as exc:
             text = str(exc)
             if "ResourceNotFound" in text or "can't find" in text or "not find" in text:
