@@ -149,6 +149,7 @@ class RunReport:
         if self.skipped:
             result["skipped"] = self.skipped
             result["skipped_message"] = self.skipped_message
+            result["needs_person"] = self.needs_person
         return result
 
 
