@@ -98,7 +98,14 @@ class IncidentRecord:
 
 
 class IncidentStore(Protocol):
-    def load_incidents(self) -> dict[tuple[str, str], IncidentRecord]: ...
+    def load_incidents(self) -> dict[tuple[str, str], IncidentRecord]:
+        """Every stored incident; also refreshes `people` (scope -> initials), stored alongside."""
+        ...
+
+    @property
+    def people(self) -> dict[str, str]: ...
+
+    def remember_people(self, people: dict[str, str]) -> None: ...
 
     def open_incident(self, incident: Incident, now: int) -> IncidentRecord | None:
         """Open (or re-open a closed) incident; returns the record only to the run that opened it."""
@@ -140,6 +147,9 @@ class Observation:
     seen: list[Incident] = field(default_factory=list)
     solved: set[tuple[str, str]] = field(default_factory=set)
     solved_scopes: set[str] = field(default_factory=set)  # every account kind of these scopes is solved
+    # scope -> initials of the people this run saw (several people only): remembered, so an incident of
+    # someone LibreLink Up no longer shows can still say whom it concerns
+    people: dict[str, str] = field(default_factory=dict)
 
 
 # --- the catalogue -------------------------------------------------------------------------------------
@@ -178,7 +188,7 @@ def incident_for(exc: BaseException, *, scope: str = "", person: str = "", secre
     if isinstance(exc, LinkUpVersionRejected):
         retired = bool(exc.minimum_version and exc.minimum_version.startswith("5."))
         return Incident(
-            "api_retired" if retired else "version",
+            "version",  # one kind: the breaker behind both is the same (a refused version)
             "",
             "LibreLink Up retired the API this bridge uses" if retired else "LibreLink Up refused the app version",
             exc.message,
@@ -188,11 +198,10 @@ def incident_for(exc: BaseException, *, scope: str = "", person: str = "", secre
             f"(sam deploy --parameter-overrides LinkUpVersion={exc.minimum_version or 'auto'}).",
         )
     if isinstance(exc, LinkUpPatientNotFound | LinkUpNoConnections):
-        who = f"{person}'s" if person else "the followed person's"
         return Incident(
             "patient_gone",
             scope,
-            f"LibreLink Up no longer shares {who} readings",
+            "LibreLink Up no longer shares the followed person's readings",
             "The LibreLink Up follower account does not follow this person (any more): the invitation was "
             "withdrawn or never accepted, or LINK_UP_CONNECTION names someone else.",
             "The sensor wearer invites the follower again in the LibreLink app (Connected Apps > LibreLinkUp) "
@@ -209,11 +218,10 @@ def incident_for(exc: BaseException, *, scope: str = "", person: str = "", secre
             "NIGHTSCOUT_API_TOKEN" + (f": {secret_hint}" if secret_hint else "") + ". The next run uses it.",
         )
     if isinstance(exc, NightscoutUnauthorized) or (isinstance(exc, NightscoutRejected) and "HTTP 403" in exc.message):
-        where = f"{person}'s Nightscout" if person else "Nightscout"
         return Incident(
             "nightscout_token",
             scope,
-            f"{where} refuses the bridge's token",
+            "Nightscout refuses the bridge's token",
             exc.message if isinstance(exc, LinkupSyncError) else str(exc),
             "Put a working NIGHTSCOUT_API_TOKEN into the secret (the site's API_SECRET, or an access token whose "
             "role has api:entries:create and api:entries:read)"
@@ -227,11 +235,10 @@ def incident_for(exc: BaseException, *, scope: str = "", person: str = "", secre
 
 def stale_incident(minutes: int, *, scope: str, person: str = "") -> Incident:
     """LibreLink Up itself has nothing new (sensor or phone side) while the bridge works: Nightscout only."""
-    whose = f" for {person}" if person else ""
     return Incident(
         "stale",
         scope,
-        f"LibreLink Up has had no new reading{whose} for {minutes} minutes",
+        f"LibreLink Up has had no new reading for {minutes} minutes",
         "The bridge reaches LibreLink Up, but LibreLink Up has no newer reading.",
         "Check the sensor and the phone of the sensor wearer: is the LibreLink app showing readings, is the "
         "phone online and is the app allowed to run in the background?",
@@ -265,13 +272,17 @@ def _subject(prefix: str, title: str) -> str:
     return text if len(text) <= SUBJECT_MAX else text[: SUBJECT_MAX - 3] + "..."
 
 
+def _titled(record: IncidentRecord) -> str:
+    return f"{record.title} ({record.person})" if record.person else record.title
+
+
 def email_open(record: IncidentRecord, now: int) -> tuple[str, str]:
-    return _subject("", record.title), _body(record, now, headline="")
+    return _subject("", _titled(record)), _body(record, now, headline="")
 
 
 def email_reminder(record: IncidentRecord, now: int) -> tuple[str, str]:
     headline = f"REMINDER: this is still not solved after {_ago(now - record.opened_at)}.\n\n"
-    return _subject("still open: ", record.title), _body(record, now, headline=headline)
+    return _subject("still open: ", _titled(record)), _body(record, now, headline=headline)
 
 
 def email_clear(record: IncidentRecord, now: int) -> tuple[str, str]:
@@ -283,7 +294,7 @@ def email_clear(record: IncidentRecord, now: int) -> tuple[str, str]:
     ]
     if record.person:
         lines += ["", f"Person: {record.person}"]
-    return _subject("solved: ", record.title), "\n".join(lines) + "\n"
+    return _subject("solved: ", _titled(record)), "\n".join(lines) + "\n"
 
 
 def _body(record: IncidentRecord, now: int, *, headline: str) -> str:
@@ -299,11 +310,11 @@ def _body(record: IncidentRecord, now: int, *, headline: str) -> str:
 
 
 def announcement_open(record: IncidentRecord) -> str:
-    return f"linkup-sync: {record.title}. {record.todo}"
+    return f"linkup-sync: {_titled(record)}. {record.todo}"
 
 
 def announcement_clear(record: IncidentRecord) -> str:
-    return f"linkup-sync: solved: {record.title}. Readings flow again."
+    return f"linkup-sync: solved: {_titled(record)}. Readings flow again."
 
 
 # --- what a run saw -----------------------------------------------------------------------------------
@@ -315,7 +326,7 @@ def wants_fresh_secret(report: object, exc: BaseException | None) -> bool:
     if getattr(report, "skipped", None) == "bad_credentials":
         return True
     return any(
-        isinstance(f, LinkUpBadCredentials | NightscoutUnauthorized)
+        isinstance(f, LinkUpBadCredentials | NightscoutUnauthorized | ConfigError)
         or (isinstance(f, NightscoutRejected) and "HTTP 403" in f.message)
         for f in failures
     )
@@ -335,6 +346,7 @@ def observe(
     seen: list[Incident] = []
     solved: set[tuple[str, str]] = set()
     scopes: set[str] = set()
+    people: dict[str, str] = {}
     targets = list(getattr(report, "targets", []))
     per_target = {id(t.failure) for t in targets if getattr(t, "failure", None) is not None}
     if exc is not None and id(exc) not in per_target:
@@ -357,22 +369,26 @@ def observe(
         if incident is not None:
             seen.append(incident)
     for t in targets:
-        person = t.initials if multi else ""
+        # A stack that serves one person has one scope: "", whatever the failure's path (a patient that
+        # is gone first fails its graph request, later the empty connection list) is one incident.
+        person, scope = (t.initials, t.patient) if multi else ("", "")
         if t.failure is not None:
-            incident = incident_for(t.failure, scope=t.patient, person=person, secret_hint=secret_hint)
+            incident = incident_for(t.failure, scope=scope, person=person, secret_hint=secret_hint)
             if incident is not None:
                 seen.append(incident)
         if not t.graph_ok:
             continue
-        scopes.update({"", t.patient})  # LibreLink Up answered: its account-side incidents are over
+        if multi and t.initials:
+            people[scope] = t.initials
+        scopes.update({"", scope})  # LibreLink Up answered: its account-side incidents are over
         if t.failure is None:
-            solved.add(("nightscout_token", t.patient))
+            solved.add(("nightscout_token", scope))
         if t.newest_reading_age_s is not None:
             if t.newest_reading_age_s >= stale_after_minutes * 60:
-                seen.append(stale_incident(stale_after_minutes, scope=t.patient, person=person))
+                seen.append(stale_incident(stale_after_minutes, scope=scope, person=person))
             else:
-                solved.add(("stale", t.patient))
-    return Observation(seen=seen, solved=solved, solved_scopes=scopes)
+                solved.add(("stale", scope))
+    return Observation(seen=seen, solved=solved, solved_scopes=scopes, people=people)
 
 
 # --- the bookkeeping --------------------------------------------------------------------------------------
@@ -403,8 +419,14 @@ class IncidentDesk:
         """Open, tell, remind, close. Returns whether an incident is still open afterwards."""
         now = int(self.clock())
         records = self.store.load_incidents()
+        known = self.store.people
+        if any(known.get(scope) != initials for scope, initials in observation.people.items()):
+            known = {**known, **observation.people}
+            self.store.remember_people(known)
         seen_keys = {inc.key for inc in observation.seen}
         for incident in observation.seen:
+            if incident.scope and not incident.person and known.get(incident.scope):
+                incident = replace(incident, person=known[incident.scope])
             record = records.get(incident.key)
             if record is None or not record.is_open:
                 opened = self.store.open_incident(incident, now)
@@ -507,6 +529,10 @@ class MemoryIncidentStore:
 
     def __init__(self) -> None:
         self.records: dict[tuple[str, str], IncidentRecord] = {}
+        self.people: dict[str, str] = {}
+
+    def remember_people(self, people: dict[str, str]) -> None:
+        self.people = dict(people)
 
     def load_incidents(self) -> dict[tuple[str, str], IncidentRecord]:
         return dict(self.records)

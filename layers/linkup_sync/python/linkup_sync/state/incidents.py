@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 INCIDENTS_PK = "incidents"
 INCIDENT_PREFIX = "incident#"
+PEOPLE_SK = "people"
 INCIDENT_TTL_S = 90 * 24 * 3600  # a closed incident nobody re-opens disappears after three months
 
 
@@ -60,6 +61,7 @@ class DynamoDBIncidentStore:
         self._client = client
         self._clock = clock
         self._sharing = sharing  # use the state store's client: one connection pool, made lazily
+        self.people: dict[str, str] = {}  # scope (patient short hash) -> initials, as last loaded
 
     @property
     def client(self) -> DynamoDBClient:
@@ -83,6 +85,10 @@ class DynamoDBIncidentStore:
             with _aws_errors():
                 page = self.client.query(**params)
             for item in page.get("Items", []):
+                if _s(item, "sk") == PEOPLE_SK:
+                    raw = item.get("people", {}).get("M", {})
+                    self.people = {k: v["S"] for k, v in raw.items() if "S" in v}
+                    continue
                 record = _record(item)
                 if record is not None:
                     found[record.key] = record
@@ -104,6 +110,17 @@ class DynamoDBIncidentStore:
                 return None
         attributes: dict[str, Any] = reply.get("Attributes", {})
         return attributes
+
+    def remember_people(self, people: dict[str, str]) -> None:
+        """Initials only (never names), keyed by the patients' short hashes; last writer wins."""
+        with _aws_errors():
+            self.client.update_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": INCIDENTS_PK}, "sk": {"S": PEOPLE_SK}},
+                UpdateExpression="SET people = :people",
+                ExpressionAttributeValues={":people": {"M": {k: {"S": v} for k, v in people.items()}}},
+            )
+        self.people = dict(people)
 
     def open_incident(self, incident: Incident, now: int) -> IncidentRecord | None:
         removed = "closed_at, email_last, reminders"
