@@ -362,3 +362,37 @@ def test_several_people_name_the_person_by_initials(harness: Harness) -> None:
     (mail,) = harness.emails()
     assert "Person: CD" in mail["body"] and "CD" in mail["subject"]
     assert "Carl" not in mail["body"] + mail["subject"] and "Dane" not in mail["body"]
+
+
+def test_secret_is_read_hourly_and_at_once_after_a_rejected_login(harness: Harness) -> None:
+    provision(harness)
+    reads = lambda: harness.aws_calls.calls.count("GetSecretValue")  # noqa: E731
+    for _ in range(12):  # one warm container for an hour of 5-minute runs: one read
+        run(harness)
+        harness.tick(300)
+    assert reads() == 1
+    run(harness)
+    assert reads() == 2  # the hour is up
+    # the password is changed in the app: the login fails, and the very next run reads the secret again
+    harness.llu.set_password(EMAIL, "wrong password 123")
+    harness.llu.revoke_tokens()
+    harness.tick(300)
+    assert run(harness) is None
+    harness.put_secret(password="wrong password 123", ns_token=harness.ns_token)
+    harness.tick(300)
+    result = run(harness)
+    assert result is not None and "skipped" not in result and result["logins"] == 1  # fixed within one run
+    assert reads() == 3  # the failed run used the cached secret; the next one read it again
+
+
+def test_secret_is_read_again_at_once_after_a_nightscout_401(harness: Harness) -> None:
+    provision(harness)
+    run(harness)
+    harness.put_secret(ns_token="wrong-0123456789abcdef")
+    harness.new_container()
+    harness.tick(300)
+    assert run(harness) is None  # Nightscout refuses the token
+    harness.put_secret(ns_token=harness.ns_token)
+    harness.tick(300)
+    result = run(harness)  # the same warm container picks the fixed secret up at once
+    assert result is not None and result["uploaded"] >= 1

@@ -64,7 +64,7 @@ class Dependencies:
         return cls(
             settings=settings,
             store=store,
-            credentials=SecretsManagerCredentials(settings.secret_id),
+            credentials=SecretsManagerCredentials(settings.secret_id, clock=clock),
             clock=clock,
             incidents=DynamoDBIncidentStore(settings.table_name, sharing=store, clock=clock),
             alerts=SnsAlerts(settings.alert_topic_arn) if settings.alert_topic_arn else None,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from typing import Any
 
 from .errors import SecretError
@@ -30,8 +32,10 @@ def _provider_class() -> Any:
 
 
 class SecretsManagerCredentials:
-    def __init__(self, secret_id: str, client: Any = None) -> None:
+    def __init__(self, secret_id: str, client: Any = None, clock: Callable[[], float] = time.time) -> None:
         self.secret_id = secret_id
+        self.clock = clock  # the age is counted on the run's clock (a virtual one in tests)
+        self._fetched_at: float | None = None
         self._provider = _provider_class()(boto3_client=client) if client is not None else None
         self._refresh = False
 
@@ -49,9 +53,13 @@ class SecretsManagerCredentials:
         from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
         try:
+            now = self.clock()
+            stale = self._fetched_at is None or now - self._fetched_at >= SECRET_MAX_AGE_S
             wrapped = self.provider.get(
-                self.secret_id, transform="json", max_age=SECRET_MAX_AGE_S, force_fetch=self._refresh
+                self.secret_id, transform="json", max_age=SECRET_MAX_AGE_S, force_fetch=self._refresh or stale
             )
+            if self._refresh or stale:
+                self._fetched_at = now
             self._refresh = False
         except GetParameterError as exc:
             text = str(exc)
