@@ -169,8 +169,27 @@ def _after_run(
             refresh()
     if deps.incidents is None:
         return
+    try:  # telling must never break a run that synced, nor hide why a run failed
+        _tell(deps, creds, report, exc, deadline, service)
+    except Exception as problem:
+        import logging
+
+        logging.getLogger("linkup_sync").warning(
+            "Could not update the incidents (%s); the next run tries again", type(problem).__name__
+        )
+
+
+def _tell(
+    deps: Dependencies,
+    creds: Credentials | None,
+    report: RunReport,
+    exc: BaseException | None,
+    deadline: Deadline,
+    service: SyncService | None,
+) -> None:
     from .incidents import IncidentDesk, observe
 
+    assert deps.incidents is not None
     observation = observe(
         report,
         exc,
@@ -190,13 +209,7 @@ def _after_run(
         announcers=_announcers(deps, creds, report, deadline) if deps.settings.announce else {},
         announce=deps.settings.announce,
     )
-    try:
-        open_after = desk.process(observation)
-    except Exception as problem:  # telling must never break a run that synced (or hide why it failed)
-        from .observability import logger
-
-        logger().warning("Could not update the incidents (%s); the next run tries again", type(problem).__name__)
-        return
+    open_after = desk.process(observation)
     deps.incidents_quiet_until = 0.0 if open_after else now + QUIET_RECHECK_S
 
 
