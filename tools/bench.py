@@ -52,10 +52,22 @@ PRICE_DDB_WRITE_UNIT = 1.25 / 1_000_000
 PRICE_DDB_READ_UNIT = 0.25 / 1_000_000
 PRICE_SECRET_MONTH = 0.40
 PRICE_SECRET_CALL = 0.05 / 10_000
-PRICE_LOGS_GB = 0.50
+PRICE_LOGS_GB = 0.50  # ingestion
+PRICE_LOGS_STORED_GB_MONTH = 0.03
 PRICE_CUSTOM_METRIC_MONTH = 0.30
-SCHEDULER_FREE_INVOCATIONS = 14_000_000
+PRICE_ALARM_MONTH = 0.10  # standard resolution (period >= 60 s)
+PRICE_DASHBOARD_MONTH = 3.00
 PRICE_SCHEDULER_INVOCATION = 1.00 / 1_000_000
+PRICE_SNS_PUBLISH = 0.50 / 1_000_000
+PRICE_SNS_EMAIL = 2.00 / 100_000
+PRICE_KMS_REQUEST = 0.03 / 10_000  # Secrets Manager decrypts the secret with its KMS key: one per read
+PRICE_DDB_STORED_GB_MONTH = 0.25 + 0.20  # storage + point-in-time recovery
+# Lambda's own log lines per invocation (platform.start and platform.report in JSON), not in the handler's
+# output that the bench captures; measured from CloudWatch samples of similar functions, rounded up.
+LAMBDA_PLATFORM_LOG_BYTES = 700
+# Alert e-mails a month, an upper bound: a handful of incidents, each with its all-clear and reminders.
+EMAILS_PER_MONTH = 30
+SECRET_MAX_AGE_S = 3600  # linkup_sync.secrets: a warm container reads the secret at most hourly
 RUNS_PER_MONTH = {"5 minutes": 30 * 24 * 12, "1 minute": 30 * 24 * 60}
 SCHEDULE_S = {"5 minutes": 300, "1 minute": 60}
 
@@ -472,19 +484,63 @@ def monthly_cost(
     secret_calls: float,
     log_bytes: float,
     custom_metrics: int,
+    alarms: int = 0,
+    dashboards: int = 0,
+    retention_days: int = 30,
+    stored_bytes: int = 0,
+    emails: int = EMAILS_PER_MONTH,
 ) -> dict[str, float]:
-    """Monthly USD per item for `runs` invocations (the free tier ignored)."""
+    """Monthly USD per item for `runs` invocations (the free tier ignored). `secret_calls` is per run."""
+    logged = runs * (log_bytes + LAMBDA_PLATFORM_LOG_BYTES) / 2**30
+    reads = runs * secret_calls
     cost = {
         "lambda_compute": runs * billed_ms / 1000 * memory_mb / 1024 * PRICE_LAMBDA_GB_S_ARM,
         "lambda_requests": runs * PRICE_LAMBDA_REQUEST,
-        "dynamodb": runs * (read_units * PRICE_DDB_READ_UNIT + write_units * PRICE_DDB_WRITE_UNIT),
-        "secrets_manager": PRICE_SECRET_MONTH + runs * secret_calls * PRICE_SECRET_CALL,
-        "cloudwatch_logs": runs * log_bytes / 2**30 * PRICE_LOGS_GB,
+        "dynamodb": runs * (read_units * PRICE_DDB_READ_UNIT + write_units * PRICE_DDB_WRITE_UNIT)
+        + stored_bytes / 2**30 * PRICE_DDB_STORED_GB_MONTH,
+        "secrets_manager": PRICE_SECRET_MONTH + reads * PRICE_SECRET_CALL,
+        "kms": reads * PRICE_KMS_REQUEST,
+        "cloudwatch_logs_ingestion": logged * PRICE_LOGS_GB,
+        # steady state: `retention_days` of logs are kept
+        "cloudwatch_logs_storage": logged * retention_days / 30 * PRICE_LOGS_STORED_GB_MONTH,
         "cloudwatch_metrics": custom_metrics * PRICE_CUSTOM_METRIC_MONTH,
-        "scheduler": max(0, runs - SCHEDULER_FREE_INVOCATIONS) * PRICE_SCHEDULER_INVOCATION,
+        "cloudwatch_alarms": alarms * PRICE_ALARM_MONTH,
+        "cloudwatch_dashboards": dashboards * PRICE_DASHBOARD_MONTH,
+        "sns": emails * (PRICE_SNS_PUBLISH + PRICE_SNS_EMAIL),
+        "scheduler": runs * PRICE_SCHEDULER_INVOCATION,
     }
     cost["total"] = sum(cost.values())
     return cost
+
+
+def template_billing() -> dict[str, Any]:
+    """What template.yaml deploys with its default parameters that is billed per month."""
+    from tools.local_stack import read_template
+
+    template = read_template()
+    defaults = {name: spec.get("Default") for name, spec in template["Parameters"].items()}
+
+    def holds(name: str | None) -> bool:
+        if name is None:
+            return True
+        node = template["Conditions"][name]
+        negate = "Fn::Not" in node
+        if negate:
+            node = node["Fn::Not"][0]
+        left, right = node["Fn::Equals"]
+        value = defaults.get(left["Ref"]) if isinstance(left, dict) else left
+        return (str(value) == str(right)) != negate
+
+    counts = {"alarms": 0, "dashboards": 0}
+    for resource in template["Resources"].values():
+        if not holds(resource.get("Condition")):
+            continue
+        if resource["Type"] == "AWS::CloudWatch::Alarm":
+            counts["alarms"] += 1
+        elif resource["Type"] == "AWS::CloudWatch::Dashboard":
+            counts["dashboards"] += 1
+    counts["retention_days"] = int(defaults["LogRetentionDays"])
+    return counts
 
 
 def machine() -> dict[str, Any]:
@@ -554,9 +610,8 @@ def markdown(results: dict[str, Any]) -> str:
         f"{results['steady_state']['1 minute']['item_bytes'].get('target', 0):,} B | – |",
         "",
         "The Powertools layer (public) and boto3 (in the Lambda runtime) are not in the packages. Warm runs "
-        "here come less than 5 minutes apart in real time, so the secret comes from the 300 s Powertools cache; "
-        "at the 5-minute schedule that cache has expired by the next run, so every run also calls "
-        "GetSecretValue.",
+        "here come less than 5 minutes apart in real time, so the secret comes from the Powertools cache, which "
+        "keeps it for an hour (and is skipped on the run after a login failure or a Nightscout 401/403).",
         "",
         f"Where a cold start's import time goes (`python -X importtime`, self time per package, "
         f"{imports['total_ms']:,.0f} ms over {imports['modules']} modules):",
@@ -585,21 +640,43 @@ def markdown(results: dict[str, Any]) -> str:
             f"{_usd(one['dynamodb'])} ({units('1 minute')})",
         ),
         (
-            "Secrets Manager, 1 secret + 1 GetSecretValue per run (upper bound)",
+            "Secrets Manager, 1 secret + GetSecretValue at most hourly",
             _usd(five["secrets_manager"]),
             _usd(one["secrets_manager"]),
         ),
+        ("KMS, one Decrypt per GetSecretValue (AWS-managed key: no key fee)", _usd(five["kms"]), _usd(one["kms"])),
         (
-            f"CloudWatch Logs, {basis['log_bytes']:,.0f} bytes per run",
-            _usd(five["cloudwatch_logs"]),
-            _usd(one["cloudwatch_logs"]),
+            f"CloudWatch Logs ingestion, {basis['log_bytes']:,.0f} + {LAMBDA_PLATFORM_LOG_BYTES} (Lambda's own) "
+            "bytes per run",
+            _usd(five["cloudwatch_logs_ingestion"]),
+            _usd(one["cloudwatch_logs_ingestion"]),
         ),
         (
-            f"CloudWatch custom metrics (EMF), the {basis['custom_metrics']} every run publishes",
+            f"CloudWatch Logs storage, {basis['retention_days']} days kept",
+            _usd(five["cloudwatch_logs_storage"]),
+            _usd(one["cloudwatch_logs_storage"]),
+        ),
+        (
+            f"CloudWatch custom metrics (EMF): {basis['custom_metrics']} ({', '.join(basis['custom_metric_names'])})",
             _usd(five["cloudwatch_metrics"]),
             _usd(one["cloudwatch_metrics"]),
         ),
-        ("EventBridge Scheduler (14M invocations free)", _usd(five["scheduler"]), _usd(one["scheduler"])),
+        (
+            f"CloudWatch alarms: {basis['alarms']} (stale data; failing runs on Lambda's Errors)",
+            _usd(five["cloudwatch_alarms"]),
+            _usd(one["cloudwatch_alarms"]),
+        ),
+        (
+            f"CloudWatch dashboards: {basis['dashboards']} (CreateDashboard=false; saved queries are free)",
+            _usd(five["cloudwatch_dashboards"]),
+            _usd(one["cloudwatch_dashboards"]),
+        ),
+        (
+            f"SNS, up to {EMAILS_PER_MONTH} alert e-mails a month",
+            _usd(five["sns"]),
+            _usd(one["sns"]),
+        ),
+        ("EventBridge Scheduler, one invocation per run", _usd(five["scheduler"]), _usd(one["scheduler"])),
         ("**Total**", f"**{_usd(five['total'])}**", f"**{_usd(one['total'])}**"),
     ]
     lines += [
@@ -610,9 +687,8 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---|---|",
         *[f"| {a} | {b} | {c} |" for a, b, c in rows],
         "",
-        "Without the custom metrics (the first 10 per account are free) the total is "
-        f"{_usd(five['total'] - five['cloudwatch_metrics'])} and {_usd(one['total'] - one['cloudwatch_metrics'])}. "
-        "Metrics that only failed runs or cold starts publish are billed only for the hours they appear in. "
+        f"Custom metrics seen over every run measured, failed ones included: "
+        f"{', '.join(results['custom_metrics_seen']) or 'none'}. "
         "Lambda's duration is the median warm wall time measured here (mostly moto's DynamoDB emulation), "
         "rounded up to 1 ms; in AWS the run also waits for LibreLink Up and Nightscout over the internet and "
         "gets a fraction of a vCPU at 256 MB, so it takes longer, and Lambda still costs cents.",
@@ -677,12 +753,15 @@ def run_bench(options: BenchOptions | None = None) -> dict[str, Any]:
             label: measure_steady_state(endpoint, interval_s=SCHEDULE_S[label]) for label in RUNS_PER_MONTH
         }
         phase("steady_state")
+    billing = template_billing()
     basis = {
         "billed_ms": max(1, math.ceil(results["warm"]["wall_s"] * 1000)),
         "memory_mb": results["memory_mb"],
-        "secret_calls": 1,
+        "secret_calls_per_hour": 1,  # the cache's max age; every new container reads it once too
         "log_bytes": results["warm"]["log_bytes"],
-        "custom_metrics": len(results["custom_metrics"]),
+        "custom_metrics": len(results["custom_metrics_seen"]),
+        "custom_metric_names": sorted({m.split("[")[0] for m in results["custom_metrics_seen"]}),
+        **billing,
     }
     results["cost_basis"] = basis
     results["cost"] = {
@@ -692,9 +771,13 @@ def run_bench(options: BenchOptions | None = None) -> dict[str, Any]:
             memory_mb=basis["memory_mb"],
             read_units=results["steady_state"][label]["query_read_units"],
             write_units=results["steady_state"][label]["update_write_units"],
-            secret_calls=basis["secret_calls"],
+            secret_calls=min(1.0, SCHEDULE_S[label] / SECRET_MAX_AGE_S),
             log_bytes=basis["log_bytes"],
             custom_metrics=basis["custom_metrics"],
+            alarms=basis["alarms"],
+            dashboards=basis["dashboards"],
+            retention_days=basis["retention_days"],
+            stored_bytes=sum(results["steady_state"][label]["item_bytes"].values()),
         )
         for label, runs in RUNS_PER_MONTH.items()
     }

@@ -260,6 +260,9 @@ class LocalStack:
         self.env: dict[str, str] = {}
         self.aws_calls = AwsCalls()
         self.secret_arn = ""
+        self.topic_arn = ""
+        self.inbox_url = ""
+        self._inbox: list[dict[str, str]] = []
         # The handler's logs and metrics of in-process runs go here (None: to stdout as in Lambda).
         self.log_sink = log_sink
         self.last_cold_output = ""
@@ -306,6 +309,16 @@ class LocalStack:
         sm = boto3.client("secretsmanager", endpoint_url=self.moto_endpoint)
         self.secret_arn = sm.create_secret(Name=f"{name}-credentials")["ARN"]
         self.put_secret(password=password, ns_token=ns_token, ns_url=ns_url)
+        # The alert topic, with a queue subscribed to it standing in for the e-mail inbox.
+        sns = boto3.client("sns", endpoint_url=self.moto_endpoint)
+        self.topic_arn = sns.create_topic(Name=f"{name}-alerts")["TopicArn"]
+        sqs = boto3.client("sqs", endpoint_url=self.moto_endpoint)
+        self.inbox_url = sqs.create_queue(QueueName=f"{name}-inbox")["QueueUrl"]
+        inbox_arn = sqs.get_queue_attributes(QueueUrl=self.inbox_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=inbox_arn)
+        self._inbox = []
         self.env = {
             "LINK_UP_REGION": region_setting,
             "LINK_UP_CONNECTION": connection,
@@ -314,6 +327,7 @@ class LocalStack:
             "LINK_UP_API_URL": self.llu.url_template,
             "STATE_TABLE_NAME": table,
             "CREDENTIALS_SECRET_ID": self.secret_arn,
+            "ALERT_TOPIC_ARN": self.topic_arn,
             "POWERTOOLS_SERVICE_NAME": "linkup-sync",
             "POWERTOOLS_METRICS_NAMESPACE": "LinkupSync",
             "AWS_ENDPOINT_URL": self.moto_endpoint,
@@ -335,6 +349,21 @@ class LocalStack:
                 }
             ),
         )
+
+    def emails(self) -> list[dict[str, str]]:
+        """Every alert e-mail published to the topic so far ({"subject", "body"}), oldest first."""
+        import boto3
+
+        sqs = boto3.client("sqs", endpoint_url=self.moto_endpoint)
+        while True:
+            got = sqs.receive_message(QueueUrl=self.inbox_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
+            messages = got.get("Messages", [])
+            if not messages:
+                return list(self._inbox)
+            for message in messages:
+                envelope = json.loads(message["Body"])
+                self._inbox.append({"subject": envelope.get("Subject", ""), "body": envelope.get("Message", "")})
+                sqs.delete_message(QueueUrl=self.inbox_url, ReceiptHandle=message["ReceiptHandle"])
 
     def state_items(self) -> list[dict[str, Any]]:
         """Every item of the state table, as DynamoDB returns them (for sizes and checks)."""
@@ -384,6 +413,7 @@ class LocalStack:
         from aws_lambda_powertools.metrics.provider import cold_start
         from aws_lambda_powertools.utilities import parameters
 
+        from linkup_sync.alerts import SnsAlerts
         from linkup_sync.runtime import Dependencies
         from linkup_sync.secrets import SecretsManagerCredentials
         from linkup_sync.state.dynamodb import DynamoDBStateStore
@@ -400,6 +430,8 @@ class LocalStack:
             cast(SecretsManagerCredentials, deps.credentials).provider.client.meta.events.register(
                 "before-call", self.aws_calls
             )
+            if deps.alerts is not None:
+                cast(SnsAlerts, deps.alerts).client.meta.events.register("before-call", self.aws_calls)
             self._deps = deps
         app.DEPENDENCIES = self._deps
         with handler_output(self.log_sink) if self.log_sink is not None else contextlib.nullcontext():

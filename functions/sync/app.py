@@ -33,7 +33,8 @@ def dependencies() -> Dependencies:
 
 
 @log.inject_lambda_context(correlation_id_path="execution_id", clear_state=True)
-@metric.log_metrics(capture_cold_start_metric=True)
+# No ColdStart metric: every custom metric costs money; `cold_start` is a field of every log line.
+@metric.log_metrics()
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     log.append_keys(scheduled_time=event.get("scheduled_time"))
     try:
@@ -42,12 +43,21 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         # The message is written for people and never contains a secret.
         log.error(exc.message, extra={"reason": exc.reason, "needs_person": exc.needs_person})
         record_failure(exc.reason, exc.needs_person, getattr(exc, "report", None))
+        _finished(getattr(exc, "report", None), failed=exc.reason, needs_person=exc.needs_person)
         raise
     except Exception:
         log.exception("unexpected failure: please report it with this log line")
         record_failure("internal", needs_person=False)
+        _finished(None, failed="internal", needs_person=False)
         raise
     record_report(run)
     summary = run.as_dict()
     log.info("sync run finished", extra={"summary": summary})
     return summary
+
+
+def _finished(report: Any, *, failed: str, needs_person: bool) -> None:
+    """The summary line of a failed run too: the saved Logs Insights queries count failures by reason."""
+    summary: dict[str, Any] = report.as_dict() if report is not None else {}
+    summary.update(failed=failed, needs_person=needs_person)
+    log.info("sync run finished", extra={"summary": summary})

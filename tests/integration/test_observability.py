@@ -58,14 +58,11 @@ def test_healthy_run_metrics_and_summary_line(harness: Harness, logs: LogCapture
     harness.run()
     text = logs.text()
     metrics = emf(text)
-    assert values(metrics, "ReadingsUploaded")[0] > 100 and values(metrics, "ReadingsUploaded")[1] >= 1
-    assert values(metrics, "GapFilled")[0] > 100
-    assert values(metrics, "LeastReadingsUploaded") == values(metrics, "ReadingsUploaded")  # one person
-    assert values(metrics, "ReadingsUploaded", ("service", "patient")) == []  # per person only with several
-    assert values(metrics, "LoginAttempts") == [1.0, 0.0]
-    ages = values(metrics, "NewestReadingAgeMinutes")
-    assert len(ages) == 2 and all(0 <= a < 2 for a in ages)
-    assert values(metrics, "RunFailed") == [] and values(metrics, "ActionRequired") == []
+    # One custom metric only (each costs 0.30 USD a month): the one the stale-data alarm watches.
+    assert {name for name, *_ in metrics} == {"LeastReadingsUploaded"}
+    least = values(metrics, "LeastReadingsUploaded")
+    assert least[0] > 100 and least[1] >= 1
+    assert '"ColdStart"' not in text
     for name, dims, _, labels in metrics:
         if name in METRIC_CONTRACT:
             assert dims in METRIC_CONTRACT[name], (name, dims)
@@ -88,6 +85,9 @@ def test_healthy_run_metrics_and_summary_line(harness: Harness, logs: LogCapture
     ):
         assert key in summary
     assert len(summary["patient"]) == 8 and "Pat" not in json.dumps(summary)  # a short hash, never a name
+    # what the metrics used to carry is in the summary line, for the saved Logs Insights queries
+    assert summary["uploaded"] == least[0] and summary["gap_filled"] > 100 and summary["logins"] == 1
+    assert lines[1]["summary"]["logins"] == 0 and 0 <= lines[1]["summary"]["newest_reading_age_s"] < 120
 
 
 Scenario = Callable[[Harness], None]
@@ -159,26 +159,21 @@ def test_each_failure_reason_reaches_the_metrics(harness: Harness, logs: LogCapt
     scenario(harness)
     with pytest.raises(error):
         harness.run()
-    metrics = emf(logs.text())
-    assert values(metrics, "RunFailed") == [1.0]
-    assert reasons(metrics, "RunFailed") == {reason}
-    assert values(metrics, "ReadingsUploaded") == [0.0]
-    assert values(metrics, "LeastReadingsUploaded") == [0.0]
-    if needs_person:
-        assert values(metrics, "ActionRequired") == [1.0] and reasons(metrics, "ActionRequired") == {reason}
-    else:
-        assert values(metrics, "ActionRequired") == []
+    text = logs.text()
+    metrics = emf(text)
+    assert values(metrics, "LeastReadingsUploaded") == [0.0]  # the stale-data alarm sees the failed run
+    (line,) = summary_lines(text)  # a failed run has its summary line too: the failures query counts it
+    assert line["summary"]["failed"] == reason and line["summary"]["needs_person"] is needs_person
     if case in ("bad_credentials", "terms", "locked"):
-        assert values(metrics, "LoginAttempts") == [1.0]
+        assert line["summary"]["logins"] == 1
     if afterwards:
         # the next run is held back by the stored breaker: it reports, it does not fail
         harness.tick(60)
         result = harness.run()
         assert result["linkup_requests"] == 0
-        metrics = emf(logs.text())
-        assert values(metrics, "RunFailed") == []
-        assert values(metrics, afterwards) == [1.0]
-        assert reasons(metrics, afterwards) == {result["skipped"]}
+        (line,) = summary_lines(logs.text())
+        assert "failed" not in line["summary"] and line["summary"]["skipped"] == result["skipped"]
+        assert line["summary"]["needs_person"] is (afterwards == "ActionRequired")
 
 
 def test_one_stale_person_among_several_reaches_the_stale_data_metric(harness: Harness, logs: LogCapture) -> None:
@@ -208,12 +203,12 @@ def test_one_stale_person_among_several_reaches_the_stale_data_metric(harness: H
         logs.text()
         harness.run()
         harness.tick(300)
-    metrics = emf(logs.text())
-    assert values(metrics, "ReadingsUploaded")[0] >= 1  # the first person's readings still flow
+    text = logs.text()
+    metrics = emf(text)
+    (line,) = summary_lines(text)
+    assert line["summary"]["uploaded"] >= 1  # the first person's readings still flow
     assert values(metrics, "LeastReadingsUploaded") == [0.0]  # but the stale-data alarm sees the second
-    per_patient = {
-        labels["patient"]: v for n, d, v, labels in metrics if n == "ReadingsUploaded" and d == ("service", "patient")
-    }
+    per_patient = {t["patient"]: t["uploaded"] for t in line["summary"]["targets"]}  # per person: log fields
     assert len(per_patient) == 2 and sorted(per_patient.values())[0] == 0
     assert all(len(p) == 8 for p in per_patient)  # short hashes, never a name or an id
     other.stop()

@@ -182,3 +182,26 @@ def test_flat_secret_and_list_secret_are_both_valid(harness: Harness) -> None:
     assert set(flat) == {"LINK_UP_USERNAME", "LINK_UP_PASSWORD", "NIGHTSCOUT_URL", "NIGHTSCOUT_API_TOKEN"}
     assert harness.run()["uploaded"] > 0
     assert PASSWORD  # the flat form is nightscout-librelink-up's names, unchanged
+
+
+def test_a_new_sensor_start_never_snoozes_nightscout_alarms(harness: Harness) -> None:
+    """Issue #15: a treatment younger than 10 minutes that is not an announcement snoozes urgent alarms
+    (spec §11), so the Sensor Start waits until its time is at least 10 minutes in the past."""
+    token = v3_token(harness.ns, "bridge-snooze")
+    patient = harness.llu.add_patient(EMAIL, sensor_serial="0AAAAAAAA1", sensor_activated=int(harness.clock()) - 86400)
+    harness.provision(ns_token=token)
+    harness.run()
+    harness.tick(900)  # the first sensor's start is long past: posted, and it snoozes nothing
+    patient.sensor_serial = "0CCCCCCCC3"
+    patient.sensor_activated = int(harness.clock()) - 30  # LibreLink Up shows the new sensor at once
+    posted_at = None
+    for _ in range(6):
+        harness.run()
+        assert not harness.ns.urgent_alarms_snoozed(), "a Sensor Start would have silenced urgent alarms"
+        starts = [t for t in harness.ns.treatments if t["eventType"] == "Sensor Start"]
+        if len(starts) == 2 and posted_at is None:
+            posted_at = harness.clock()
+        harness.tick(120)
+    assert posted_at is not None  # it is posted, once it is 10 minutes old
+    assert posted_at - patient.sensor_activated >= 600
+    assert len([t for t in harness.ns.treatments if t["eventType"] == "Sensor Start"]) == 2

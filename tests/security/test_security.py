@@ -386,6 +386,7 @@ class UsedCalls:
         self.actions: set[str] = set()
         self.tables: set[str] = set()
         self.secrets: set[str] = set()
+        self.topics: set[str] = set()
 
     def __call__(self, model: Any = None, params: Any = None, **_: Any) -> None:
         if model is None:
@@ -395,6 +396,8 @@ class UsedCalls:
         text = body.decode() if isinstance(body, bytes) else json.dumps(body)
         self.tables.update(re.findall(r'"TableName": ?"([^"]+)"', text))
         self.secrets.update(re.findall(r'"SecretId": ?"([^"]+)"', text))
+        if isinstance(body, dict) and "TopicArn" in body:  # SNS speaks the query protocol
+            self.topics.add(str(body["TopicArn"]))
 
 
 def test_the_actions_and_resources_the_code_uses_are_exactly_the_granted_ones(
@@ -425,9 +428,16 @@ def test_the_actions_and_resources_the_code_uses_are_exactly_the_granted_ones(
         stack.run()
     stack.tick(3600)
     stack.run()
+    stack.put_secret(password="wrong")  # an incident: the bridge e-mails the alert topic
+    stack.llu.revoke_tokens()
+    stack.new_container()
+    stack.tick(300)
+    with pytest.raises(errors.LinkUpBadCredentials):
+        stack.run()
     assert used.actions == granted
     assert used.tables == {stack.env["STATE_TABLE_NAME"]}
     assert used.secrets == {stack.env["CREDENTIALS_SECRET_ID"]}
+    assert used.topics == {stack.env["ALERT_TOPIC_ARN"]}
 
 
 # --- TLS -------------------------------------------------------------------------------------------------

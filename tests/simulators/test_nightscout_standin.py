@@ -877,3 +877,76 @@ def test_urllib3_client_and_keep_alive(ns: NightscoutStandIn) -> None:
     r = pool.request("GET", ns.base_url + "/api/v1/entries/sgv.json?count=5", headers=AUTH)
     assert len(json.loads(r.data)) == 3
     pool.clear()
+
+
+# --- issue #15: announcements and the 10-minute alarm snooze (spec §11) -----------------------------------
+
+
+def _post_v1_treatment(ns: Any, doc: dict[str, Any]) -> None:
+    import json as _json
+
+    import urllib3
+
+    reply = urllib3.PoolManager().request(
+        "POST",
+        ns.base_url + "/api/v1/treatments.json",
+        body=_json.dumps([doc]).encode(),
+        headers={"api-secret": ns.api_secret_sha1, "Content-Type": "application/json", "Accept": "application/json"},
+    )
+    assert reply.status == 200
+
+
+def test_standin_snoozes_urgent_alarms_after_a_recent_non_announcement_treatment() -> None:
+    from tools.simulators.clock import VirtualClock
+    from tools.simulators.nightscout import NightscoutStandIn
+
+    clock = VirtualClock(1_796_000_000)
+    ns = NightscoutStandIn(clock).start()
+    try:
+        assert not ns.urgent_alarms_snoozed()
+        now = "2026-11-30T00:53:20.000Z"  # = clock()
+        _post_v1_treatment(ns, {"eventType": "Sensor Start", "created_at": now, "enteredBy": "x"})
+        assert ns.urgent_alarms_snoozed()  # a fresh treatment snoozes
+        clock.advance(599)
+        assert ns.urgent_alarms_snoozed()
+        clock.advance(1)
+        assert not ns.urgent_alarms_snoozed()  # 10 minutes old: no more
+        # an announcement, now the newest treatment, snoozes nothing, and is what Nightscout pushes
+        _post_v1_treatment(ns, {"eventType": "Announcement", "created_at": "2026-11-30T01:03:20.000Z", "notes": "hi"})
+        assert ns.announcements()[0]["isAnnouncement"] is True  # v1 adds the mark itself
+        assert not ns.urgent_alarms_snoozed()
+        pushed = ns.pushed_announcement()
+        assert pushed is not None and pushed["notes"] == "hi"
+        # automated loop treatments do not count; a treatment in the future does not either
+        _post_v1_treatment(ns, {"eventType": "Temp Basal", "created_at": "2026-11-30T01:03:21.000Z",
+                                "enteredBy": "loop://iPhone"})  # fmt: skip
+        _post_v1_treatment(ns, {"eventType": "Note", "created_at": "2026-11-30T02:00:00.000Z"})
+        assert not ns.urgent_alarms_snoozed()
+    finally:
+        ns.stop()
+
+
+def test_standin_v3_stores_an_announcement_without_the_mark_as_a_plain_treatment() -> None:
+    """v3 stores fields as given: without isAnnouncement an Announcement snoozes alarms like any treatment."""
+    import json as _json
+
+    import urllib3
+    from tools.simulators.clock import VirtualClock
+    from tools.simulators.nightscout import NightscoutStandIn
+
+    clock = VirtualClock(1_796_000_000)
+    ns = NightscoutStandIn(clock).start()
+    try:
+        ns.add_role("t", ["api:treatments:create", "api:treatments:read"])
+        jwt = ns.jwt_for(ns.add_subject("t", ["t"]))
+        doc = {"date": 1_796_000_000_000, "app": "a", "device": "d", "eventType": "Announcement", "notes": "x"}
+        reply = urllib3.PoolManager().request(
+            "POST",
+            ns.base_url + "/api/v3/treatments",
+            body=_json.dumps(doc).encode(),
+            headers={"Authorization": "Bearer " + jwt, "Content-Type": "application/json"},
+        )
+        assert reply.status == 201
+        assert ns.announcements() == [] and ns.urgent_alarms_snoozed()
+    finally:
+        ns.stop()

@@ -28,15 +28,10 @@ from tests.support.template import (
 # the emitting code or the alarms, must be made on the other side and here.
 NAMESPACE = "LinkupSync"
 SERVICE = "linkup-sync"
+# Exactly one custom metric (0.30 USD a month each, free tier ignored): the stale-data alarm's. Every
+# other number is a field of the `sync run finished` log line, read by the saved Logs Insights queries.
 METRIC_CONTRACT: dict[str, list[tuple[str, ...]]] = {
-    "ReadingsUploaded": [("service",), ("service", "patient")],
     "LeastReadingsUploaded": [("service",)],
-    "GapFilled": [("service",)],
-    "NewestReadingAgeMinutes": [("service",), ("service", "patient")],
-    "LoginAttempts": [("service",)],
-    "RunFailed": [("service",), ("service", "reason")],
-    "ActionRequired": [("service",), ("service", "reason")],
-    "RunSkipped": [("service",), ("service", "reason")],
 }
 # Alarms never split by reason: one alarm must see every reason.
 ALARM_DIMENSIONS = ("service",)
@@ -161,18 +156,6 @@ EXPECTED_ALARMS: dict[str, dict[str, Any]] = {
         "Threshold": 1,
         "TreatMissingData": "breaching",
     },
-    "NeedsPersonAlarm": {
-        "Namespace": NAMESPACE,
-        "MetricName": "ActionRequired",
-        "Dimensions": SERVICE_DIMENSION,
-        "Statistic": "Sum",
-        "Period": 300,
-        "EvaluationPeriods": 2,
-        "DatapointsToAlarm": 1,
-        "ComparisonOperator": "GreaterThanOrEqualToThreshold",
-        "Threshold": 1,
-        "TreatMissingData": "notBreaching",
-    },
     "FailingRunsAlarm": {
         "Namespace": "AWS/Lambda",
         "MetricName": "Errors",
@@ -234,7 +217,7 @@ def test_stale_alarm_counts_the_whole_window(cfn: dict[str, Any]) -> None:
 @pytest.mark.parametrize(("rate", "period"), sorted(RUN_PERIOD.items()))
 def test_run_alarms_use_one_period_per_schedule_tick(cfn: dict[str, Any], rate: str, period: int) -> None:
     assert cfn["Parameters"]["ScheduleRate"]["AllowedValues"] == list(RUN_PERIOD)
-    for alarm_id in ("NeedsPersonAlarm", "FailingRunsAlarm"):
+    for alarm_id in ("FailingRunsAlarm",):
         alarm = _alarm(cfn, alarm_id, ScheduleRate=rate)
         assert alarm["Period"] == period, alarm_id
         # Every period holds at least one run, so a quiet period is never a false "all clear".
@@ -347,7 +330,13 @@ def test_alarm_email_pattern(cfn: dict[str, Any], value: str, accepted: bool) ->
 def test_alert_parameters_are_grouped_and_labelled() -> None:
     interface = load_template()["Metadata"]["AWS::CloudFormation::Interface"]
     groups = {group["Label"]["default"]: group["Parameters"] for group in interface["ParameterGroups"]}
-    assert groups["Alerts"] == ["AlarmEmail", "StaleAfterMinutes", "FailedRunsToAlarm", "FailedRunsWindow"]
+    assert groups["Alerts"] == [
+        "AlarmEmail",
+        "StaleAfterMinutes",
+        "FailedRunsToAlarm",
+        "FailedRunsWindow",
+        "CreateDashboard",
+    ]
     for name in groups["Alerts"]:
         assert interface["ParameterLabels"][name]["default"], name
 
@@ -457,6 +446,7 @@ def test_alert_outputs(cfn: dict[str, Any]) -> None:
     command = outputs["SubscribeCommand"]["Value"]["Fn::Sub"]
     assert command.startswith("aws sns subscribe --topic-arn ${AlertTopic} --protocol email --notification-endpoint ")
     assert "${AlertsDashboard}" in outputs["AlertsDashboardUrl"]["Value"]["Fn::Sub"]
+    assert outputs["AlertsDashboardUrl"]["Condition"] == "WantsDashboard"
 
 
 def _dashboard_body(cfn: dict[str, Any]) -> dict[str, Any]:
@@ -478,22 +468,46 @@ def test_dashboard_shows_the_alarms_and_only_contract_metrics(cfn: dict[str, Any
     for alarm_id in EXPECTED_ALARMS:
         assert f"${{{alarm_id}.Arn}}" in text, alarm_id
     plotted: set[str] = set()
-    searched: set[str] = set()
+    queried = 0
     for widget in body["widgets"]:
+        if widget["type"] == "log":  # Logs Insights over the run summary line
+            assert "sync run finished" in widget["properties"]["query"]
+            queried += 1
         for metric in widget["properties"].get("metrics", []):
-            if isinstance(metric[0], dict):
-                expression = metric[0]["expression"]
-                found = re.fullmatch(
-                    r"SEARCH\('\{(\w+),reason,service\} MetricName=\"(\w+)\" service=\"([\w-]+)\"', 'Sum', 300\)",
-                    expression,
-                )
-                assert found, expression
-                assert (found.group(1), found.group(3)) == (NAMESPACE, SERVICE)
-                assert ("service", "reason") in METRIC_CONTRACT[found.group(2)]
-                searched.add(found.group(2))
-            elif metric[0] == NAMESPACE:
+            if metric[0] == NAMESPACE:
                 _, name, dimension, value = metric[:4]
                 assert name in METRIC_CONTRACT and (dimension, value) == ("service", SERVICE), metric
                 plotted.add(name)
-    assert {"ReadingsUploaded", "GapFilled", "NewestReadingAgeMinutes"} <= plotted
-    assert searched == {"RunFailed", "ActionRequired", "RunSkipped"}
+            else:
+                assert metric[0] == "AWS/Lambda", metric  # Lambda's own metrics cost nothing
+    assert plotted == {"LeastReadingsUploaded"} and queried >= 2
+
+
+def test_dashboard_is_opt_in_and_off_by_default(cfn: dict[str, Any]) -> None:
+    # 3 USD a month beyond an account's first three dashboards: only with CreateDashboard=true.
+    assert cfn["Resources"]["AlertsDashboard"]["Condition"] == "WantsDashboard"
+    assert cfn["Parameters"]["CreateDashboard"]["Default"] == "false"
+    condition = {"Condition": "WantsDashboard"}
+    assert _resolve(condition, cfn, _parameter_values(cfn)) is False
+    assert _resolve(condition, cfn, _parameter_values(cfn, {"CreateDashboard": "true"})) is True
+
+
+def test_stale_alarm_fires_when_the_function_stops_running(cfn: dict[str, Any]) -> None:
+    """No run means no data point: missing data must count as "no reading uploaded" (breaching)."""
+    alarm = _alarm(cfn, "StaleDataAlarm")
+    assert alarm["TreatMissingData"] == "breaching"
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("LessThanThreshold", 1)
+    # A stopped function leaves every period of the window empty: all of them breach.
+    assert _as_int(alarm["DatapointsToAlarm"]) == _as_int(alarm["EvaluationPeriods"])
+
+
+def test_saved_queries_read_the_summary_line_of_the_function_log_group(cfn: dict[str, Any]) -> None:
+    queries = {lid: r["Properties"] for lid, r in cfn["Resources"].items() if r["Type"] == "AWS::Logs::QueryDefinition"}
+    assert len(queries) >= 4
+    for lid, query in queries.items():
+        assert query["LogGroupNames"] == [{"Ref": "SyncLogGroup"}], lid
+        assert "${AWS::StackName}" in json.dumps(query["Name"]), lid  # two stacks must not collide
+    text = " ".join(q["QueryString"] for q in queries.values())
+    for field in ("summary.uploaded", "summary.gap_filled", "summary.newest_reading_age_s", "summary.logins",
+                  "summary.failed", "summary.skipped", "cold_start", "incident"):  # fmt: skip
+        assert field in text, field

@@ -48,6 +48,9 @@ CONTRACT_ENVIRONMENT: dict[str, Any] = {
     "LINK_UP_API_URL": {"Ref": "LinkUpApiUrl"},
     "NIGHTSCOUT_API_V3": {"Ref": "NightscoutApiV3"},
     "NIGHTSCOUT_SENSOR_START": {"Ref": "NightscoutSensorStart"},
+    "NIGHTSCOUT_ANNOUNCE": {"Ref": "NightscoutAnnounce"},
+    "ALERT_TOPIC_ARN": {"Ref": "AlertTopic"},
+    "STALE_AFTER_MINUTES": {"Ref": "StaleAfterMinutes"},
     "LINK_UP_AUTO_ACCEPT_TERMS": {"Ref": "LinkUpAutoAcceptTerms"},
     "POWERTOOLS_LOG_LEVEL": {"Ref": "LogLevel"},
     "STATE_TABLE_NAME": {"Ref": TABLE_ID},
@@ -146,9 +149,10 @@ def test_transform_produces_the_expected_resources(cfn: dict[str, Any]) -> None:
             "AWS::SNS::TopicPolicy",
             "AWS::SNS::Subscription",
             "AWS::CloudWatch::Alarm",  # stale data
-            "AWS::CloudWatch::Alarm",  # needs the person
-            "AWS::CloudWatch::Alarm",  # failing runs
-            "AWS::CloudWatch::Dashboard",
+            "AWS::CloudWatch::Alarm",  # failing runs (AWS/Lambda Errors)
+            "AWS::CloudWatch::Dashboard",  # only with CreateDashboard=true (test_alarms checks the condition)
+            # saved Logs Insights queries (free) for the numbers that are log fields, not metrics
+            *["AWS::Logs::QueryDefinition"] * 5,
         ]
     )
 
@@ -316,6 +320,7 @@ def test_function_role_is_least_privilege(cfn: dict[str, Any]) -> None:
         "dynamodb:Query": [REF_TABLE_ARN],
         "dynamodb:UpdateItem": [REF_TABLE_ARN],
         "secretsmanager:GetSecretValue": [REF_SECRET],
+        "sns:Publish": [{"Ref": "AlertTopic"}],  # the bridge's own alert e-mails, on that topic only
     }
     for resources in granted.values():
         assert "*" not in resources
@@ -349,6 +354,8 @@ def test_api_url_keeps_its_region_placeholder(cfn: dict[str, Any]) -> None:
         ("LinkUpVersion", "4.16.0", None),
         ("NightscoutApiV3", "false", ["true", "false"]),
         ("NightscoutSensorStart", "true", ["true", "false"]),
+        ("NightscoutAnnounce", "true", ["true", "false"]),
+        ("CreateDashboard", "false", ["true", "false"]),
         ("LinkUpAutoAcceptTerms", "false", ["true", "false"]),
         ("LinkUpApiUrl", "https://api-{region}.libreview.io", None),
         ("LogLevel", "INFO", ["DEBUG", "INFO", "WARNING", "ERROR"]),
@@ -366,7 +373,7 @@ def test_string_parameters(template: dict[str, Any], name: str, default: str, al
 
 
 def test_every_parameter_is_used_and_described(template: dict[str, Any]) -> None:
-    text = json.dumps(template["Resources"])
+    text = json.dumps(template["Resources"]) + json.dumps(template.get("Conditions", {}))
     for name, parameter in template["Parameters"].items():
         assert parameter.get("Description"), name
         assert f'{{"Ref": "{name}"}}' in text or f"${{{name}}}" in text, f"{name} is unused"

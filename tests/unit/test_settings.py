@@ -89,3 +89,15 @@ def test_credentials_repr_hides_password_and_token() -> None:
         secret_id=None,
     )
     assert "pw-secret-1" not in repr(creds) and "tok-secret-2" not in repr(creds)
+
+
+def test_alert_settings_default_and_validation() -> None:
+    s = Settings.from_env(BASE)
+    assert (s.announce, s.alert_topic_arn, s.stale_after_minutes) == (True, None, 30)
+    s = Settings.from_env(
+        {**BASE, "NIGHTSCOUT_ANNOUNCE": "false", "ALERT_TOPIC_ARN": "arn:aws:sns:x", "STALE_AFTER_MINUTES": "45"}
+    )
+    assert (s.announce, s.alert_topic_arn, s.stale_after_minutes) == (False, "arn:aws:sns:x", 45)
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({**BASE, "STALE_AFTER_MINUTES": "5"})
+    assert "STALE_AFTER_MINUTES" in err.value.message

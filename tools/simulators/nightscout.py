@@ -13,6 +13,9 @@ default; ``version="15.0.6"`` or older switches to the legacy behaviour). Sectio
 * ``AUTH_FAIL_DELAY`` (§3.5) as a real, bounded sleep per client IP.
 * API v3 (§5): Bearer-JWT only, one document per POST, identifier rule, de-duplication,
   immutable fields, search, read, version, status, lastModified; entries and treatments.
+* Treatments (§11): v1 upsert on ``created_at + eventType`` with ``isAnnouncement`` added for
+  announcements, v3 stored as sent; the 10-minute alarm snooze a recent non-announcement treatment
+  causes (:meth:`NightscoutStandIn.urgent_alarms_snoozed`) and the announcement it would push.
 * Faults: unreachable host, canned error replies, hanging requests.
 
 Time comes from the injected clock (seconds since the epoch), except for the real-time waits
@@ -72,6 +75,7 @@ MAX_BODY = 50 * 1024 * 1024  # JSON body limit [§2.1]
 MAX_HANG_S = 30.0  # upper bound of every real-time hold
 MAX_AUTH_DELAY_S = 30.0
 NS_UUID_NAMESPACE = uuid.UUID(bytes=b"NightscoutRocks!")  # [§5.4]
+SNOOZE_WINDOW_MS = 600_000  # treatmentnotify isCurrent(): under 10 minutes old [§11]
 UNAUTHORIZED_BODY: JsonObj = {"status": 401, "message": "Unauthorized", "description": "Invalid/Missing"}
 
 BUILTIN_ROLES: dict[str, list[str]] = {  # lib/authorization/storage.js [§3.4]
@@ -1128,6 +1132,45 @@ class NightscoutStandIn(LoopbackServer):
     def treatments(self) -> list[JsonObj]:
         with self._lock:
             return copy.deepcopy(self._treatments)
+
+    def announcements(self) -> list[JsonObj]:
+        """Stored treatments Nightscout treats as announcements: those marked ``isAnnouncement`` [§11].
+
+        v1 adds the mark to every ``eventType: "Announcement"`` itself; v3 stores only what was sent.
+        """
+        return [d for d in self.treatments if d.get("isAnnouncement") is True]
+
+    def urgent_alarms_snoozed(self) -> bool:
+        """Whether Nightscout would now snooze URGENT alarms because of a recent treatment [§11].
+
+        ``autoSnoozeAlarms`` in lib/plugins/treatmentnotify.js: the newest treatment not in the future
+        (automated ``openaps://`` / ``loop://`` ones left out unless manual) that is less than 10 minutes
+        old snoozes urgent alarms for ``snoozeMins`` (10) unless it is an announcement.
+        """
+        last = self._last_current_treatment()
+        return last is not None and not last.get("isAnnouncement")
+
+    def pushed_announcement(self) -> JsonObj | None:
+        """The announcement Nightscout would push now (the newest treatment, under 10 minutes old) [§11]."""
+        last = self._last_current_treatment()
+        return last if last is not None and last.get("isAnnouncement") else None
+
+    def _last_current_treatment(self) -> JsonObj | None:
+        now = self._now_ms()
+        dated: list[tuple[int, JsonObj]] = []
+        for doc in self.treatments:
+            entered = str(doc.get("enteredBy") or "")
+            manual = doc.get("eventType") in ("BG Check", "Meal Bolus", "Carb Correction", "Correction Bolus")
+            if entered.startswith(("openaps://", "loop://")) and not manual:
+                continue
+            parsed = _parse_zone(doc["created_at"]) if isinstance(doc.get("created_at"), str) else None
+            mills = parsed[0] if parsed else doc.get("date")
+            if _is_num(mills) and mills <= now:
+                dated.append((int(mills), doc))
+        if not dated:
+            return None
+        mills, last = max(dated, key=lambda pair: pair[0])
+        return last if now - mills < SNOOZE_WINDOW_MS else None
 
     def sgv_entries(self) -> list[JsonObj]:
         """Stored ``type == "sgv"`` documents sorted by ``date`` (ascending)."""

@@ -54,90 +54,24 @@ def metrics() -> Metrics:
     )
 
 
-def _service() -> str:
-    return os.environ.get("POWERTOOLS_SERVICE_NAME", SERVICE)
-
-
-def _with_reason(name: str, reason: str) -> None:
-    """The same count once more with a `reason` dimension, for diagnosis (alarms use the total)."""
-    from aws_lambda_powertools.metrics import MetricUnit, single_metric
-
-    with single_metric(
-        name=name,
-        unit=MetricUnit.Count,
-        value=1,
-        namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE),
-        default_dimensions={"service": _service()},
-    ) as metric:
-        metric.add_dimension(name="reason", value=reason)
-
-
-def count(name: str, reason: str) -> None:
-    """One event, as a total ([service]) and by reason ([service, reason])."""
-    from aws_lambda_powertools.metrics import MetricUnit
-
-    metrics().add_metric(name=name, unit=MetricUnit.Count, value=1)
-    _with_reason(name, reason)
-
-
-def _per_patient(report: RunReport | None) -> None:
-    """With several people, each one's uploads and data age again by patient (a short hash, never a name)."""
-    from aws_lambda_powertools.metrics import MetricUnit, single_metric
-
-    if report is None or len(report.targets) < 2:
-        return
-    namespace = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE)
-    for target in report.targets:
-        with single_metric(
-            name="ReadingsUploaded",
-            unit=MetricUnit.Count,
-            value=target.uploaded,
-            namespace=namespace,
-            default_dimensions={"service": _service()},
-        ) as metric:
-            metric.add_dimension(name="patient", value=target.patient)
-        if target.newest_reading_age_s is not None:
-            with single_metric(
-                name="NewestReadingAgeMinutes",
-                unit=MetricUnit.NoUnit,
-                value=round(target.newest_reading_age_s / 60, 1),
-                namespace=namespace,
-                default_dimensions={"service": _service()},
-            ) as metric:
-                metric.add_dimension(name="patient", value=target.patient)
-
-
 def record_report(report: RunReport) -> None:
-    """Metrics of a run that ended normally (uploaded, or skipped by a circuit breaker)."""
+    """The one custom metric of a run that ended normally (uploaded, or skipped by a circuit breaker).
+
+    Custom metrics cost 0.30 USD a month each, so there is exactly one: what the stale-data alarm needs.
+    Everything else (uploads, gap fill, reading age, logins, skips, per-person numbers) is a field of the
+    `sync run finished` log line, and the template's saved Logs Insights queries chart it.
+    """
     from aws_lambda_powertools.metrics import MetricUnit
 
-    m = metrics()
-    m.add_metric(name="ReadingsUploaded", unit=MetricUnit.Count, value=report.uploaded)
     # The stale-data alarm watches the person who got the fewest: one person's stopped sensor must
     # alarm even while another's readings keep flowing.
     least = min((t.uploaded for t in report.targets), default=0)
-    m.add_metric(name="LeastReadingsUploaded", unit=MetricUnit.Count, value=least)
-    m.add_metric(name="GapFilled", unit=MetricUnit.Count, value=report.gap_filled)
-    m.add_metric(name="LoginAttempts", unit=MetricUnit.Count, value=report.logins)
-    if report.newest_reading_age_s is not None:
-        m.add_metric(
-            name="NewestReadingAgeMinutes", unit=MetricUnit.NoUnit, value=round(report.newest_reading_age_s / 60, 1)
-        )
-    _per_patient(report)
-    if report.skipped:
-        count("ActionRequired" if report.needs_person else "RunSkipped", report.skipped)
+    metrics().add_metric(name="LeastReadingsUploaded", unit=MetricUnit.Count, value=least)
 
 
 def record_failure(reason: str, needs_person: bool, report: RunReport | None = None) -> None:
-    """Metrics of a run that failed (the handler raises afterwards, so Lambda counts an error too)."""
+    """The metric of a failed run (the handler raises afterwards: Lambda's own Errors metric counts it)."""
     from aws_lambda_powertools.metrics import MetricUnit
 
-    m = metrics()
-    # Readings other people got in this run still count; the one who failed got none.
-    m.add_metric(name="ReadingsUploaded", unit=MetricUnit.Count, value=report.uploaded if report else 0)
-    m.add_metric(name="LeastReadingsUploaded", unit=MetricUnit.Count, value=0)
-    m.add_metric(name="LoginAttempts", unit=MetricUnit.Count, value=report.logins if report else 0)
-    _per_patient(report)
-    count("RunFailed", reason)
-    if needs_person:
-        count("ActionRequired", reason)
+    del reason, needs_person, report  # in the `sync run finished` log line instead
+    metrics().add_metric(name="LeastReadingsUploaded", unit=MetricUnit.Count, value=0)

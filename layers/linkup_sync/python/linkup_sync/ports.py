@@ -58,6 +58,7 @@ class Graph:
     history: tuple[Reading, ...]
     sensor: Sensor | None = None
     skipped_items: int = 0  # malformed items that were left out (each logged as a warning)
+    initials: str = ""  # the person's initials, for alerts in a stack serving several; never logged
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from .errors import ConfigError
 from .http import Deadline, make_pool
@@ -18,6 +18,8 @@ from .sync import RunReport, SyncService
 
 if TYPE_CHECKING:
     import urllib3
+
+    from .incidents import AlertPublisher, Announcer, IncidentStore, Site
 
 # A run stops talking to LibreLink Up and Nightscout after this long, well inside the 30 s Lambda timeout.
 RUN_DEADLINE_S = 20.0
@@ -43,19 +45,29 @@ class Dependencies:
     sink_factory: Callable[[Dependencies, Target, TargetState, Deadline], NightscoutSink] = field(
         default=lambda deps, target, stored, deadline: build_sink(deps, target, stored, deadline)
     )
+    # Incidents a person must act on (e-mail + Nightscout announcements); None: not told (local runs).
+    incidents: IncidentStore | None = None
+    alerts: AlertPublisher | None = None
+    # Until when this container knows that no incident is open (so healthy runs skip reading them).
+    incidents_quiet_until: float = 0.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, clock: Clock = time.time) -> Dependencies:
+        from .alerts import SnsAlerts
         from .secrets import SecretsManagerCredentials
         from .state.dynamodb import DynamoDBStateStore
+        from .state.incidents import DynamoDBIncidentStore
 
         settings = Settings.from_env(os.environ if env is None else env)
         assert settings.table_name and settings.secret_id  # from_env(need_aws=True) guarantees both
+        store = DynamoDBStateStore(settings.table_name, clock=clock)
         return cls(
             settings=settings,
-            store=DynamoDBStateStore(settings.table_name, clock=clock),
-            credentials=SecretsManagerCredentials(settings.secret_id),
+            store=store,
+            credentials=SecretsManagerCredentials(settings.secret_id, clock=clock),
             clock=clock,
+            incidents=DynamoDBIncidentStore(settings.table_name, sharing=store, clock=clock),
+            alerts=SnsAlerts(settings.alert_topic_arn) if settings.alert_topic_arn else None,
         )
 
 
@@ -111,8 +123,12 @@ def build_sink(deps: Dependencies, target: Target, stored: TargetState, deadline
 def run_once(deps: Dependencies) -> RunReport:
     from .librelinkup.client import LinkUpClient
 
-    creds = deps.credentials.get()
     deadline = Deadline(deps.monotonic, deps.deadline_s)
+    try:
+        creds = deps.credentials.get()
+    except ConfigError as exc:  # the secret is empty, incomplete or unreadable: a person must act
+        _after_run(deps, None, RunReport(), exc, deadline)
+        raise
     settings = deps.settings
     source = LinkUpClient(
         url_template=settings.api_url_template,
@@ -132,9 +148,119 @@ def run_once(deps: Dependencies) -> RunReport:
         sensor_start=settings.sensor_start,
     )
     try:
-        return service.run(creds)
+        report = service.run(creds)
     except Exception as exc:
         exc.report = service.report  # type: ignore[attr-defined]  # for the failure metrics
-        raise
-    finally:
         service.report.linkup_requests = source.requests_made
+        _after_run(deps, creds, service.report, exc, deadline, service)
+        raise
+    service.report.linkup_requests = source.requests_made
+    _after_run(deps, creds, report, None, deadline, service)
+    return report
+
+
+def _after_run(
+    deps: Dependencies,
+    creds: Credentials | None,
+    report: RunReport,
+    exc: BaseException | None,
+    deadline: Deadline,
+    service: SyncService | None = None,
+) -> None:
+    """Re-read the secret next time if it may be what is wrong; tell the people about incidents."""
+    from .incidents import wants_fresh_secret
+
+    if wants_fresh_secret(report, exc):
+        refresh = getattr(deps.credentials, "refresh_next", None)
+        if callable(refresh):
+            refresh()
+    if deps.incidents is None:
+        return
+    try:  # telling must never break a run that synced, nor hide why a run failed
+        _tell(deps, creds, report, exc, deadline, service)
+    except Exception as problem:
+        import logging
+
+        logging.getLogger("linkup_sync").warning(
+            "Could not update the incidents (%s); the next run tries again", type(problem).__name__
+        )
+
+
+def _tell(
+    deps: Dependencies,
+    creds: Credentials | None,
+    report: RunReport,
+    exc: BaseException | None,
+    deadline: Deadline,
+    service: SyncService | None,
+) -> None:
+    from .incidents import IncidentDesk, observe
+
+    assert deps.incidents is not None
+    observation = observe(
+        report,
+        exc,
+        multi=creds is not None and len(creds.targets) > 1,
+        stale_after_minutes=deps.settings.stale_after_minutes,
+        secret_hint=_secret_hint(deps),
+        account=service.account if service is not None else None,
+        version=deps.settings.version,
+    )
+    now = deps.clock()
+    if not observation.seen and now < deps.incidents_quiet_until:
+        return  # nothing wrong now and nothing was open when this container last looked
+    desk = IncidentDesk(
+        store=deps.incidents,
+        clock=deps.clock,
+        publisher=deps.alerts,
+        announcers=_announcers(deps, creds, report, deadline) if deps.settings.announce else {},
+        announce=deps.settings.announce,
+    )
+    open_after = desk.process(observation)
+    deps.incidents_quiet_until = 0.0 if open_after else now + QUIET_RECHECK_S
+
+
+QUIET_RECHECK_S = 3600  # a warm container re-reads the incidents at least hourly
+
+
+def _secret_hint(deps: Dependencies) -> str:
+    from .settings import set_secret_hint
+
+    return set_secret_hint(deps.settings.secret_id)
+
+
+def _announcers(
+    deps: Dependencies, creds: Credentials | None, report: RunReport, deadline: Deadline
+) -> dict[str, list[Site]]:
+    """Per incident scope, the Nightscout sites to announce on: every site for "" (the whole stack)."""
+    import hashlib
+
+    if creds is None:
+        return {}
+    by_scope: dict[str, list[Site]] = {"": []}
+    made: dict[int, Site] = {}
+
+    def sink_for(target: Target) -> Site | None:
+        if id(target) not in made:
+            try:
+                sink = deps.sink_factory(deps, target, TargetState(target_id=""), deadline)
+            except ConfigError:
+                return None
+            site = hashlib.sha256(target.nightscout_url.strip().rstrip("/").lower().encode()).hexdigest()[:10]
+            if not callable(getattr(sink, "post_announcement", None)):
+                return None  # a sink that cannot announce (the command line's dry run)
+            made[id(target)] = (site, cast("Announcer", sink))
+        return made[id(target)]
+
+    seen_sites: set[str] = set()
+    for target in creds.targets:
+        entry = sink_for(target)
+        if entry is not None and entry[0] not in seen_sites:
+            seen_sites.add(entry[0])
+            by_scope[""].append(entry)
+    for t in report.targets:
+        if t.target is not None and t.patient:
+            entry = sink_for(t.target)
+            if entry is not None:
+                by_scope.setdefault(t.patient, []).append(entry)
+    return by_scope

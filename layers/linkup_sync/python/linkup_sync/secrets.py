@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 from typing import Any
 
 from .errors import SecretError
 from .ports import Credentials
 from .settings import credentials_from_secret, set_secret_hint
 
-SECRET_MAX_AGE_S = 300
+# GetSecretValue costs money per call: the secret is read at most hourly by a warm container, and at
+# once on the next run after a login failure or a Nightscout 401/403 (`refresh_next`), so a fixed
+# secret is picked up by the very next run.
+SECRET_MAX_AGE_S = 3600
 
 
 def _provider_class() -> Any:
@@ -27,9 +32,16 @@ def _provider_class() -> Any:
 
 
 class SecretsManagerCredentials:
-    def __init__(self, secret_id: str, client: Any = None) -> None:
+    def __init__(self, secret_id: str, client: Any = None, clock: Callable[[], float] = time.time) -> None:
         self.secret_id = secret_id
+        self.clock = clock  # the age is counted on the run's clock (a virtual one in tests)
+        self._fetched_at: float | None = None
         self._provider = _provider_class()(boto3_client=client) if client is not None else None
+        self._refresh = False
+
+    def refresh_next(self) -> None:
+        """The next get() reads Secrets Manager again instead of the cached value."""
+        self._refresh = True
 
     @property
     def provider(self) -> Any:
@@ -44,7 +56,14 @@ class SecretsManagerCredentials:
         from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
         try:
-            wrapped = self.provider.get(self.secret_id, transform="json", max_age=SECRET_MAX_AGE_S)
+            now = self.clock()
+            stale = self._fetched_at is None or now - self._fetched_at >= SECRET_MAX_AGE_S
+            wrapped = self.provider.get(
+                self.secret_id, transform="json", max_age=SECRET_MAX_AGE_S, force_fetch=self._refresh or stale
+            )
+            if self._refresh or stale:
+                self._fetched_at = now
+            self._refresh = False
         except GetParameterError as exc:
             text = str(exc)
             if "ResourceNotFound" in text or "can't find" in text or "not find" in text:

@@ -81,6 +81,9 @@ class Settings:
     auto_accept_terms: bool = False  # LINK_UP_AUTO_ACCEPT_TERMS: accept new terms / privacy policy
     sensor_start: bool = True  # NIGHTSCOUT_SENSOR_START: post a "Sensor Start" treatment per new sensor
     allow_http: bool = False  # NIGHTSCOUT_ALLOW_HTTP (command line only): http to a private-network Nightscout
+    announce: bool = True  # NIGHTSCOUT_ANNOUNCE: post incidents as Nightscout Announcement treatments
+    alert_topic_arn: str | None = None  # ALERT_TOPIC_ARN: the SNS topic the bridge's own e-mails go to
+    stale_after_minutes: int = 30  # STALE_AFTER_MINUTES: announce "no new reading" after this long
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, need_aws: bool = True) -> Settings:
@@ -123,6 +126,16 @@ class Settings:
                 "remove NIGHTSCOUT_ALLOW_HTTP."
             )
             allow_http = False
+        announce = _bool(env, "NIGHTSCOUT_ANNOUNCE", problems, default=True)
+        alert_topic_arn = env.get("ALERT_TOPIC_ARN", "").strip() or None
+        stale_raw = env.get("STALE_AFTER_MINUTES", "").strip() or "30"
+        stale_after_minutes = 30
+        if stale_raw.isdigit() and 10 <= int(stale_raw) <= 1440:
+            stale_after_minutes = int(stale_raw)
+        else:
+            problems.append(
+                f"STALE_AFTER_MINUTES must be a whole number of minutes from 10 to 1440, not '{stale_raw}'."
+            )
 
         template = env.get("LINK_UP_API_URL", "").strip() or DEFAULT_URL_TEMPLATE
         template = template.rstrip("/")
@@ -152,6 +165,9 @@ class Settings:
             auto_accept_terms=auto_accept_terms,
             sensor_start=sensor_start,
             allow_http=allow_http,
+            announce=announce,
+            alert_topic_arn=alert_topic_arn,
+            stale_after_minutes=stale_after_minutes,
         )
 
 

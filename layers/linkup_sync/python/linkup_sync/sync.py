@@ -50,6 +50,9 @@ ACTION_RETRY_S = 3600  # after "the person must act": try logging in again at mo
 BACKOFF_BASE_S = 120
 BACKOFF_CAP_S = 30 * 60
 LOGIN_LOCK_S = 60  # longer than any login can take (the run's deadline is 20 s)
+# Nightscout snoozes urgent alarms while its newest treatment is younger than 10 minutes and not an
+# announcement (spec §11): a Sensor Start is posted only once its time is at least this far in the past.
+SENSOR_START_MIN_AGE_S = 600
 
 # Failures of LibreLink Up's edge or servers: the next runs skip LibreLink Up for a growing while.
 BACKOFF_ERRORS = (LinkUpRateLimited, LinkUpBlocked, LinkUpMaintenance, LinkUpServerError, LinkUpTimeout)
@@ -82,6 +85,11 @@ class TargetReport:
     newest_reading_age_s: float | None = None
     sensor_start_posted: bool = False
     error: str | None = None  # the failure's reason, when this target failed
+    # For the incident desk only (never in the log line): whom this is about and what went wrong.
+    target: Target | None = field(default=None, repr=False, compare=False)
+    initials: str = field(default="", repr=False)
+    graph_ok: bool = False  # LibreLink Up answered this person's graph request
+    failure: LinkupSyncError | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         result: dict[str, Any] = {
@@ -141,6 +149,7 @@ class RunReport:
         if self.skipped:
             result["skipped"] = self.skipped
             result["skipped_message"] = self.skipped_message
+            result["needs_person"] = self.needs_person
         return result
 
 
@@ -351,7 +360,7 @@ class SyncService:
         return ticket
 
     def _sync_target(self, creds: Credentials, state: StoredState, ticket: Ticket, target: Target) -> Ticket:
-        report = TargetReport()
+        report = TargetReport(target=target)
         self.report.targets.append(report)
         patient_id = self._choose_patient(ticket, target)
         report.patient = short_hash(patient_id)
@@ -373,7 +382,11 @@ class SyncService:
             if not target.patient_id and not self.connection and self.account.patient_id == patient_id:
                 # The remembered patient is gone (invitation withdrawn): forget it so the next run chooses again.
                 self._save_account(state.key, patient_id=None)
-            raise LinkUpPatientNotFound(patient_id, known) from None
+            gone = LinkUpPatientNotFound(patient_id, known)
+            report.failure = gone
+            raise gone from None
+        report.graph_ok = True
+        report.initials = graph.initials
         self._upload(state, target, graph, report)
         return ticket
 
@@ -422,6 +435,7 @@ class SyncService:
                 self._record(state.key, replace(stored, sensor=sensor), accepted, sink)
         except NightscoutError as exc:
             report.error = exc.reason
+            report.failure = exc
             raise
         finally:
             self.report.nightscout_requests += sink.requests_made
@@ -435,6 +449,9 @@ class SyncService:
             return stored.sensor
         marker = f"{sensor.serial}@{sensor.activated_at}"
         if marker == stored.sensor:
+            return stored.sensor
+        if self.clock() - sensor.activated_at < SENSOR_START_MIN_AGE_S:
+            # A treatment younger than 10 minutes would snooze Nightscout's urgent alarms: a later run posts it.
             return stored.sensor
         try:
             sink.post_sensor_start(serial=sensor.serial, activated_at=sensor.activated_at)

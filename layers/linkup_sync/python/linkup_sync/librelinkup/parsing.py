@@ -166,7 +166,14 @@ def parse_graph(patient_id: str, payload: object) -> Graph:
     if sensor is None:
         sensor = _sensor(connection.get("sensor"))
 
-    return Graph(patient_id=patient_id, current=current, history=tuple(history), sensor=sensor, skipped_items=skipped)
+    return Graph(
+        patient_id=patient_id,
+        current=current,
+        history=tuple(history),
+        sensor=sensor,
+        skipped_items=skipped,
+        initials=_initial(connection.get("firstName")) + _initial(connection.get("lastName")),
+    )
 
 
 # --- connections (§6) ----------------------------------------------------------------------------

@@ -73,3 +73,47 @@ def sensor_start_v3(*, serial: str, activated_at: int, device: str, app: str) ->
         "enteredBy": device,
         "notes": sensor_notes(serial),
     }
+
+
+# --- Announcements (spec §11) ------------------------------------------------------------------------
+
+ANNOUNCEMENT = "Announcement"
+NOTES_MAX = 500
+
+
+def _announcement_notes(text: str) -> str:
+    clean = " ".join(str(text).split())
+    return clean if len(clean) <= NOTES_MAX else clean[: NOTES_MAX - 3] + "..."
+
+
+def announcement_identifier(device: str, date_ms: int) -> str:
+    return str(uuid.uuid5(NS_UUID_NAMESPACE, f"{device}_{date_ms}_{ANNOUNCEMENT}"))
+
+
+def announcement_v1(*, text: str, at_ms: int, device: str) -> dict[str, Any]:
+    """An Announcement for POST /api/v1/treatments.json. `isAnnouncement` is sent although v1 adds it
+    itself: whatever marks it an announcement keeps it from snoozing Nightscout's alarms."""
+    return {
+        "eventType": ANNOUNCEMENT,
+        "created_at": iso_utc_ms(at_ms),
+        "enteredBy": device,
+        "notes": _announcement_notes(text),
+        "isAnnouncement": True,
+    }
+
+
+def announcement_v3(*, text: str, at_ms: int, device: str, app: str) -> dict[str, Any]:
+    """An Announcement for POST /api/v3/treatments. v3 stores fields as given and does not add
+    `isAnnouncement`: without it the treatment would snooze urgent alarms for 10 minutes."""
+    return {
+        "identifier": announcement_identifier(device, at_ms),
+        "date": at_ms,
+        "utcOffset": 0,
+        "app": app,
+        "device": device,
+        "eventType": ANNOUNCEMENT,
+        "created_at": iso_utc_ms(at_ms),
+        "enteredBy": device,
+        "notes": _announcement_notes(text),
+        "isAnnouncement": True,
+    }

@@ -13,7 +13,7 @@ from ..http import Deadline, make_pool
 from ..readings import Reading
 from .auth import api_secret_header
 from .transport import JSON_HEADERS, NightscoutTransport, json_or_none
-from .treatments import sensor_start_v1
+from .treatments import announcement_v1, sensor_start_v1
 
 MAX_BATCH = 288  # one day at 5-minute spacing; keeps bodies far below Nightscout's limits
 _ENTRIES_PATH = "/api/v1/entries.json"
@@ -102,13 +102,21 @@ class NightscoutV1(NightscoutTransport):
         doc = sensor_start_v1(serial=serial, activated_at=activated_at, device=self.device)
         self._post([doc], path=_TREATMENTS_PATH, kind="treatments")
 
+    def post_announcement(self, *, text: str, at_ms: int) -> None:
+        """One Announcement treatment (shown on Nightscout's main screen, pushed while under 10 minutes
+        old). Needs api:treatments:create and api:treatments:read (or API_SECRET)."""
+        doc = announcement_v1(text=text, at_ms=at_ms, device=self.device)
+        self._post([doc], path=_TREATMENTS_PATH, kind="announcement")
+
     # --- transport -------------------------------------------------------------------------------
 
     def _secrets(self) -> tuple[str | None, ...]:
         return (self._secret, self._raw_token)
 
     def _post(self, entries: list[dict[str, Any]], *, path: str = _ENTRIES_PATH, kind: str = "entries") -> None:
-        what = "the Sensor Start treatment" if kind == "treatments" else "the readings"
+        what = {"treatments": "the Sensor Start treatment", "announcement": "the announcement"}.get(
+            kind, "the readings"
+        )
         headers = {**JSON_HEADERS, "api-secret": self._secret}
         body = json.dumps(entries, separators=(",", ":")).encode("utf-8")
         result = self._send("POST", path, body, headers)
@@ -118,5 +126,7 @@ class NightscoutV1(NightscoutTransport):
                 return
             raise self._not_nightscout(what)
         if status == 401:
+            if kind == "announcement":
+                raise NightscoutUnauthorized(_TREATMENTS_UNAUTHORIZED.replace("Sensor Start treatment", "announcement"))
             raise NightscoutUnauthorized(_TREATMENTS_UNAUTHORIZED if kind == "treatments" else None)
         raise self._failure(result, what)

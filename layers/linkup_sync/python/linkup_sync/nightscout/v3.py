@@ -35,7 +35,7 @@ from ..errors import (
 from ..http import Deadline, HttpResult, make_pool
 from ..readings import Reading
 from .transport import JSON_HEADERS, NightscoutTransport, json_or_none
-from .treatments import sensor_start_v3
+from .treatments import announcement_v3, sensor_start_v3
 
 log = logging.getLogger("linkup_sync")
 
@@ -69,6 +69,11 @@ ENTRIES_ROLE = (
 TREATMENTS_ROLE = (
     "for the Sensor Start treatment the token's role needs api:treatments:create and "
     "api:treatments:update. Add them to the role in Admin Tools, or turn the Sensor Start posting off"
+)
+
+ANNOUNCE_ROLE = (
+    "for announcements the token's role needs api:treatments:create and api:treatments:update. Add them to "
+    "the role in Admin Tools, or set NIGHTSCOUT_ANNOUNCE=false"
 )
 
 
@@ -244,6 +249,14 @@ class NightscoutV3(NightscoutTransport):
         outcome = self._create(
             _TREATMENTS_PATH, doc, TREATMENTS_ROLE, "the Sensor Start treatment", update_means_present=True
         )
+        if outcome.error is not None:
+            raise outcome.error
+
+    def post_announcement(self, *, text: str, at_ms: int) -> None:
+        """One Announcement treatment with `isAnnouncement: true` (v3 does not add it; without it the
+        treatment would snooze urgent alarms). Needs api:treatments:create (and :update for a repeat)."""
+        doc = announcement_v3(text=text, at_ms=at_ms, device=self.device, app=self.app)
+        outcome = self._create(_TREATMENTS_PATH, doc, ANNOUNCE_ROLE, "the announcement", update_means_present=True)
         if outcome.error is not None:
             raise outcome.error
 

@@ -1,0 +1,28 @@
+"""E-mails written by the bridge: one SNS Publish to the stack's alert topic per message.
+
+The function's role may `sns:Publish` on that topic only. The client is made on first use, so runs
+without an incident never import or build it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SnsAlerts:
+    def __init__(self, topic_arn: str, client: Any = None) -> None:
+        self.topic_arn = topic_arn
+        self._client = client
+        self.published = 0
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("sns")
+        return self._client
+
+    def publish(self, subject: str, body: str) -> None:
+        self.client.publish(TopicArn=self.topic_arn, Subject=subject, Message=body)
+        self.published += 1
