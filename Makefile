@@ -25,9 +25,9 @@ $(BIN)/.installed: pyproject.toml requirements-dev.lock layers/linkup_sync/pytho
 
 venv: $(BIN)/.installed ## create .venv with the project and its development tools (from requirements-dev.lock)
 
-lock: venv ## regenerate requirements-dev.lock from pyproject.toml (runtime + dev extras, exact versions)
+lock: venv ## regenerate requirements-dev.lock from pyproject.toml (keeps pins; LOCK_ARGS=--upgrade for newest)
 	$(BIN)/pip-compile --quiet --strip-extras --extra dev --allow-unsafe --no-emit-index-url \
-	  --no-emit-find-links --output-file requirements-dev.lock pyproject.toml
+	  --no-emit-find-links $(LOCK_ARGS) --output-file requirements-dev.lock pyproject.toml
 
 lint: venv ## ruff check and ruff format --check
 	$(BIN)/ruff check layers functions tools tests
@@ -45,7 +45,7 @@ test: venv ## the whole suite: lint, types, unit, integration (moto + simulators
 unit: venv ## the unit tier: no sockets at all (pytest-socket), in-process fakes and moto only
 	$(BIN)/pytest -n 2 -q --disable-socket $(UNIT_TESTS)
 
-integration: venv ## everything that is not the unit tier: simulators, the real handler, soak, template
+integration: venv ## everything not in the unit tier: loopback HTTP clients, simulators, the real handler, soak
 	$(BIN)/pytest -n 2 -q $(addprefix --ignore=,$(UNIT_TESTS))
 
 demo: venv ## several simulated hours against local simulators and moto: no AWS, no credentials
