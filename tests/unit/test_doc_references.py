@@ -31,10 +31,14 @@ SKIP_DIRS = {"__pycache__", "node_modules"}
 
 
 def repo_text_files() -> list[Path]:
-    """The repository's own text files: hidden folders (.git, .venv, caches) pruned, except .ci."""
+    """The repository's own text files: hidden folders (.git, .venv, caches) and build metadata pruned."""
     files: list[Path] = []
     for folder, dirs, names in os.walk(ROOT):
-        dirs[:] = [d for d in dirs if (d == ".ci" or not d.startswith(".")) and d not in SKIP_DIRS]
+        dirs[:] = [
+            d
+            for d in dirs
+            if (d == ".ci" or not d.startswith(".")) and d not in SKIP_DIRS and not d.endswith(".egg-info")
+        ]
         for name in names:
             path = Path(folder) / name
             if path.suffix in TEXT_SUFFIXES or name in {"Makefile", "run"}:
