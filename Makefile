@@ -14,30 +14,47 @@ PACKAGE_BUCKET ?=
 PACKAGED_TEMPLATE := .aws-sam/packaged.yaml
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
+# The unit tier: folders whose tests open no socket (make unit enforces it with --disable-socket).
+UNIT_TESTS := tests/unit tests/property tests/template
 
-.PHONY: help venv test lint type demo sandbox bench soak sam-cli build validate package-bucket package publish deploy logs invoke-local secret clean
+.PHONY: help venv lock test unit integration lint type demo sandbox bench soak sam-cli build validate package-bucket package publish deploy logs invoke-local secret clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
-$(BIN)/.installed: pyproject.toml
+# Development and test tools come from the lock file (exact versions, the same on every clone); the
+# project itself is installed on top without resolving anything again. `make lock` regenerates the lock.
+$(BIN)/.installed: pyproject.toml requirements-dev.lock layers/linkup_sync/python/linkup_sync/__init__.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -r requirements-dev.lock
+	$(BIN)/pip install --quiet -e . --no-deps
 	touch $@
 
-venv: $(BIN)/.installed ## create .venv with the project and its development tools
+venv: $(BIN)/.installed ## create .venv with the project and its development tools (from requirements-dev.lock)
 
-lint: venv ## ruff
+lock: venv ## regenerate requirements-dev.lock from pyproject.toml (keeps pins; LOCK_ARGS=--upgrade for newest)
+	$(BIN)/pip-compile --quiet --strip-extras --extra dev --allow-unsafe --no-emit-index-url \
+	  --no-emit-find-links $(LOCK_ARGS) --output-file requirements-dev.lock pyproject.toml
+
+lint: venv ## ruff check and ruff format --check
 	$(BIN)/ruff check layers functions tools tests
+	$(BIN)/ruff format --check layers functions tools tests
 
 type: venv ## mypy (strict) on the package, the handler and the tools
 	$(BIN)/mypy
 
 test: venv sam-cli ## the whole suite: lint, types, unit, integration (moto + simulators), template checks, sam CLI
 	$(BIN)/ruff check layers functions tools tests
+	$(BIN)/ruff format --check layers functions tools tests
 	$(BIN)/mypy
 	LINKUP_SYNC_SAM="$(SAM)" $(BIN)/pytest -n 2 -q
+
+unit: venv ## the unit tier: no sockets at all (pytest-socket), in-process fakes and moto only
+	$(BIN)/pytest -n 2 -q --disable-socket $(UNIT_TESTS)
+
+integration: venv ## everything not in the unit tier: loopback HTTP clients, simulators, the real handler, soak
+	$(BIN)/pytest -n 2 -q $(addprefix --ignore=,$(UNIT_TESTS))
 
 demo: venv ## several simulated hours against local simulators and moto: no AWS, no credentials
 	$(BIN)/python -m tools.demo

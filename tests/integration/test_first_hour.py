@@ -107,3 +107,19 @@ def test_home_server_nightscout_over_http_needs_the_opt_in_and_warns(
         capsys, "sync", "--once", "--dry-run", NIGHTSCOUT_URL="http://ns.example.com", NIGHTSCOUT_ALLOW_HTTP="true"
     )
     assert code == 2 and "unencrypted over the internet" in err
+
+
+def test_command_line_output_stays_plain_after_the_lambda_logger_was_set_up(
+    sim: Sim, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The Lambda set-up gives the package logger a JSON handler; in the same process (tests, a notebook)
+    the command line must still print only its own lines."""
+    from linkup_sync.observability import logger
+
+    logger()
+    healthy(sim)
+    sim.llu.set_min_version("5.0.0")
+    sim.run(capsys, "sync", "--once")
+    sim.clock.advance(300)
+    _, out, err = sim.run(capsys, "sync", "--once")
+    assert out.startswith("skipped: ") and '{"level"' not in out + err

@@ -186,7 +186,7 @@ def test_flat_secret_and_list_secret_are_both_valid(harness: Harness) -> None:
 
 def test_a_new_sensor_start_never_snoozes_nightscout_alarms(harness: Harness) -> None:
     """Issue #15: a treatment younger than 10 minutes that is not an announcement snoozes urgent alarms
-    (spec §11), so the Sensor Start waits until its time is at least 10 minutes in the past."""
+    (docs/nightscout-api.md §11), so the Sensor Start waits until its time is at least 10 minutes in the past."""
     token = v3_token(harness.ns, "bridge-snooze")
     patient = harness.llu.add_patient(EMAIL, sensor_serial="0AAAAAAAA1", sensor_activated=int(harness.clock()) - 86400)
     harness.provision(ns_token=token)

@@ -1,7 +1,7 @@
 """Tests of the LibreLink Up simulator itself (a measuring instrument: it must follow the spec).
 
 Everything goes over real HTTP on 127.0.0.1 with http.client / urllib3, never through the bridge's
-client. Spec references are to specs/librelinkup-api.md.
+client. Spec references are to docs/librelinkup-api.md.
 """
 
 from __future__ import annotations

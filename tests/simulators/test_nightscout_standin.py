@@ -1,4 +1,4 @@
-"""The Nightscout stand-in reproduces the behaviour of /work/shared/specs/nightscout-api.md.
+"""The Nightscout stand-in reproduces the behaviour of docs/nightscout-api.md.
 
 Every test talks raw HTTP (http.client, one test urllib3) to a stand-in on 127.0.0.1. Appendix A
 transcripts are reproduced literally where the stand-in can (ids and JWTs are its own).

@@ -164,7 +164,10 @@ def test_make_build_without_python313_and_docker_uses_the_sam_on_path(
 ) -> None:
     """CloudShell: a sam on PATH, maybe an older Python, no Docker. Nothing may be installed."""
     own = tmp_path / "own-sam"
-    env = {**sam_env, "PATH": _bin_dir(tmp_path, make=_make(), cp=_tool("cp"), sam=sam)}
+    env = {
+        **sam_env,
+        "PATH": _bin_dir(tmp_path, make=_make(), cp=_tool("cp"), mkdir=_tool("mkdir"), tar=_tool("tar"), sam=sam),
+    }
     proc = _run([_make(), "build", f"SAM_VENV={own}"], project, env)
     assert proc.returncode == 0, _output(proc)
     assert "Build Succeeded" in proc.stdout
@@ -187,7 +190,7 @@ def test_make_build_without_python313_and_docker_uses_its_own_sam(
     own = tmp_path / "own-sam"
     (own / "bin").mkdir(parents=True)
     (own / "bin" / "sam").symlink_to(sam)
-    env = {**sam_env, "PATH": _bin_dir(tmp_path, make=_make(), cp=_tool("cp"))}
+    env = {**sam_env, "PATH": _bin_dir(tmp_path, make=_make(), cp=_tool("cp"), mkdir=_tool("mkdir"), tar=_tool("tar"))}
     proc = _run([_make(), "build", f"SAM_VENV={own}"], project, env)
     assert proc.returncode == 0, _output(proc)
     assert f"{own}/bin/sam build" in proc.stdout

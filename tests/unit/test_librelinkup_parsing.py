@@ -63,7 +63,7 @@ def utc_s(year: int, month: int, day: int, hour: int, minute: int, second: int) 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("12/30/2022 4:47:40 PM", 1672418860),  # spec §11 test vector (TSL)
+        ("12/30/2022 4:47:40 PM", 1672418860),  # docs/librelinkup-api.md §11 test vector (TSL)
         ("5/21/2022 1:38:50 PM", utc_s(2022, 5, 21, 13, 38, 50)),
         ("11/9/2024 3:19:00 PM", utc_s(2024, 11, 9, 15, 19, 0)),
         ("6/20/2023 12:49:13 AM", utc_s(2023, 6, 20, 0, 49, 13)),

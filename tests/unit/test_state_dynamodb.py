@@ -1,4 +1,7 @@
-"""The DynamoDB store against moto, with the table built from template.yaml."""
+"""What only the DynamoDB store has (moto, the table built from template.yaml).
+
+The behaviour it shares with the file store is tested on both in test_state_contract.py.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +11,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from linkup_sync.ports import Ticket
 from linkup_sync.state.dynamodb import DynamoDBStateStore
-from linkup_sync.state.model import AccountState, TargetState, account_key, pack_ledger, unpack_ledger
+from linkup_sync.state.model import TargetState, account_key, pack_ledger, unpack_ledger
 from tests.support.template import create_state_table
 
 NOW = 1_800_000_000
@@ -29,42 +31,8 @@ def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoDBStateStore]:
         yield DynamoDBStateStore(name, client=client, clock=lambda: NOW)
 
 
-def ticket(region: str = "eu2") -> Ticket:
-    return Ticket(token="tok", expires=NOW + 15552000, user_id="u1", account_id="a" * 64, region=region)
-
-
 def test_account_key_does_not_contain_the_address() -> None:
     assert "fiona" not in KEY.lower() and account_key(" fiona.follower@EXAMPLE.invalid ") == KEY
-
-
-def test_empty_table_loads_empty_state(store: DynamoDBStateStore) -> None:
-    state = store.load(KEY)
-    assert state.account == AccountState() and state.targets == {}
-
-
-def test_account_round_trip_and_region_survives_dropping_the_ticket(store: DynamoDBStateStore) -> None:
-    saved = store.save_account(KEY, AccountState(ticket=ticket(), region="eu2", patient_id="p1"))
-    loaded = store.load(KEY).account
-    assert loaded == saved and loaded.ticket == ticket() and loaded.rev == 1
-    store.save_account(KEY, AccountState(ticket=None, region="eu2", patient_id="p1", rev=1))
-    loaded = store.load(KEY).account
-    assert loaded.ticket is None and loaded.region == "eu2" and loaded.patient_id == "p1"
-
-
-def test_stale_account_write_yields_the_stored_one(store: DynamoDBStateStore) -> None:
-    store.save_account(KEY, AccountState(ticket=ticket("eu"), region="eu"))
-    result = store.save_account(KEY, AccountState(ticket=ticket("de"), region="de"))  # rev 0: stale
-    assert result.region == "eu" and store.load(KEY).account.region == "eu"
-
-
-def test_record_upload_merges_with_a_concurrent_writer(store: DynamoDBStateStore) -> None:
-    base = TargetState(target_id="p1#site")
-    first = store.record_upload(KEY, base, [NOW - 600, NOW - 300])
-    assert first.rev == 1
-    # a second run that read the state before the first wrote: its write must not lose the first's
-    second = store.record_upload(KEY, base, [NOW])
-    assert second.uploaded == (NOW - 600, NOW - 300, NOW)
-    assert store.load(KEY).targets["p1#site"].uploaded == (NOW - 600, NOW - 300, NOW)
 
 
 def test_ledger_item_stays_small(store: DynamoDBStateStore) -> None:

@@ -1,7 +1,7 @@
 """A deterministic LibreLink Up (LLU v4 follower API) simulator for local tests.
 
 Development tooling only (never shipped to Lambda). It implements the behaviour described in
-``specs/librelinkup-api.md`` §15 ("Simulator blueprint"): login with redirects, steps, bad
+``docs/librelinkup-api.md`` §15 ("Simulator blueprint"): login with redirects, steps, bad
 credentials and lockout; HS256-shaped tokens with a fresh ``ticket`` on every authenticated reply;
 the authenticated-endpoint checks (911 → 920 → 401 → 400 → foreign host / unknown patient); a
 per-patient glucose series with a current reading and a lagging 5-minute history; and fault switches

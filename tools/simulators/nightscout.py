@@ -2,7 +2,7 @@
 
 Reproduces what a CGM bridge can observe of a real Nightscout server (cgm-remote-monitor 15.0.7 by
 default; ``version="15.0.6"`` or older switches to the legacy behaviour). Section numbers refer to
-``/work/shared/specs/nightscout-api.md``.
+``docs/nightscout-api.md``.
 
 * API v1 upload ``POST /api/v1/entries[.json|/]``: credentials (§3.1/§3.2), ``api:entries:read`` +
   ``api:entries:create`` (§3.4), body rules (§2.2), date normalisation (§2.4), upsert on

@@ -240,7 +240,11 @@ def package_logs(verbose: bool, err: TextIO) -> Iterator[_Buffer]:
     if verbose:
         handler = logging.StreamHandler(err)
         handler.setFormatter(logging.Formatter("  %(levelname)s %(message)s"))
-    saved = (logger.level, logger.propagate)
+    # The command line owns the output: a JSON handler left by the Lambda set-up in the same process
+    # (observability.logger()) must not print log lines between the command's own lines.
+    saved = (logger.level, logger.propagate, list(logger.handlers))
+    for other in saved[2]:
+        logger.removeHandler(other)
     logger.addHandler(handler)
     logger.setLevel(logging.INFO if verbose else logging.WARNING)
     logger.propagate = False
@@ -248,6 +252,8 @@ def package_logs(verbose: bool, err: TextIO) -> Iterator[_Buffer]:
         yield buffer
     finally:
         logger.removeHandler(handler)
+        for other in saved[2]:
+            logger.addHandler(other)
         logger.setLevel(saved[0])
         logger.propagate = saved[1]
 

@@ -1,7 +1,7 @@
 """LibreLink Up follower API client (implements ports.LinkUpSource).
 
 One HTTP request per call (plus login redirects); never retries by itself: the caller decides, because
-repeated logins can lock the account (spec §5.6, §13.2).
+repeated logins can lock the account (docs/librelinkup-api.md §5.6, §13.2).
 """
 
 from __future__ import annotations

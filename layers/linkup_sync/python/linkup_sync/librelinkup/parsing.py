@@ -1,4 +1,4 @@
-"""Turning LibreLink Up responses into domain objects (spec §4, §5, §6, §7, §10, §11).
+"""Turning LibreLink Up responses into domain objects (docs/librelinkup-api.md §4, §5, §6, §7, §10, §11).
 
 Nothing here does I/O. `classify` is the single place that decides what a response means (spec §4.3);
 the `parse_*` functions read successful bodies. No message or log line carries a token, password,

@@ -1,4 +1,4 @@
-"""LibreLink Up regions and their API hosts (spec §2.1)."""
+"""LibreLink Up regions and their API hosts (docs/librelinkup-api.md §2.1)."""
 
 from __future__ import annotations
 

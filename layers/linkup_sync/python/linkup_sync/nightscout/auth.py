@@ -1,4 +1,4 @@
-"""The `api-secret` header value for Nightscout API v1 (spec §3)."""
+"""The `api-secret` header value for Nightscout API v1 (docs/nightscout-api.md §3)."""
 
 from __future__ import annotations
 

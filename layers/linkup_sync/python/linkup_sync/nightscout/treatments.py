@@ -3,7 +3,7 @@
 Only the documents are built here; NightscoutV1.post_sensor_start and NightscoutV3.post_sensor_start send
 them. The treatment's instant is the sensor's activation time, so posting the same sensor start again hits
 the same document: v1 upserts treatments on ``created_at + eventType`` and v3 de-duplicates on the
-identifier ``uuid5("<device>_<date ms>_Sensor Start")`` (spec §5.4).
+identifier ``uuid5("<device>_<date ms>_Sensor Start")`` (docs/nightscout-api.md §5.4).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Nightscout API v1 uploader (implements ports.NightscoutSink; spec §2, §3, §10)."""
+"""Nightscout API v1 uploader (implements ports.NightscoutSink; docs/nightscout-api.md §2, §3, §10)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Nightscout API v3 uploader (implements ports.NightscoutSink; spec §3.7, §5).
+"""Nightscout API v3 uploader (implements ports.NightscoutSink; docs/nightscout-api.md §3.7, §5).
 
 API v3 takes one document per POST and authenticates only with a JWT obtained for an access token
 (``GET /api/v2/authorization/request/<token>``, valid 8 h). The JWT is reused through a JwtCache (the

@@ -139,7 +139,7 @@ def test_v3_sensor_start_once_across_repeated_posts(ns: NightscoutStandIn, clock
     c.post_sensor_start(serial=SERIAL, activated_at=ACTIVATED)
     v3(ns, token, clock).post_sensor_start(serial=SERIAL, activated_at=ACTIVATED)
     [doc] = sensor_starts(ns)
-    # our identifier is the one the server computes from device, date and eventType (spec §5.4)
+    # our identifier is the one the server computes from device, date and eventType (docs/nightscout-api.md §5.4)
     assert doc["identifier"] == v3_identifier("linkup-sync", ACTIVATED * 1000, "Sensor Start")
     assert (doc["date"], doc["created_at"], doc["utcOffset"]) == (ACTIVATED * 1000, ACTIVATED_ISO, 0)
     assert (doc["app"], doc["device"], doc["enteredBy"]) == ("linkup-sync", "linkup-sync", "linkup-sync")

@@ -1,0 +1,126 @@
+"""The state-store contract (linkup_sync.state.model.StateStore), one suite run against every store.
+
+Each test below runs against the local JSON file store and against the DynamoDB store (moto, in process,
+with the table built from template.yaml). What only one store has — file permissions, a damaged file, two
+processes at once; the DynamoDB item size — is tested beside this file, in test_file_state.py and
+test_state_dynamodb.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from linkup_sync.ports import Ticket
+from linkup_sync.state.dynamodb import DynamoDBStateStore
+from linkup_sync.state.file import FileStateStore
+from linkup_sync.state.model import AccountState, StateStore, TargetState, account_key
+from tests.support.template import create_state_table
+
+NOW = 1_800_000_000
+KEY = account_key("Fiona.Follower@example.invalid")
+
+
+@pytest.fixture(params=["file", "dynamodb"])
+def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StateStore]:
+    if request.param == "file":
+        yield FileStateStore(tmp_path / "state" / "state.json", clock=lambda: NOW)
+        return
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        client = boto3.client("dynamodb")
+        yield DynamoDBStateStore(create_state_table(client), client=client, clock=lambda: NOW)
+
+
+def ticket(region: str = "eu2") -> Ticket:
+    return Ticket(token="tok", expires=NOW + 15552000, user_id="u1", account_id="a" * 64, region=region)
+
+
+def test_nothing_stored_loads_empty_state(store: StateStore) -> None:
+    state = store.load(KEY)
+    assert state.account == AccountState() and state.targets == {}
+
+
+def test_account_round_trip_and_region_survives_dropping_the_ticket(store: StateStore) -> None:
+    saved = store.save_account(KEY, AccountState(ticket=ticket(), region="eu2", patient_id="p1"))
+    loaded = store.load(KEY).account
+    assert loaded == saved and loaded.ticket == ticket() and loaded.rev == 1
+    store.save_account(KEY, AccountState(ticket=None, region="eu2", patient_id="p1", rev=1))
+    loaded = store.load(KEY).account
+    assert loaded.ticket is None and loaded.region == "eu2" and loaded.patient_id == "p1"
+
+
+def test_region_follows_the_ticket(store: StateStore) -> None:
+    saved = store.save_account(KEY, AccountState(ticket=ticket("eu2"), region="eu"))
+    assert saved.region == "eu2" and store.load(KEY).account.region == "eu2"
+
+
+def test_every_account_field_is_kept_including_the_breakers(store: StateStore) -> None:
+    account = AccountState(
+        ticket=ticket(),
+        patient_id="p1",
+        bad_credentials_version="v7",
+        login_not_before=NOW + 60,
+        login_block_reason="locked",
+        backoff_until=NOW + 120,
+        backoff_failures=2,
+        backoff_reason="rate_limited",
+        version="4.17.0",
+        rejected_version="4.16.0",
+    )
+    saved = store.save_account(KEY, account)
+    assert store.load(KEY).account == saved == replace(account, region="eu2", rev=1)
+
+
+def test_stale_account_write_yields_the_stored_one(store: StateStore) -> None:
+    store.save_account(KEY, AccountState(ticket=ticket("eu"), region="eu"))
+    result = store.save_account(KEY, AccountState(ticket=ticket("de"), region="de"))  # rev 0: stale
+    assert result.region == "eu" and store.load(KEY).account.region == "eu"
+    result = store.save_account(KEY, AccountState(region="fr", rev=5))  # a rev that was never stored
+    assert result.region == "eu" and result.rev == 1
+
+
+def test_login_lock_is_exclusive_until_it_expires_or_the_account_is_saved(store: StateStore) -> None:
+    assert store.acquire_login_lock(KEY, NOW, 60)
+    assert not store.acquire_login_lock(KEY, NOW + 30, 60)  # another run is logging in
+    assert store.acquire_login_lock(KEY, NOW + 61, 60)  # the first run died: the lock expired
+    # the lock alone does not count as a stored account: the first save (rev 0) still succeeds
+    saved = store.save_account(KEY, AccountState(ticket=ticket()))
+    assert saved.rev == 1
+    assert store.acquire_login_lock(KEY, NOW + 62, 60)  # saving released the lock
+
+
+def test_record_upload_merges_with_a_concurrent_writer(store: StateStore) -> None:
+    base = TargetState(target_id="p1#site")
+    first = store.record_upload(KEY, base, [NOW - 600, NOW - 300])
+    assert first.rev == 1
+    # a second run that read the state before the first wrote: its write must not lose the first's
+    second = store.record_upload(KEY, base, [NOW])
+    assert second.uploaded == (NOW - 600, NOW - 300, NOW) and second.rev == 2
+    assert store.load(KEY).targets["p1#site"].uploaded == (NOW - 600, NOW - 300, NOW)
+
+
+def test_record_upload_keeps_the_targets_other_fields(store: StateStore) -> None:
+    target = TargetState(target_id="p1#site", sensor="0E12@1700000000", jwt="jwt-value", jwt_exp=NOW + 3600)
+    store.record_upload(KEY, target, [NOW])
+    loaded = store.load(KEY).targets["p1#site"]
+    assert loaded == replace(target, uploaded=(NOW,), rev=1)
+    # an empty upload still stores the other fields (e.g. a new JWT), also from a stale copy
+    store.record_upload(KEY, replace(loaded, jwt="newer"), [])
+    store.record_upload(KEY, replace(loaded, jwt="newest", uploaded=()), [NOW + 60])  # rev 1: stale
+    assert store.load(KEY).targets["p1#site"] == replace(target, jwt="newest", uploaded=(NOW, NOW + 60), rev=3)
+
+
+def test_accounts_and_targets_stay_apart(store: StateStore) -> None:
+    other = account_key("someone.else@example.invalid")
+    store.save_account(KEY, AccountState(patient_id="p1"))
+    store.record_upload(other, TargetState(target_id="p2#site"), [NOW])
+    assert store.load(KEY).targets == {} and store.load(other).account == AccountState()
