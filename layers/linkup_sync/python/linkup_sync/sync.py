@@ -51,7 +51,8 @@ BACKOFF_BASE_S = 120
 BACKOFF_CAP_S = 30 * 60
 LOGIN_LOCK_S = 60  # longer than any login can take (the run's deadline is 20 s)
 # Nightscout snoozes urgent alarms while its newest treatment is younger than 10 minutes and not an
-# announcement (docs/nightscout-api.md §11): a Sensor Start is posted only once its time is at least this far in the past.
+# announcement (docs/nightscout-api.md §11): a Sensor Start is posted only once its time is at least
+# this far in the past.
 SENSOR_START_MIN_AGE_S = 600
 
 # Failures of LibreLink Up's edge or servers: the next runs skip LibreLink Up for a growing while.
