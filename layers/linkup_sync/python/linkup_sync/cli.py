@@ -185,7 +185,7 @@ def reset_login(store: StateStore, key: str) -> list[str]:
         changes.update(login_not_before=None, login_block_reason=None)
         cleared.append("the wait for an action in the LibreLink Up app")
     if account.rejected_version:
-        changes["rejected_version"] = None
+        changes.update(rejected_version=None, version_retry_at=None)
         cleared.append(f"the block on app version {account.rejected_version}")
     if account.backoff_until or account.backoff_failures:
         changes.update(backoff_until=None, backoff_failures=0, backoff_reason=None)

@@ -16,7 +16,8 @@ from .http import check_url_scheme
 from .librelinkup.regions import DEFAULT_URL_TEMPLATE, normalize_region
 from .ports import Credentials, Target
 
-DEFAULT_VERSION = "4.16.0"
+DEFAULT_VERSION = "4.16.0"  # the built-in version: sent until LibreLink Up names a higher minimum
+DEFAULT_VERSION_SETTING = "auto"  # LINK_UP_VERSION when unset: follow LibreLink Up's minimum (issue #10)
 
 SECRET_KEYS = ("LINK_UP_USERNAME", "LINK_UP_PASSWORD", "NIGHTSCOUT_URL", "NIGHTSCOUT_API_TOKEN")
 
@@ -83,7 +84,7 @@ class Settings:
                 f"not '{connection}'. Leave it empty to use the only (or first) person the account follows."
             )
 
-        version = env.get("LINK_UP_VERSION", "").strip() or DEFAULT_VERSION
+        version = env.get("LINK_UP_VERSION", "").strip() or DEFAULT_VERSION_SETTING
         version_auto = version.lower() == "auto"
         if version_auto:
             version = DEFAULT_VERSION

@@ -61,7 +61,7 @@ _ACCOUNT_STRINGS = (
     "version",
     "rejected_version",
 )
-_ACCOUNT_NUMBERS = ("login_not_before", "backoff_until", "backoff_failures")
+_ACCOUNT_NUMBERS = ("login_not_before", "backoff_until", "backoff_failures", "version_retry_at")
 
 
 def _account_from_item(item: dict[str, Any]) -> AccountState:

@@ -55,9 +55,12 @@ class AccountState:
     backoff_until: int | None = None
     backoff_failures: int = 0
     backoff_reason: str | None = None
-    # LINK_UP_VERSION=auto: the minimum version LibreLink Up asked for; rejected_version: refused as too old.
+    # LINK_UP_VERSION=auto: the minimum version LibreLink Up asked for (adopted, used from then on).
     version: str | None = None
+    # A version LibreLink Up refused (pinned, or a 5.x minimum): no request with it before
+    # version_retry_at (an hour later); a changed LINK_UP_VERSION ends the wait at once.
     rejected_version: str | None = None
+    version_retry_at: int | None = None
     rev: int = 0  # optimistic-concurrency counter of the stored item; 0 = not stored yet
 
 
