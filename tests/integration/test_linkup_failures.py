@@ -8,6 +8,7 @@ recover everything still in the 12-hour window. No log line may carry a secret.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import threading
 import time
@@ -382,7 +383,7 @@ def test_pinned_refused_version_is_asked_again_hourly(harness: Harness) -> None:
             continue
         assert result["skipped"] == "version"
         assert result["linkup_requests"] == 0
-    assert len(asked) == 3 and all(b - a == 3600 for a, b in zip(asked, asked[1:], strict=False))
+    assert len(asked) == 3 and all(b - a == 3600 for a, b in itertools.pairwise(asked))
     assert harness.stored_account().account.version is None  # pinned: never adopted
     harness.llu.set_min_version("4.16.0")  # LibreLink Up accepts it again: the next hourly try recovers
     harness.tick(3600)
