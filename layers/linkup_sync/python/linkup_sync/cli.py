@@ -27,7 +27,7 @@ from .settings import SECRET_KEYS, Settings
 
 if TYPE_CHECKING:
     from .http import Deadline
-    from .ports import Credentials, Target
+    from .ports import Credentials, Existing, Target
     from .readings import Reading
     from .runtime import CredentialSource, Dependencies
     from .state.model import AccountState, StateStore, StoredState, TargetState
@@ -153,6 +153,12 @@ class CollectingSink:
 
     def post_sensor_start(self, *, serial: str, activated_at: int) -> None:
         self.sensor_starts.append((serial, activated_at))
+
+    def existing_sgv(self, since_ms: int) -> Existing:
+        # Nothing is asked: the dry run shows every gap as LibreLink Up's history would fill it.
+        from .ports import Existing
+
+        return Existing(instants=(), complete_since_ms=since_ms)
 
 
 def collecting_factory(

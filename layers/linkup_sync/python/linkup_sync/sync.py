@@ -42,7 +42,8 @@ from .errors import (
 )
 from .librelinkup.parsing import version_key
 from .ports import Clock, Connection, Credentials, Graph, LinkUpSource, NightscoutSink, Target, Ticket
-from .selection import select_new
+from .readings import Reading
+from .selection import GAP_S, select_new
 from .state.model import AccountState, StateStore, StoredState, TargetState, account_key, target_id
 
 log = logging.getLogger("linkup_sync")
@@ -448,7 +449,7 @@ class SyncService:
 
         sink = self.sinks(target, stored)
         try:
-            new = select_new(graph, stored.uploaded)
+            new, found = self._select(graph, stored, sink)
             accepted: list[int] = []
             try:
                 if new:
@@ -459,18 +460,60 @@ class SyncService:
                 # record exactly what Nightscout acknowledged; the rest is retried next run
                 accepted = [ms // 1000 for ms in partial.accepted]
                 report.uploaded = len(accepted)
-                self._record(state.key, stored, accepted, sink)
+                self._record(state.key, stored, accepted + found, sink)
                 raise
             sensor = self._sensor_start(graph, stored, sink, report)
             changed = sensor != stored.sensor or self._jwt_of(sink) != (stored.jwt, stored.jwt_exp)
-            if accepted or changed:
+            if accepted or found or changed:
                 # Only now, after Nightscout accepted them, does the state move forward.
-                self._record(state.key, replace(stored, sensor=sensor), accepted, sink)
+                self._record(state.key, replace(stored, sensor=sensor), accepted + found, sink)
         except NightscoutError as exc:
             report.error = exc.reason
             raise
         finally:
             self.report.nightscout_requests += sink.requests_made
+
+    def _select(self, graph: Graph, stored: TargetState, sink: NightscoutSink) -> tuple[list[Reading], list[int]]:
+        """What to upload, and the instants found in Nightscout to remember as covered.
+
+        Only a run that would fill gaps from the history (first run, after an outage, a cold state) reads
+        back what Nightscout already holds in that window, from any device, in one request; the steady
+        state stays at one request or none. The instants found go into the ledger, so the next run does
+        not read again for the same window. When the read fails, only the current reading is uploaded:
+        the ledger then does not cover the gap, and the next run fills it.
+        """
+        new = select_new(graph, stored.uploaded)
+        history = [r for r in new if r.source == "graph"]
+        if not history:
+            return new, []
+        since_ms = (min(r.epoch_s for r in history) - GAP_S) * 1000
+        try:
+            existing = sink.existing_sgv(since_ms)
+        except NightscoutError as exc:
+            log.warning(
+                "Could not read which readings Nightscout already holds (%s). This run uploads only the "
+                "current reading; the %d gap readings from LibreLink Up's history follow on a later run.",
+                exc.message,
+                len(history),
+                extra={"reason": "gap_fill_deferred"},
+            )
+            return [r for r in new if r.source == "current"], []
+        complete_s = existing.complete_since_ms // 1000
+        covered_before = complete_s if complete_s > since_ms // 1000 else None
+        chosen = select_new(graph, stored.uploaded, covered=existing.instants, covered_before=covered_before)
+        # Only instants inside the graph's window: a future-dated entry (a wrong clock elsewhere) must not
+        # move the ledger's horizon, which would hide the current readings from the selection.
+        newest = max(r.epoch_s for r in [*graph.history, *([graph.current] if graph.current else [])])
+        found = [t for t in existing.instants if t <= newest + GAP_S]
+        if covered_before is not None:  # not seen, treated as covered: remember so no run reads for them again
+            found += [r.epoch_s for r in history if r.epoch_s < covered_before]
+        skipped = len(history) - sum(1 for r in chosen if r.source == "graph")
+        if skipped:
+            log.info(
+                "Nightscout already holds readings near %d of the history points; they are not added again",
+                skipped,
+            )
+        return chosen, found
 
     def _sensor_start(
         self, graph: Graph, stored: TargetState, sink: NightscoutSink, report: TargetReport

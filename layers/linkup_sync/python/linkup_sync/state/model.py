@@ -73,7 +73,9 @@ def target_id(patient_id: str, nightscout_url: str) -> str:
 @dataclass(frozen=True)
 class TargetState:
     target_id: str
-    uploaded: tuple[int, ...] = ()  # sorted epoch seconds of readings Nightscout accepted
+    # sorted epoch seconds of readings Nightscout accepted, and of entries a gap-filling run found already
+    # there (from any uploader): the instants Nightscout is known to hold
+    uploaded: tuple[int, ...] = ()
     sensor: str | None = None  # "<serial>@<activation>" of the last Sensor Start Nightscout accepted
     jwt: str | None = field(default=None, repr=False)  # API v3: Nightscout's 8-hour token, reused
     jwt_exp: int | None = None
