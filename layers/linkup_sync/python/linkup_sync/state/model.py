@@ -79,6 +79,9 @@ class TargetState:
     sensor: str | None = None  # "<serial>@<activation>" of the last Sensor Start Nightscout accepted
     jwt: str | None = field(default=None, repr=False)  # API v3: Nightscout's 8-hour token, reused
     jwt_exp: int | None = None
+    # Until when (epoch s) a read-back saw what Nightscout holds: later runs fill gaps up to here without
+    # asking again (the lag of LibreLink Up's history would otherwise cost a read on the next few runs).
+    checked_until: int | None = None
     rev: int = 0
 
     @property
@@ -87,6 +90,12 @@ class TargetState:
 
     def with_uploaded(self, added: Iterable[int]) -> TargetState:
         return replace(self, uploaded=merge_ledger(self.uploaded, added))
+
+    def checked_at_least(self, other: int | None) -> TargetState:
+        """Never move the read-back horizon backwards (two runs may record in either order)."""
+        if other is None or (self.checked_until is not None and self.checked_until >= other):
+            return self
+        return replace(self, checked_until=other)
 
 
 @dataclass(frozen=True)
