@@ -287,10 +287,14 @@ def test_doctor_lists_several_people_and_an_unknown_connection(sim: Sim, capsys:
     assert "set LINK_UP_CONNECTION to one of the patientIds above" in out
     unknown = "8b6e4d2c-1a3f-4c5e-9d7b-2f0a6c8e4b13"
     code, out, _ = sim.run(capsys, "doctor", LINK_UP_CONNECTION=unknown)
-    assert code == 1 and (
-        f"✘ Connections: The patient id {unknown} (from the LINK_UP_CONNECTION setting) is not followed by this "
-        "LibreLink Up account"
-    ) in out
+    assert (
+        code == 1
+        and (
+            f"✘ Connections: The patient id {unknown} (from the LINK_UP_CONNECTION setting) is not followed by this "
+            "LibreLink Up account"
+        )
+        in out
+    )
     assert f"{second.patient_id}  QO" in out and "Quinn" not in out
 
 

@@ -66,6 +66,7 @@ def test_every_account_field_is_kept_including_the_breakers(store: FileStateStor
         backoff_reason="rate_limited",
         version="4.17.0",
         rejected_version="4.16.0",
+        version_retry_at=NOW + 3600,
     )
     saved = store.save_account(KEY, account)
     assert store.load(KEY).account == saved == replace(account, region="eu2", rev=1)
@@ -160,3 +161,10 @@ def test_two_processes_writing_at_once_lose_nothing(path: Path) -> None:
         assert w.exitcode == 0
     uploaded = FileStateStore(path).load(KEY).targets["p1#site"].uploaded
     assert uploaded == tuple(sorted([NOW + i for i in range(25)] + [NOW + 1000 + i for i in range(25)]))
+
+
+def test_read_back_horizon_is_kept_and_never_moves_back(store: FileStateStore) -> None:
+    store.record_upload(KEY, TargetState(target_id="p1#site", checked_until=NOW), [NOW - 60])
+    assert store.load(KEY).targets["p1#site"].checked_until == NOW
+    store.record_upload(KEY, TargetState(target_id="p1#site", checked_until=NOW - 900), [])  # stale copy
+    assert store.load(KEY).targets["p1#site"].checked_until == NOW

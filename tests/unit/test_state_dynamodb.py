@@ -81,3 +81,18 @@ def test_pack_round_trip() -> None:
     assert unpack_ledger(pack_ledger([3, 1, 2])) == (1, 2, 3)
     with pytest.raises(ValueError):
         unpack_ledger(b"\x00\x01")
+
+
+def test_version_breaker_and_read_back_horizon_round_trip(store: DynamoDBStateStore) -> None:
+    """Issue #10: the hourly version retry and the read-back horizon survive a cold start."""
+    saved = store.save_account(
+        KEY, AccountState(version="4.17.0", rejected_version="4.16.0", version_retry_at=NOW + 3600)
+    )
+    assert store.load(KEY).account == saved and saved.version_retry_at == NOW + 3600
+    store.save_account(KEY, AccountState(version="4.17.0", rev=saved.rev))  # cleared: the attribute goes
+    assert store.load(KEY).account.version_retry_at is None
+    target = TargetState(target_id="p1#site", checked_until=NOW)
+    store.record_upload(KEY, target, [NOW - 60])
+    assert store.load(KEY).targets["p1#site"].checked_until == NOW
+    store.record_upload(KEY, TargetState(target_id="p1#site", checked_until=NOW - 900), [])  # stale: never back
+    assert store.load(KEY).targets["p1#site"].checked_until == NOW

@@ -216,3 +216,19 @@ def test_full_read_back_page_leaves_older_points_alone() -> None:
     assert all(abs(t - cut) > 150 for t in added)
     ns.existing_sgv = lambda since_ms: pytest.fail("no second read-back")  # type: ignore[method-assign]
     assert service(llu, ns, store).run(CREDS).uploaded == 0
+
+
+def test_lag_window_after_a_gap_fill_needs_no_second_read_back() -> None:
+    llu = FakeLinkUp(connection_ids=["p1"], graphs={"p1": g("p1", NOW - 60, five_minute(NOW - 3600, NOW - 900))})
+    ns, store = FakeNightscout(), MemoryStateStore()
+    service(llu, ns, store).run(CREDS)
+    assert len(ns.reads) == 1
+    # five minutes later the lagging history shows points between the last one and the first current reading
+    llu.graphs["p1"] = g("p1", NOW + 240, five_minute(NOW - 3600, NOW - 300))
+    later = SyncService(source=llu, sinks=lambda t, s: ns, store=store, clock=lambda: NOW + 300, region="eu")
+    report = later.run(CREDS)
+    assert report.gap_filled == 2 and len(ns.reads) == 1  # filled without asking Nightscout again
+    # a gap newer than what the read-back saw (a stalled phone, an outage) is asked about again
+    llu.graphs["p1"] = g("p1", NOW + 3000, five_minute(NOW - 3600, NOW + 2400))
+    again = SyncService(source=llu, sinks=lambda t, s: ns, store=store, clock=lambda: NOW + 3000, region="eu")
+    assert again.run(CREDS).gap_filled > 0 and len(ns.reads) == 2
