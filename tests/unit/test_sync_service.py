@@ -232,3 +232,31 @@ def test_lag_window_after_a_gap_fill_needs_no_second_read_back() -> None:
     llu.graphs["p1"] = g("p1", NOW + 3000, five_minute(NOW - 3600, NOW + 2400))
     again = SyncService(source=llu, sinks=lambda t, s: ns, store=store, clock=lambda: NOW + 3000, region="eu")
     assert again.run(CREDS).gap_filled > 0 and len(ns.reads) == 2
+
+
+# --- couldNotLoadPatient names the id and where it came from (issue #10) ------------------------------
+
+
+def test_patient_not_found_names_the_remembered_id() -> None:
+    llu = FakeLinkUp(connection_ids=["p1"], graphs={"p1": g("p1", NOW - 60, [])})
+    ns, store = FakeNightscout(), MemoryStateStore()
+    service(llu, ns, store).run(CREDS)  # p1 is discovered and remembered
+    del llu.graphs["p1"]  # LibreLink Up answers couldNotLoadPatient for it now
+    with pytest.raises(LinkUpPatientNotFound) as err:
+        service(llu, ns, store).run(CREDS)
+    assert "The patient id p1 (remembered from an earlier run" in err.value.message
+    assert err.value.origin == "remembered"
+    llu.graphs["p1"] = g("p1", NOW + 240, [])  # a passing mistake: the next run simply goes on
+    assert service(llu, ns, store).run(CREDS).uploaded == 1
+
+
+def test_patient_not_found_names_the_setting_even_when_the_list_fails_too() -> None:
+    class ListFails(FakeLinkUp):
+        def connections(self, ticket: object) -> list[object]:  # type: ignore[override]
+            raise LinkUpPatientNotFound("", [])  # couldNotLoadPatient on /llu/connections (a wrong host)
+
+    llu = ListFails(connection_ids=["p1"])
+    with pytest.raises(LinkUpPatientNotFound) as err:
+        service(llu, FakeNightscout(), MemoryStateStore(), connection="0123abcd-0000").run(CREDS)
+    assert err.value.patient_id == "0123abcd-0000"
+    assert "The patient id 0123abcd-0000 (from the LINK_UP_CONNECTION setting)" in err.value.message

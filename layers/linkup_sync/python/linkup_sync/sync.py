@@ -54,6 +54,7 @@ ACTION_RETRY_S = 3600  # after "the person must act": try logging in again at mo
 VERSION_RETRY_S = 3600  # a refused pinned version (or a 5.x minimum): ask LibreLink Up again at most hourly
 BACKOFF_BASE_S = 120
 BACKOFF_CAP_S = 30 * 60
+RETRY_AFTER_CAP_S = 24 * 3600  # a Retry-After is honoured, but never for more than a day
 LOGIN_LOCK_S = 60  # longer than any login can take (the run's deadline is 20 s)
 
 # Failures of LibreLink Up's edge or servers: the next runs skip LibreLink Up for a growing while.
@@ -254,7 +255,7 @@ class SyncService:
             failures = account.backoff_failures + 1
             retry_after = getattr(exc, "retry_after", None)
             if retry_after:
-                delay = float(retry_after)
+                delay = min(float(retry_after), RETRY_AFTER_CAP_S)
             else:
                 delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (failures - 1) * (0.8 + 0.4 * self.jitter()))
             changes = {"backoff_until": int(now + delay), "backoff_failures": failures, "backoff_reason": exc.reason}
