@@ -282,3 +282,16 @@ def test_answers_that_can_be_mistakes_stop_no_run(fault: Callable[[], errors.Lin
         assert len(world.llu.requests) > requests
     account = world.store.accounts[account_key("f@example.invalid")]
     assert account.backoff_until is None and account.rejected_version is None and account.login_not_before is None
+
+
+def test_auto_adopts_a_minimum_named_at_login_for_the_next_run() -> None:
+    """A 920 where no retry happens in the run (the login, or a second raise) is adopted for the next run."""
+    world = World()
+    world.auto = True
+    world.llu.login_errors = [errors.LinkUpVersionRejected("4.17.0", "4.16.0")]
+    assert isinstance(world.run(), errors.LinkUpVersionRejected)
+    account = world.store.accounts[account_key("f@example.invalid")]
+    assert account.version == "4.17.0" and account.rejected_version is None
+    world.now += 300
+    healthy(world)  # no breaker, no person: the next run logs in with 4.17.0
+    assert world.llu.version == "4.17.0"

@@ -250,7 +250,16 @@ class SyncService:
                 "login_block_reason": f"action_required:{exc.step}",
             }
         elif isinstance(exc, LinkUpVersionRejected):
-            changes = {"rejected_version": exc.sent_version, "version_retry_at": now + VERSION_RETRY_S}
+            minimum = exc.minimum_version
+            if self.version_auto and minimum and minimum.startswith("4."):
+                # auto, but not adopted in this run (a refused login, or a second raise in one run):
+                # the next run starts with it, so this needs no person either.
+                log.warning(
+                    "LibreLink Up requires app version %s; the next run uses it (LINK_UP_VERSION=auto)", minimum
+                )
+                changes = {"version": minimum}
+            else:
+                changes = {"rejected_version": exc.sent_version, "version_retry_at": now + VERSION_RETRY_S}
         elif isinstance(exc, BACKOFF_ERRORS):
             failures = account.backoff_failures + 1
             retry_after = getattr(exc, "retry_after", None)
