@@ -435,7 +435,8 @@ def test_revoked_ticket_means_one_relogin_and_one_retry(harness: Harness) -> Non
 def test_two_overlapping_runs_never_both_log_in(harness: Harness) -> None:
     harness.llu.add_patient(EMAIL)
     harness.provision()
-    harness.llu.delay(1, 8.0, path="/llu/auth/login")  # the first login is held while the second run starts
+    # the first login is held (below the 10 s read timeout) while the second run starts
+    harness.llu.delay(1, 8.0, path="/llu/auth/login")
     results: list[dict[str, object]] = []
 
     def one_container() -> None:
@@ -445,6 +446,7 @@ def test_two_overlapping_runs_never_both_log_in(harness: Harness) -> None:
         from linkup_sync.runtime import Dependencies
 
         deps = Dependencies.from_env(harness.env, clock=harness.clock)
+        deps.deadline_s = 60  # longer than the held login: the overlap, not the deadline, is under test
         app.DEPENDENCIES = deps
         try:
             results.append(app.handler(harness.event(), LocalContext()))
@@ -453,9 +455,10 @@ def test_two_overlapping_runs_never_both_log_in(harness: Harness) -> None:
 
     first = threading.Thread(target=one_container)
     first.start()
-    waited = time.monotonic() + 30
-    while harness.llu.logins < 1 and time.monotonic() < waited:  # the first login has arrived and is held
-        time.sleep(0.01)
+    waited = time.monotonic() + 60
+    # the first run holds the login lock (its login request is being held): only then start the second
+    while not any("login_lock_until" in item for item in harness.state_items()) and time.monotonic() < waited:
+        time.sleep(0.05)
     second = threading.Thread(target=one_container)
     second.start()
     second.join(60)
