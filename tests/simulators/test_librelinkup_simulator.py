@@ -810,17 +810,17 @@ def test_cloudflare_block_430_5xx_truncated_nonjson(sim: LinkUpSimulator, acc: A
 
 
 def test_hang_then_recover(sim: LinkUpSimulator, acc: Any) -> None:
-    sim.hang(1, 0.4, path="/llu/auth/login")
+    sim.hang(1, 20, path="/llu/auth/login")
     t = time.monotonic()
     with pytest.raises((TimeoutError, socket.timeout)):
-        login(sim, timeout=0.1)
-    assert time.monotonic() - t < 0.4
+        login(sim, timeout=0.5)
+    assert time.monotonic() - t < 15  # the client gave up long before the 20 s hold ended
     assert login(sim).status == 200
     assert sim.requests[0].status is None and sim.requests[0].fault == "hang"
     # a hang longer than the client's patience ends in a closed connection without a reply
     sim.hang(1, 0.2)
     with pytest.raises((http.client.RemoteDisconnected, ConnectionError)):
-        login(sim, timeout=2)
+        login(sim, timeout=30)
 
 
 def test_stop_releases_hanging_and_idle_connections(clock: VirtualClock) -> None:
@@ -837,7 +837,7 @@ def test_stop_releases_hanging_and_idle_connections(clock: VirtualClock) -> None
 
     th = threading.Thread(target=client)
     th.start()
-    deadline = time.monotonic() + 2
+    deadline = time.monotonic() + 20
     while sim.count() < 1 and time.monotonic() < deadline:  # the hanging request has arrived
         time.sleep(0.01)
     idle = http.client.HTTPConnection("127.0.0.1", sim.port, timeout=5)  # an idle keep-alive connection
@@ -845,8 +845,8 @@ def test_stop_releases_hanging_and_idle_connections(clock: VirtualClock) -> None
     assert idle.getresponse().read()
     t = time.monotonic()
     sim.stop()
-    th.join(3)
-    assert time.monotonic() - t < 3 and not th.is_alive() and errors
+    th.join(15)
+    assert time.monotonic() - t < 15 and not th.is_alive() and errors  # released long before the 25 s hold
     with pytest.raises(OSError):
         login(sim, timeout=1)
     idle.close()

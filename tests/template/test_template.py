@@ -351,7 +351,7 @@ def test_api_url_keeps_its_region_placeholder(cfn: dict[str, Any]) -> None:
             ["AE", "AP", "AU", "CA", "DE", "EU", "EU2", "FR", "JP", "US", "LA", "RU", "CN"],
         ),
         ("LinkUpConnection", "", None),
-        ("LinkUpVersion", "4.16.0", None),
+        ("LinkUpVersion", "auto", None),
         ("NightscoutApiV3", "false", ["true", "false"]),
         ("NightscoutSensorStart", "true", ["true", "false"]),
         ("NightscoutAnnounce", "true", ["true", "false"]),
@@ -516,3 +516,20 @@ def test_samconfig() -> None:
     assert validate.get("region") == "us-east-1"
     for section in default.values():
         assert section.get("parameters", {}).get("lint") is not True
+
+
+def test_link_up_version_default_is_auto_and_matches_the_code(template: dict[str, Any]) -> None:
+    """Issue #10: with the template's defaults a minimum-version bump needs no person."""
+    import re
+
+    from linkup_sync.settings import DEFAULT_VERSION_SETTING, Settings
+
+    parameter = template["Parameters"]["LinkUpVersion"]
+    assert parameter["Default"] == "auto" == DEFAULT_VERSION_SETTING
+    pattern = re.compile(parameter["AllowedPattern"])
+    for good in ("auto", "4.16.0", "4.17.0", "10.0.12"):
+        assert pattern.match(good), good
+    for bad in ("", "4.16", "latest", "AUTO "):
+        assert not pattern.match(bad), bad
+    settings = Settings.from_env({**function_environment(), "CREDENTIALS_SECRET_ID": "arn:secret"})
+    assert settings.version_auto and settings.version == "4.16.0"

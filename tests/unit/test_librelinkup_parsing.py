@@ -23,6 +23,7 @@ from linkup_sync.errors import (
     LinkUpRateLimited,
     LinkUpServerError,
     LinkUpUnauthorized,
+    LinkUpVersionContradicted,
     LinkUpVersionRejected,
 )
 from linkup_sync.librelinkup import parsing
@@ -33,6 +34,7 @@ from linkup_sync.librelinkup.parsing import (
     parse_graph,
     parse_login,
     reading_from_item,
+    version_key,
 )
 from linkup_sync.librelinkup.regions import (
     DEFAULT_URL_TEMPLATE,
@@ -560,7 +562,7 @@ def test_classify_never_echoes_token() -> None:
             classify(status, "application/json", body({"status": 9, "error": {"message": token}, "data": token}))
         assert token not in str(exc.value)
         assert "secret-token" not in str(exc.value)
-    with pytest.raises(LinkUpVersionRejected) as v:
+    with pytest.raises(LinkUpVersionContradicted) as v:  # an unreadable minimum is no minimum
         classify(
             403,
             "application/json",
@@ -571,3 +573,36 @@ def test_classify_never_echoes_token() -> None:
     with pytest.raises(LinkUpMalformedResponse) as m:
         classify(200, "application/json", body({"status": 7, "error": {"message": "weird"}}))
     assert "body status 7" in str(m.value) and "weird" in str(m.value)
+
+
+@pytest.mark.parametrize(
+    ("minimum", "sent", "expected"),
+    [
+        ("4.17.0", "4.16.0", LinkUpVersionRejected),  # a real refusal: the minimum is higher
+        ("4.16.1", "4.16.0", LinkUpVersionRejected),
+        ("5.0.0", "4.16.0", LinkUpVersionRejected),
+        ("4.16.0", "4.16.0", LinkUpVersionContradicted),  # the version sent already meets it
+        ("4.16", "4.16.0", LinkUpVersionContradicted),
+        ("4.12.0", "4.16.0", LinkUpVersionContradicted),
+        (None, "4.16.0", LinkUpVersionContradicted),  # no minimum named
+        ("", "4.16.0", LinkUpVersionContradicted),
+        ("soon", "4.16.0", LinkUpVersionContradicted),
+    ],
+)
+def test_920_is_a_refusal_only_when_it_names_a_higher_minimum(
+    minimum: str | None, sent: str, expected: type[LinkUpError]
+) -> None:
+    data = {} if minimum is None else {"minimumVersion": minimum}
+    with pytest.raises(expected) as exc:
+        classify(403, "application/json", body({"status": 920, "data": data}), version=sent)
+    if expected is LinkUpVersionContradicted:
+        assert exc.value.reason == "server_error" and not exc.value.needs_person
+        assert "tries again by itself" in exc.value.message
+    else:
+        assert exc.value.needs_person
+
+
+def test_version_key_compares_numerically() -> None:
+    assert version_key("4.9.0") < version_key("4.16.0") < version_key("4.17") < version_key("5.0.0")  # type: ignore[operator]
+    assert version_key("4.16") == version_key("4.16.0")
+    assert version_key("auto") is None and version_key(None) is None and version_key("4.x") is None

@@ -13,7 +13,15 @@ BASE = {"STATE_TABLE_NAME": "t", "CREDENTIALS_SECRET_ID": "arn:secret"}
 def test_defaults_match_nightscout_librelink_up() -> None:
     s = Settings.from_env(BASE)
     assert (s.region, s.version, s.api_v3, s.connection) == ("eu", "4.16.0", False, None)
+    assert s.version_auto  # issue #10: unset means auto, starting from the built-in 4.16.0
     assert s.api_url_template == DEFAULT_URL_TEMPLATE
+
+
+def test_explicit_version_is_pinned_and_auto_is_not() -> None:
+    pinned = Settings.from_env({**BASE, "LINK_UP_VERSION": "4.17.0"})
+    assert (pinned.version, pinned.version_auto) == ("4.17.0", False)
+    auto = Settings.from_env({**BASE, "LINK_UP_VERSION": "auto"})
+    assert (auto.version, auto.version_auto) == ("4.16.0", True)
 
 
 def test_region_case_and_the_aliases_the_template_refuses() -> None:

@@ -75,6 +75,7 @@ def test_every_account_field_is_kept_including_the_breakers(store: StateStore) -
         backoff_reason="rate_limited",
         version="4.17.0",
         rejected_version="4.16.0",
+        version_retry_at=NOW + 3600,
     )
     saved = store.save_account(KEY, account)
     assert store.load(KEY).account == saved == replace(account, region="eu2", rev=1)
@@ -124,3 +125,18 @@ def test_accounts_and_targets_stay_apart(store: StateStore) -> None:
     store.save_account(KEY, AccountState(patient_id="p1"))
     store.record_upload(other, TargetState(target_id="p2#site"), [NOW])
     assert store.load(KEY).targets == {} and store.load(other).account == AccountState()
+
+
+def test_version_breaker_and_read_back_horizon_round_trip(store: StateStore) -> None:
+    """Issue #10: the hourly version retry and the read-back horizon survive a cold start."""
+    saved = store.save_account(
+        KEY, AccountState(version="4.17.0", rejected_version="4.16.0", version_retry_at=NOW + 3600)
+    )
+    assert store.load(KEY).account == saved and saved.version_retry_at == NOW + 3600
+    store.save_account(KEY, AccountState(version="4.17.0", rev=saved.rev))  # cleared: the attribute goes
+    assert store.load(KEY).account.version_retry_at is None
+    target = TargetState(target_id="p1#site", checked_until=NOW)
+    store.record_upload(KEY, target, [NOW - 60])
+    assert store.load(KEY).targets["p1#site"].checked_until == NOW
+    store.record_upload(KEY, TargetState(target_id="p1#site", checked_until=NOW - 900), [])  # stale: never back
+    assert store.load(KEY).targets["p1#site"].checked_until == NOW

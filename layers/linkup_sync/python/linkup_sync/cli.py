@@ -27,7 +27,7 @@ from .settings import SECRET_KEYS, Settings
 
 if TYPE_CHECKING:
     from .http import Deadline
-    from .ports import Credentials, Target
+    from .ports import Credentials, Existing, Target
     from .readings import Reading
     from .runtime import CredentialSource, Dependencies
     from .state.model import AccountState, StateStore, StoredState, TargetState
@@ -158,6 +158,12 @@ class CollectingSink:
     def post_sensor_start(self, *, serial: str, activated_at: int) -> None:
         self.sensor_starts.append((serial, activated_at))
 
+    def existing_sgv(self, since_ms: int) -> Existing:
+        # Nothing is asked: the dry run shows every gap as LibreLink Up's history would fill it.
+        from .ports import Existing
+
+        return Existing(instants=(), complete_since_ms=since_ms)
+
 
 def collecting_factory(
     sinks: list[CollectingSink], *, check_url: bool
@@ -189,7 +195,7 @@ def reset_login(store: StateStore, key: str) -> list[str]:
         changes.update(login_not_before=None, login_block_reason=None)
         cleared.append("the wait for an action in the LibreLink Up app")
     if account.rejected_version:
-        changes["rejected_version"] = None
+        changes.update(rejected_version=None, version_retry_at=None)
         cleared.append(f"the block on app version {account.rejected_version}")
     if account.backoff_until or account.backoff_failures:
         changes.update(backoff_until=None, backoff_failures=0, backoff_reason=None)

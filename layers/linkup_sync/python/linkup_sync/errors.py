@@ -125,7 +125,8 @@ class LinkUpVersionRejected(LinkUpError):
         if minimum_version and minimum_version.startswith("5."):
             text = (
                 f"LibreLink Up now requires app version {minimum_version}: Abbott has retired the API this "
-                "bridge uses (LibreLink Up 4). No setting can fix this; watch the project for an update."
+                "bridge uses (LibreLink Up 4). No setting can fix this; watch the project for an update. "
+                "The bridge asks LibreLink Up again every hour, in case this was a mistake."
             )
         else:
             need = minimum_version or "a newer version"
@@ -134,9 +135,27 @@ class LinkUpVersionRejected(LinkUpError):
                 f"LinkUpVersion parameter (LINK_UP_VERSION) to {need} or to 'auto' so that it stays: edit "
                 f"LinkUpVersion in parameter_overrides in samconfig.toml, then run make deploy (a one-off "
                 "sam deploy --parameter-overrides is undone by the next make deploy, which uses the saved "
-                "answers)."
+                "answers). Until then the bridge asks again every hour."
             )
         super().__init__(text)
+
+
+class LinkUpVersionContradicted(LinkUpError):
+    """A 920 reply that names no minimum, or one not above the version sent: it cannot be a real refusal
+    (the version sent already meets it), so it is treated like a server error (the back-off), never as
+    a stop that waits for a person."""
+
+    reason = "server_error"
+
+    def __init__(self, minimum_version: str | None, sent_version: str) -> None:
+        self.minimum_version = minimum_version
+        self.sent_version = sent_version
+        self.status = 403
+        named = f"names {minimum_version} as the minimum" if minimum_version else "names no minimum"
+        super().__init__(
+            f"LibreLink Up refused app version {sent_version} but {named}, which the version sent already "
+            "meets: a passing fault on LibreLink Up's side. The bridge pauses and tries again by itself."
+        )
 
 
 class LinkUpUnauthorized(LinkUpError):
@@ -164,14 +183,26 @@ class LinkUpPatientNotFound(LinkUpError):
     reason = "patient_not_found"
     needs_person = True
 
-    def __init__(self, patient_id: str, known: list[str]) -> None:
+    #: where the run took the patient id from -> how the message names it
+    _ORIGINS: ClassVar[dict[str, str]] = {
+        "setting": "from the LINK_UP_CONNECTION setting",
+        "secret": "from LINK_UP_CONNECTION in the secret",
+        "remembered": "remembered from an earlier run; it is forgotten now, so the next run chooses again",
+        "discovered": "the first one in the account's connections",
+    }
+
+    def __init__(self, patient_id: str, known: list[str], *, origin: str | None = None) -> None:
         self.patient_id = patient_id
         self.known = list(known)
+        self.origin = origin
         listed = ", ".join(self.known) if self.known else "none"
+        shown = patient_id or "(none)"
+        where = f" ({self._ORIGINS.get(origin, origin)})" if origin else ""
         super().__init__(
-            f"The patient id {patient_id} is not followed by this LibreLink Up account. "
+            f"The patient id {shown}{where} is not followed by this LibreLink Up account. "
             f"Patient ids that exist: {listed}. Set LINK_UP_CONNECTION to one of them, or leave it empty "
-            "to use the only (or first) one."
+            "to use the only (or first) one. If the id is right, LibreLink Up may be answering wrongly for "
+            "a while: the bridge tries again on every run."
         )
 
 

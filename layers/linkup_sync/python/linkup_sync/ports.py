@@ -62,6 +62,19 @@ class Graph:
 
 
 @dataclass(frozen=True)
+class Existing:
+    """The sgv entries Nightscout already holds in a window, from any device (one read request).
+
+    `instants` are epoch seconds. `complete_since_ms` is where the answer is known to be complete: the
+    start of the window, or the oldest entry returned when the answer filled its page (then older
+    entries may exist that were not returned).
+    """
+
+    instants: tuple[int, ...]
+    complete_since_ms: int
+
+
+@dataclass(frozen=True)
 class Target:
     """Where one followed patient's readings go. `patient_id` None: the only (or first) one followed."""
 
@@ -114,6 +127,13 @@ class NightscoutSink(Protocol):
 
     def post_sensor_start(self, *, serial: str, activated_at: int) -> None:
         """One "Sensor Start" treatment at the activation time; re-posting the same one is harmless."""
+        ...
+
+    def existing_sgv(self, since_ms: int) -> Existing:
+        """One request: the sgv entries of any device dated at or after `since_ms` (epoch ms).
+
+        Raises a NightscoutError when Nightscout cannot tell (then nothing may be assumed about them).
+        """
         ...
 
 

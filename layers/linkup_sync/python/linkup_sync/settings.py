@@ -17,7 +17,8 @@ from .http import check_url_scheme
 from .librelinkup.regions import ALIASES, DEFAULT_URL_TEMPLATE, REGIONS
 from .ports import Credentials, Target
 
-DEFAULT_VERSION = "4.16.0"
+DEFAULT_VERSION = "4.16.0"  # the built-in version: sent until LibreLink Up names a higher minimum
+DEFAULT_VERSION_SETTING = "auto"  # LINK_UP_VERSION when unset: follow LibreLink Up's minimum (issue #10)
 
 SECRET_KEYS = ("LINK_UP_USERNAME", "LINK_UP_PASSWORD", "NIGHTSCOUT_URL", "NIGHTSCOUT_API_TOKEN")
 # Every key the secret may hold: the flat form (one person) and the TARGETS form (one entry per person).
@@ -104,7 +105,7 @@ class Settings:
         elif connection is not None:
             connection = connection.lower()  # LibreLink Up's patientIds are lower-case UUIDs
 
-        version = env.get("LINK_UP_VERSION", "").strip() or DEFAULT_VERSION
+        version = env.get("LINK_UP_VERSION", "").strip() or DEFAULT_VERSION_SETTING
         version_auto = version.lower() == "auto"
         if version_auto:
             version = DEFAULT_VERSION

@@ -16,7 +16,7 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypeVar
 
 from .errors import (
     ConfigError,
@@ -33,22 +33,28 @@ from .errors import (
     LinkupSyncError,
     LinkUpTimeout,
     LinkUpUnauthorized,
+    LinkUpVersionContradicted,
     LinkUpVersionRejected,
     NightscoutError,
     NightscoutPartialUpload,
     NightscoutRejected,
     NightscoutUnauthorized,
 )
-from .ports import Clock, Credentials, Graph, LinkUpSource, NightscoutSink, Target, Ticket
-from .selection import select_new
+from .librelinkup.parsing import version_key
+from .ports import Clock, Connection, Credentials, Graph, LinkUpSource, NightscoutSink, Target, Ticket
+from .readings import Reading
+from .selection import GAP_S, select_new
 from .state.model import AccountState, StateStore, StoredState, TargetState, account_key, target_id
 
 log = logging.getLogger("linkup_sync")
+_T = TypeVar("_T")
 
 LOCKOUT_MARGIN_S = 60  # wait a little longer than LibreLink Up's own lockout
 ACTION_RETRY_S = 3600  # after "the person must act": try logging in again at most hourly
+VERSION_RETRY_S = 3600  # a refused pinned version (or a 5.x minimum): ask LibreLink Up again at most hourly
 BACKOFF_BASE_S = 120
 BACKOFF_CAP_S = 30 * 60
+RETRY_AFTER_CAP_S = 24 * 3600  # a Retry-After is honoured, but never for more than a day
 LOGIN_LOCK_S = 60  # longer than any login can take (the run's deadline is 20 s)
 # Nightscout snoozes urgent alarms while its newest treatment is younger than 10 minutes and not an
 # announcement (docs/nightscout-api.md §11): a Sensor Start is posted only once its time is at least
@@ -56,7 +62,14 @@ LOGIN_LOCK_S = 60  # longer than any login can take (the run's deadline is 20 s)
 SENSOR_START_MIN_AGE_S = 600
 
 # Failures of LibreLink Up's edge or servers: the next runs skip LibreLink Up for a growing while.
-BACKOFF_ERRORS = (LinkUpRateLimited, LinkUpBlocked, LinkUpMaintenance, LinkUpServerError, LinkUpTimeout)
+BACKOFF_ERRORS = (
+    LinkUpRateLimited,
+    LinkUpBlocked,
+    LinkUpMaintenance,
+    LinkUpServerError,
+    LinkUpTimeout,
+    LinkUpVersionContradicted,  # a 920 naming no minimum, or one already met: a fault, not a refusal
+)
 
 
 def short_hash(value: str) -> str:
@@ -179,6 +192,8 @@ class SyncService:
         self.jitter = jitter
         self.report = RunReport()
         self.account = AccountState()  # the account as stored, kept current through the run
+        self._adopted = False  # LINK_UP_VERSION=auto adopted a minimum in this run
+        self._deferred: tuple[str, int] | None = None  # the read-back failed: (why, gap readings left)
 
     # --- circuit breakers ----------------------------------------------------------------------
 
@@ -191,11 +206,13 @@ class SyncService:
                 f"LibreLink Up asked us to slow down ({account.backoff_reason}); this run skips it, "
                 f"the next try is in {wait} s.",
             )
-        if account.rejected_version and account.rejected_version == self.source.version:
+        retry_at = account.version_retry_at
+        if account.rejected_version == self.source.version and retry_at and now < retry_at:
+            # Bounded: a changed LINK_UP_VERSION (or an adopted one) ends it at once, else it is asked again hourly.
             raise Skipped(
                 "version",
-                f"LibreLink Up refused app version {account.rejected_version}; no request is made until "
-                "LINK_UP_VERSION is changed (or set to 'auto').",
+                f"LibreLink Up refused app version {account.rejected_version}; it is asked again in "
+                f"{int(retry_at - now)} s, or at once when LINK_UP_VERSION is changed (or set to 'auto').",
                 needs_person=True,
             )
 
@@ -244,12 +261,21 @@ class SyncService:
             }
             exc.with_next_try(now + ACTION_RETRY_S)  # the message says when the next login is tried
         elif isinstance(exc, LinkUpVersionRejected):
-            changes = {"rejected_version": exc.sent_version}
+            minimum = exc.minimum_version
+            if self.version_auto and minimum and minimum.startswith("4."):
+                # auto, but not adopted in this run (a refused login, or a second raise in one run):
+                # the next run starts with it, so this needs no person either.
+                log.warning(
+                    "LibreLink Up requires app version %s; the next run uses it (LINK_UP_VERSION=auto)", minimum
+                )
+                changes = {"version": minimum}
+            else:
+                changes = {"rejected_version": exc.sent_version, "version_retry_at": now + VERSION_RETRY_S}
         elif isinstance(exc, BACKOFF_ERRORS):
             failures = account.backoff_failures + 1
             retry_after = getattr(exc, "retry_after", None)
             if retry_after:
-                delay = float(retry_after)
+                delay = min(float(retry_after), RETRY_AFTER_CAP_S)
             else:
                 delay = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (failures - 1) * (0.8 + 0.4 * self.jitter()))
             changes = {"backoff_until": int(now + delay), "backoff_failures": failures, "backoff_reason": exc.reason}
@@ -284,17 +310,21 @@ class SyncService:
 
     # --- patient -------------------------------------------------------------------------------
 
-    def _choose_patient(self, ticket: Ticket, target: Target) -> str:
+    def _choose_patient(self, key: str, ticket: Ticket, target: Target) -> tuple[str, str]:
+        """The patient id of this target and where it came from (for a message that names both)."""
         if target.patient_id:
-            return target.patient_id
+            return target.patient_id, "secret"
         if self.connection:
-            return self.connection
+            return self.connection, "setting"
         if self.account.patient_id:
-            return self.account.patient_id
-        return self._discover_patient(ticket)
+            return self.account.patient_id, "remembered"
+        return self._discover_patient(key, ticket), "discovered"
 
-    def _discover_patient(self, ticket: Ticket) -> str:
-        connections = self.source.connections(ticket)
+    def _connections(self, key: str, ticket: Ticket) -> list[Connection]:
+        return self._adopting(key, lambda: self.source.connections(ticket))
+
+    def _discover_patient(self, key: str, ticket: Ticket) -> str:
+        connections = self._connections(key, ticket)
         if not connections:
             raise LinkUpNoConnections()
         if len(connections) > 1:
@@ -313,7 +343,10 @@ class SyncService:
         upload state, and a failing target never blocks or rolls back the others."""
         state = self.store.load(account_key(creds.username))
         self.account = state.account
-        if self.version_auto and self.account.version:
+        self._adopted = False
+        stored_key, built_in_key = version_key(self.account.version), version_key(self.source.version)
+        if self.version_auto and self.account.version and stored_key and built_in_key and stored_key > built_in_key:
+            # LINK_UP_VERSION=auto: an adopted minimum, unless the built-in version is newer already.
             self.source.version = self.account.version
         failures: list[LinkupSyncError] = []
         targets = []
@@ -345,10 +378,16 @@ class SyncService:
         except LinkUpError as exc:
             self._trip(state.key, exc, creds)
             raise
-        if self.account.backoff_failures or self.account.backoff_until or self.account.rejected_version:
+        account = self.account
+        if account.backoff_failures or account.backoff_until or account.rejected_version or account.version_retry_at:
             # LibreLink Up answered again: the back-off is over.
             self._save_account(
-                state.key, backoff_until=None, backoff_failures=0, backoff_reason=None, rejected_version=None
+                state.key,
+                backoff_until=None,
+                backoff_failures=0,
+                backoff_reason=None,
+                rejected_version=None,
+                version_retry_at=None,
             )
         if failures:
             raise failures[0]
@@ -363,7 +402,7 @@ class SyncService:
     def _sync_target(self, creds: Credentials, state: StoredState, ticket: Ticket, target: Target) -> Ticket:
         report = TargetReport(target=target)
         self.report.targets.append(report)
-        patient_id = self._choose_patient(ticket, target)
+        patient_id, origin = self._choose_patient(state.key, ticket, target)
         report.patient = short_hash(patient_id)
         if not target.patient_id and not self.connection and self.account.patient_id != patient_id:
             self._save_account(state.key, patient_id=patient_id)
@@ -379,11 +418,14 @@ class SyncService:
                 graph = self._graph(state.key, ticket, patient_id)
         except LinkUpPatientNotFound:
             report.error = "patient_not_found"
-            known = [c.patient_id for c in self.source.connections(ticket)]
+            try:
+                known = [c.patient_id for c in self._connections(state.key, ticket)]
+            except LinkUpPatientNotFound:  # the list itself answered couldNotLoadPatient: name our id anyway
+                known = []
             if not target.patient_id and not self.connection and self.account.patient_id == patient_id:
                 # The remembered patient is gone (invitation withdrawn): forget it so the next run chooses again.
                 self._save_account(state.key, patient_id=None)
-            gone = LinkUpPatientNotFound(patient_id, known)
+            gone = LinkUpPatientNotFound(patient_id, known, origin=origin)
             report.failure = gone
             raise gone from None
         report.graph_ok = True
@@ -392,17 +434,34 @@ class SyncService:
         return ticket
 
     def _graph(self, key: str, ticket: Ticket, patient_id: str) -> Graph:
+        return self._adopting(key, lambda: self.source.graph(ticket, patient_id))
+
+    def _adopting(self, key: str, call: Callable[[], _T]) -> _T:
+        """Run one data request; with LINK_UP_VERSION=auto, a 920 naming a higher 4.x minimum is adopted,
+        remembered and the request retried once, in this run and with the same ticket (no login).
+
+        A 920 that names no minimum or one already met never gets here (LinkUpVersionContradicted, the
+        back-off); a 5.x minimum (the API is retired) and a pinned version are raised: the caller stores
+        the hourly retry.
+        """
         try:
-            return self.source.graph(ticket, patient_id)
+            return call()
         except LinkUpVersionRejected as exc:
             minimum = exc.minimum_version
-            if not (self.version_auto and minimum and minimum.startswith("4.") and minimum != self.source.version):
+            if not (self.version_auto and not self._adopted and minimum and minimum.startswith("4.")):
                 raise
-            # LINK_UP_VERSION=auto: adopt the minimum LibreLink Up names, once, and remember it.
-            log.warning("LibreLink Up requires app version %s; adopting it (LINK_UP_VERSION=auto)", minimum)
+            self._adopted = True  # at most once per run: a server that keeps raising its minimum is stopped
+            log.warning(
+                "LibreLink Up now requires app version %s (it refused %s); the bridge uses %s from now on "
+                "(LINK_UP_VERSION=auto)",
+                minimum,
+                exc.sent_version,
+                minimum,
+                extra={"reason": "version_adopted"},
+            )
             self.source.version = minimum
             self._save_account(key, version=minimum)
-            return self.source.graph(ticket, patient_id)
+            return call()
 
     def _upload(self, state: StoredState, target: Target, graph: Graph, report: TargetReport) -> None:
         stored = state.target(target_id(graph.patient_id, target.nightscout_url))
@@ -416,7 +475,9 @@ class SyncService:
 
         sink = self.sinks(target, stored)
         try:
-            new = select_new(graph, stored.uploaded)
+            self._deferred = None
+            new, found, checked = self._select(graph, stored, sink)
+            stored = stored.checked_at_least(checked)
             accepted: list[int] = []
             try:
                 if new:
@@ -427,19 +488,67 @@ class SyncService:
                 # record exactly what Nightscout acknowledged; the rest is retried next run
                 accepted = [ms // 1000 for ms in partial.accepted]
                 report.uploaded = len(accepted)
-                self._record(state.key, stored, accepted, sink)
+                self._record(state.key, stored, accepted + found, sink)
                 raise
+            if self._deferred is not None:
+                # Said only when the upload worked: if Nightscout is down, the upload's error says it all.
+                log.warning(
+                    "Could not read which readings Nightscout already holds (%s). This run uploaded only the "
+                    "current reading; the %d gap readings from LibreLink Up's history follow on a later run.",
+                    *self._deferred,
+                    extra={"reason": "gap_fill_deferred"},
+                )
             sensor = self._sensor_start(graph, stored, sink, report)
             changed = sensor != stored.sensor or self._jwt_of(sink) != (stored.jwt, stored.jwt_exp)
-            if accepted or changed:
+            if accepted or found or changed or checked:
                 # Only now, after Nightscout accepted them, does the state move forward.
-                self._record(state.key, replace(stored, sensor=sensor), accepted, sink)
+                self._record(state.key, replace(stored, sensor=sensor), accepted + found, sink)
         except NightscoutError as exc:
             report.error = exc.reason
             report.failure = exc
             raise
         finally:
             self.report.nightscout_requests += sink.requests_made
+
+    def _select(
+        self, graph: Graph, stored: TargetState, sink: NightscoutSink
+    ) -> tuple[list[Reading], list[int], int | None]:
+        """What to upload, and the instants found in Nightscout to remember as covered.
+
+        Only a run that would fill gaps from the history (first run, after an outage, a cold state) reads
+        back what Nightscout already holds in that window, from any device, in one request; the steady
+        state stays at one request or none. The instants found go into the ledger, so the next run does
+        not read again for the same window. When the read fails, only the current reading is uploaded:
+        the ledger then does not cover the gap, and the next run fills it.
+        """
+        new = select_new(graph, stored.uploaded)
+        history = [r for r in new if r.source == "graph"]
+        checked = stored.checked_until
+        if not history or (checked is not None and all(r.epoch_s + GAP_S <= checked for r in history)):
+            # Nothing to fill, or only gaps an earlier read-back already saw (they were empty then).
+            return new, [], None
+        since_ms = (min(r.epoch_s for r in history) - GAP_S) * 1000
+        try:
+            existing = sink.existing_sgv(since_ms)
+        except NightscoutError as exc:
+            self._deferred = (exc.message, len(history))  # told once the current reading is in (see _upload)
+            return [r for r in new if r.source == "current"], [], None
+        complete_s = existing.complete_since_ms // 1000
+        covered_before = complete_s if complete_s > since_ms // 1000 else None
+        chosen = select_new(graph, stored.uploaded, covered=existing.instants, covered_before=covered_before)
+        # Only instants inside the graph's window: a future-dated entry (a wrong clock elsewhere) must not
+        # move the ledger's horizon, which would hide the current readings from the selection.
+        newest = max(r.epoch_s for r in [*graph.history, *([graph.current] if graph.current else [])])
+        found = [t for t in existing.instants if t <= newest + GAP_S]
+        if covered_before is not None:  # not seen, treated as covered: remember so no run reads for them again
+            found += [r.epoch_s for r in history if r.epoch_s < covered_before]
+        skipped = len(history) - sum(1 for r in chosen if r.source == "graph")
+        if skipped:
+            log.info(
+                "Nightscout already holds readings near %d of the history points; they are not added again",
+                skipped,
+            )
+        return chosen, found, int(self.clock())
 
     def _sensor_start(
         self, graph: Graph, stored: TargetState, sink: NightscoutSink, report: TargetReport

@@ -28,6 +28,7 @@ from ..errors import (
     LinkUpRateLimited,
     LinkUpServerError,
     LinkUpUnauthorized,
+    LinkUpVersionContradicted,
     LinkUpVersionRejected,
 )
 from ..ports import Connection, Graph, Sensor, Ticket
@@ -306,6 +307,17 @@ def _lockout(body: Mapping[str, Any]) -> int | None:
     return math.ceil(lockout)
 
 
+_VERSION = re.compile(r"^\d{1,4}(\.\d{1,4}){0,3}$")
+
+
+def version_key(version: str | None) -> tuple[int, ...] | None:
+    """'4.16.0' -> (4, 16, 0), padded so that 4.16 == 4.16.0; None when it is not a version number."""
+    if not isinstance(version, str) or not _VERSION.match(version.strip()):
+        return None
+    parts = [int(p) for p in version.strip().split(".")]
+    return tuple(parts + [0] * (4 - len(parts)))
+
+
 def _edge(status: int, retry_after: int | None, what: str) -> Exception:
     """A reply without a JSON body: an edge (Cloudflare) page, an empty body, a gateway error."""
     if status == 429:
@@ -373,8 +385,12 @@ def classify(
     if status == 403:
         if body_status == 920:
             data = parsed.get("data")
-            minimum = data.get("minimumVersion") if isinstance(data, Mapping) else None
-            raise LinkUpVersionRejected(_safe(minimum), version)
+            minimum = _safe(data.get("minimumVersion") if isinstance(data, Mapping) else None)
+            wanted, sent = version_key(minimum), version_key(version)
+            if wanted is None or (sent is not None and wanted <= sent):
+                # No minimum, or one the version sent already meets: not a real refusal (issue #10).
+                raise LinkUpVersionContradicted(minimum, version)
+            raise LinkUpVersionRejected(minimum, version)
         raise LinkUpBlocked(403)
     if status in (200, 429) and body_status == 429 and isinstance(parsed, Mapping):
         lockout = _lockout(parsed)

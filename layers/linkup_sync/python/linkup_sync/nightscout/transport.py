@@ -14,6 +14,7 @@ import urllib3
 
 from ..errors import NightscoutError, NightscoutRejected, NightscoutUnreachable
 from ..http import Deadline, HttpResult, TransportError, send
+from ..ports import Existing
 from .url import normalize_nightscout_url
 
 JSON_HEADERS: Mapping[str, str] = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -22,6 +23,21 @@ _TAG = re.compile(r"<[^>]*>")
 _JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
 _HEX_RUN = re.compile(r"[0-9a-fA-F]{16,}")  # hashes, token digests, ids: never shown
 _SPACE = re.compile(r"\s+")
+
+
+def existing_from(docs: list[Any], since_ms: int, limit: int) -> Existing:
+    """The instants of a read-back answer. A full page may have left older entries out: then the answer
+    is complete only from its oldest entry on."""
+    dates = sorted(
+        int(d["date"])
+        for d in docs
+        if isinstance(d, dict) and isinstance(d.get("date"), int | float) and not isinstance(d.get("date"), bool)
+    )
+    complete = dates[0] if len(docs) >= limit and dates else since_ms
+    return Existing(
+        instants=tuple(sorted({ms // 1000 for ms in dates if ms >= since_ms})),
+        complete_since_ms=max(complete, since_ms),
+    )
 
 
 def json_or_none(data: bytes) -> Any:

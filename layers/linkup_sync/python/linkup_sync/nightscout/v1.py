@@ -10,13 +10,16 @@ import urllib3
 
 from ..errors import NightscoutError, NightscoutPartialUpload, NightscoutUnauthorized
 from ..http import Deadline, make_pool
+from ..ports import Existing
 from ..readings import Reading
 from .auth import api_secret_header
-from .transport import JSON_HEADERS, NightscoutTransport, json_or_none
+from .transport import JSON_HEADERS, NightscoutTransport, existing_from, json_or_none
 from .treatments import announcement_v1, sensor_start_v1
 
 MAX_BATCH = 288  # one day at 5-minute spacing; keeps bodies far below Nightscout's limits
+READ_COUNT = 1000  # entries per read-back: 12 h of one-minute readings fit with room to spare
 _ENTRIES_PATH = "/api/v1/entries.json"
+_SGV_READ_PATH = "/api/v1/entries/sgv.json"  # the path's type segment becomes find[type]=sgv (spec §4)
 _TREATMENTS_PATH = "/api/v1/treatments.json"
 _TREATMENTS_UNAUTHORIZED = (
     "Nightscout answered 401 Unauthorized to the Sensor Start treatment. Treatments need more than "
@@ -107,6 +110,22 @@ class NightscoutV1(NightscoutTransport):
         old). Needs api:treatments:create and api:treatments:read (or API_SECRET)."""
         doc = announcement_v1(text=text, at_ms=at_ms, device=self.device)
         self._post([doc], path=_TREATMENTS_PATH, kind="announcement")
+
+    def existing_sgv(self, since_ms: int) -> Existing:
+        """``GET /api/v1/entries/sgv.json?find[date][$gte]=<ms>&count=1000`` (spec §4): every device's sgv
+        entries in the window, newest first. `date` is sent as epoch ms: the server parses it as an integer."""
+        query = f"?find%5Bdate%5D%5B%24gte%5D={int(since_ms)}&count={READ_COUNT}"
+        headers = {"Accept": "application/json", "api-secret": self._secret}
+        result = self._send("GET", _SGV_READ_PATH + query, None, headers)
+        what = "the request for the readings already there"
+        if result.status == 401:
+            raise NightscoutUnauthorized()
+        if result.status != 200:
+            raise self._failure(result, what)
+        docs = json_or_none(result.data)
+        if not isinstance(docs, list):  # a TSV answer, a proxy page: not Nightscout's JSON
+            raise self._not_nightscout(what)
+        return existing_from(docs, since_ms, READ_COUNT)
 
     # --- transport -------------------------------------------------------------------------------
 

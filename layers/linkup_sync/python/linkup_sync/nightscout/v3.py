@@ -33,8 +33,9 @@ from ..errors import (
     NightscoutUnauthorized,
 )
 from ..http import Deadline, HttpResult, make_pool
+from ..ports import Existing
 from ..readings import Reading
-from .transport import JSON_HEADERS, NightscoutTransport, json_or_none
+from .transport import JSON_HEADERS, NightscoutTransport, existing_from, json_or_none
 from .treatments import announcement_v3, sensor_start_v3
 
 log = logging.getLogger("linkup_sync")
@@ -43,6 +44,7 @@ NS_UUID_NAMESPACE = uuid.UUID(bytes=b"NightscoutRocks!")  # spec §5.4
 JWT_RENEW_MARGIN_S = 600  # use a JWT only while it has more than 10 minutes left
 _JWT_FALLBACK_LIFETIME_S = 3600  # when the exchange answer lacks a usable `exp`
 _ENTRIES_PATH = "/api/v3/entries"
+READ_LIMIT = 1000  # API3_MAX_LIMIT's default: a larger limit is "400 Parameter limit out of tolerance"
 _TREATMENTS_PATH = "/api/v3/treatments"
 _JWT_PATH = "/api/v2/authorization/request/"
 # spec §3.3: "<abbrev>-<16 hex>", abbrev = up to 10 characters of the subject's name. Nightscout strips
@@ -235,6 +237,33 @@ class NightscoutV3(NightscoutTransport):
             raise first
         return len(accepted)
 
+    # --- read-back ---------------------------------------------------------------------------------
+
+    def existing_sgv(self, since_ms: int) -> Existing:
+        """``GET /api/v3/entries?type$eq=sgv&date$gte=<ms>&sort$desc=date&limit=1000&fields=date`` (spec §5.7):
+        every device's sgv entries in the window (v1 documents too; one collection), newest first.
+        Needs api:entries:read, which the upload needs as well."""
+        query = f"?type$eq=sgv&date$gte={int(since_ms)}&sort$desc=date&limit={READ_LIMIT}&fields=date"
+        what = "the request for the readings already there"
+        jwt = self._bearer()
+        result = self._send_get(_ENTRIES_PATH + query, jwt)
+        if result.status == 401:  # a stale JWT: one new one, one retry (as for uploads)
+            result = self._send_get(_ENTRIES_PATH + query, self._renew(jwt))
+            if result.status == 401:
+                raise NightscoutUnauthorized(UNKNOWN_SUBJECT_TEXT)
+        parsed = json_or_none(result.data)
+        if result.status == 403:
+            message = str(parsed.get("message", "")) if isinstance(parsed, dict) else ""
+            missing = _MISSING_PERMISSION.search(message)
+            lacks = f"the token lacks the permission {missing.group(1)}" if missing else "access denied"
+            raise NightscoutRejected(f"HTTP 403, {lacks}; {ENTRIES_ROLE}.", what=what)
+        if result.status != 200:
+            raise self._failure(result, what)
+        docs = parsed.get("result") if isinstance(parsed, dict) else None
+        if not isinstance(docs, list):
+            raise self._not_nightscout(what)
+        return existing_from(docs, since_ms, READ_LIMIT)
+
     # --- treatments --------------------------------------------------------------------------------
 
     def post_sensor_start(self, *, serial: str, activated_at: int) -> None:
@@ -389,6 +418,9 @@ class NightscoutV3(NightscoutTransport):
 
     def _secrets(self) -> tuple[str | None, ...]:
         return (self._token, self._jwt)
+
+    def _send_get(self, path: str, jwt: str) -> HttpResult:
+        return self._send("GET", path, None, {"Accept": "application/json", "Authorization": f"Bearer {jwt}"})
 
     def _send_json(self, method: str, path: str, body: bytes, jwt: str) -> HttpResult:
         return self._send(method, path, body, {**JSON_HEADERS, "Authorization": f"Bearer {jwt}"})

@@ -61,7 +61,7 @@ _ACCOUNT_STRINGS = (
     "version",
     "rejected_version",
 )
-_ACCOUNT_NUMBERS = ("login_not_before", "backoff_until", "backoff_failures")
+_ACCOUNT_NUMBERS = ("login_not_before", "backoff_until", "backoff_failures", "version_retry_at")
 
 
 def _account_from_item(item: dict[str, Any]) -> AccountState:
@@ -85,6 +85,7 @@ def _target_from_item(item: dict[str, Any]) -> TargetState:
         sensor=_s(item, "sensor"),
         jwt=_s(item, "jwt"),
         jwt_exp=_n(item, "jwt_exp"),
+        checked_until=_n(item, "checked_until"),
         rev=_n(item, "rev") or 0,
     )
 
@@ -228,7 +229,7 @@ class DynamoDBStateStore:
         for _ in range(CONFLICT_RETRIES):
             # our sensor and JWT win; the ledger is the union of ours and whatever was stored
             updated = replace(current, sensor=target.sensor, jwt=target.jwt, jwt_exp=target.jwt_exp)
-            updated = updated.with_uploaded(added)
+            updated = updated.with_uploaded(added).checked_at_least(target.checked_until)
             now = int(self._clock())
             values: dict[str, dict[str, Any]] = {
                 "uploaded": {"B": pack_ledger(updated.uploaded)},
@@ -242,10 +243,12 @@ class DynamoDBStateStore:
                     values[name] = {"S": text}
                 else:
                     remove.append(name)
-            if updated.jwt_exp:
-                values["jwt_exp"] = {"N": str(updated.jwt_exp)}
-            else:
-                remove.append("jwt_exp")
+            for name in ("jwt_exp", "checked_until"):
+                number = getattr(updated, name)
+                if number:
+                    values[name] = {"N": str(int(number))}
+                else:
+                    remove.append(name)
             if self._conditional_update(key, sk, current.rev, values, remove):
                 return replace(updated, rev=current.rev + 1)
             items = self._query(key, sk)

@@ -55,9 +55,12 @@ class AccountState:
     backoff_until: int | None = None
     backoff_failures: int = 0
     backoff_reason: str | None = None
-    # LINK_UP_VERSION=auto: the minimum version LibreLink Up asked for; rejected_version: refused as too old.
+    # LINK_UP_VERSION=auto: the minimum version LibreLink Up asked for (adopted, used from then on).
     version: str | None = None
+    # A version LibreLink Up refused (pinned, or a 5.x minimum): no request with it before
+    # version_retry_at (an hour later); a changed LINK_UP_VERSION ends the wait at once.
     rejected_version: str | None = None
+    version_retry_at: int | None = None
     rev: int = 0  # optimistic-concurrency counter of the stored item; 0 = not stored yet
 
 
@@ -70,10 +73,15 @@ def target_id(patient_id: str, nightscout_url: str) -> str:
 @dataclass(frozen=True)
 class TargetState:
     target_id: str
-    uploaded: tuple[int, ...] = ()  # sorted epoch seconds of readings Nightscout accepted
+    # sorted epoch seconds of readings Nightscout accepted, and of entries a gap-filling run found already
+    # there (from any uploader): the instants Nightscout is known to hold
+    uploaded: tuple[int, ...] = ()
     sensor: str | None = None  # "<serial>@<activation>" of the last Sensor Start Nightscout accepted
     jwt: str | None = field(default=None, repr=False)  # API v3: Nightscout's 8-hour token, reused
     jwt_exp: int | None = None
+    # Until when (epoch s) a read-back saw what Nightscout holds: later runs fill gaps up to here without
+    # asking again (the lag of LibreLink Up's history would otherwise cost a read on the next few runs).
+    checked_until: int | None = None
     rev: int = 0
 
     @property
@@ -82,6 +90,12 @@ class TargetState:
 
     def with_uploaded(self, added: Iterable[int]) -> TargetState:
         return replace(self, uploaded=merge_ledger(self.uploaded, added))
+
+    def checked_at_least(self, other: int | None) -> TargetState:
+        """Never move the read-back horizon backwards (two runs may record in either order)."""
+        if other is None or (self.checked_until is not None and self.checked_until >= other):
+            return self
+        return replace(self, checked_until=other)
 
 
 @dataclass(frozen=True)
