@@ -41,7 +41,7 @@ lint: venv ## ruff check and ruff format --check
 	$(BIN)/ruff check layers functions tools tests
 	$(BIN)/ruff format --check layers functions tools tests
 
-type: venv ## mypy (strict) on the package, the handler and the tools
+type: venv ## mypy (strict) on the package, the handler, the tools and the tests
 	$(BIN)/mypy
 
 test: venv sam-cli ## the whole suite: lint, types, unit, integration (moto + simulators), template checks, sam CLI

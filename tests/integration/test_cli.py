@@ -475,7 +475,7 @@ def test_aws_options_share_the_login_with_the_function(harness: Harness, capsys:
     h = harness
     h.llu.add_patient(EMAIL)
     h.provision()
-    parameters.clear_caches()
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
     env = {"LINK_UP_API_URL": h.env["LINK_UP_API_URL"], "LINK_UP_REGION": "EU", "NIGHTSCOUT_SENSOR_START": "false"}
     aws = ["--secret-id", h.secret_arn, "--table", h.env["STATE_TABLE_NAME"]]
     assert cli.main(["doctor", *aws], env=env, clock=h.clock) == 0, capsys.readouterr().out

@@ -49,8 +49,8 @@ def run(h: Harness) -> dict[str, Any] | None:
 
 @dataclass
 class Scenario:
-    break_it: Callable[[Harness], None]
-    fix_it: Callable[[Harness], None]
+    break_it: Callable[[Harness], object]  # often a lambda doing several steps as a tuple
+    fix_it: Callable[[Harness], object]
     subject: str  # words the first e-mail's subject must contain
     todo: str  # words the body's "what to do" must contain
     email: bool = True
@@ -366,7 +366,10 @@ def test_several_people_name_the_person_by_initials(harness: Harness) -> None:
 
 def test_secret_is_read_hourly_and_at_once_after_a_rejected_login(harness: Harness) -> None:
     provision(harness)
-    reads = lambda: harness.aws_calls.calls.count("GetSecretValue")  # noqa: E731
+
+    def reads() -> int:
+        return int(harness.aws_calls.calls.count("GetSecretValue"))
+
     for _ in range(12):  # one warm container for an hour of 5-minute runs: one read
         run(harness)
         harness.tick(300)

@@ -89,7 +89,7 @@ def secrets_of(stack: LocalStack, extra: tuple[str, ...] = ()) -> list[str]:
 class Case:
     """A failure: what to set up after a healthy first run, and the error the next run must raise."""
 
-    setup: Callable[[LocalStack], None]
+    setup: Callable[[LocalStack], object]  # often a lambda doing several steps as a tuple
     error: type[errors.LinkupSyncError]
     healthy_first: bool = True
     env: dict[str, str] = field(default_factory=dict)

@@ -8,6 +8,7 @@ tripped with fakes and a virtual clock, holds just before the stated end, and is
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -123,7 +124,7 @@ class World:
     def login_now(self) -> None:
         """Make the stored ticket unusable, so the next run has to log in."""
         key = account_key("f@example.invalid")
-        self.store.accounts[key] = sync.replace(self.store.accounts[key], ticket=None)
+        self.store.accounts[key] = dataclasses.replace(self.store.accounts[key], ticket=None)
 
 
 def holds_until(world: World, seconds: float, reason: str) -> None:

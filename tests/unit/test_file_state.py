@@ -10,6 +10,7 @@ import multiprocessing
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,7 +77,7 @@ def _add(path: str, start: int) -> None:
 
 
 def test_two_processes_writing_at_once_lose_nothing(path: Path) -> None:
-    ctx = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
+    ctx: Any = multiprocessing.get_context("fork" if os.name == "posix" else "spawn")
     workers = [ctx.Process(target=_add, args=(str(path), base)) for base in (NOW, NOW + 1000)]
     for w in workers:
         w.start()

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from linkup_sync.errors import ConfigError, SecretError
-from linkup_sync.settings import DEFAULT_URL_TEMPLATE, Settings, credentials_from_secret
+from linkup_sync.librelinkup.regions import DEFAULT_URL_TEMPLATE
+from linkup_sync.settings import Settings, credentials_from_secret
 
 BASE = {"STATE_TABLE_NAME": "t", "CREDENTIALS_SECRET_ID": "arn:secret"}
 
