@@ -626,59 +626,43 @@ def markdown(results: dict[str, Any]) -> str:
     def units(label: str) -> str:
         return f"{steady[label]['query_read_units']} + {steady[label]['update_write_units']}"
 
-    rows = [
-        ("Runs per month", f"{RUNS_PER_MONTH['5 minutes']:,}", f"{RUNS_PER_MONTH['1 minute']:,}"),
-        (
-            f"Lambda, {basis['billed_ms']} ms × {basis['memory_mb']} MB arm64",
-            _usd(five["lambda_compute"]),
-            _usd(one["lambda_compute"]),
-        ),
-        ("Lambda requests", _usd(five["lambda_requests"]), _usd(one["lambda_requests"])),
-        (
-            "DynamoDB on demand, read + write request units per run",
-            f"{_usd(five['dynamodb'])} ({units('5 minutes')})",
-            f"{_usd(one['dynamodb'])} ({units('1 minute')})",
-        ),
-        (
-            "Secrets Manager, 1 secret + GetSecretValue at most hourly",
-            _usd(five["secrets_manager"]),
-            _usd(one["secrets_manager"]),
-        ),
-        ("KMS, one Decrypt per GetSecretValue (AWS-managed key: no key fee)", _usd(five["kms"]), _usd(one["kms"])),
+    # One row per billed item: its label and its key in the cost of each schedule.
+    items = [
+        (f"Lambda, {basis['billed_ms']} ms × {basis['memory_mb']} MB arm64", "lambda_compute"),
+        ("Lambda requests", "lambda_requests"),
+        ("DynamoDB on demand, read + write request units per run", "dynamodb"),
+        ("Secrets Manager, 1 secret + GetSecretValue at most hourly", "secrets_manager"),
+        ("KMS, one Decrypt per GetSecretValue (AWS-managed key: no key fee)", "kms"),
         (
             f"CloudWatch Logs ingestion, {basis['log_bytes']:,.0f} + {LAMBDA_PLATFORM_LOG_BYTES} (Lambda's own) "
             "bytes per run",
-            _usd(five["cloudwatch_logs_ingestion"]),
-            _usd(one["cloudwatch_logs_ingestion"]),
+            "cloudwatch_logs_ingestion",
         ),
-        (
-            f"CloudWatch Logs storage, {basis['retention_days']} days kept",
-            _usd(five["cloudwatch_logs_storage"]),
-            _usd(one["cloudwatch_logs_storage"]),
-        ),
+        (f"CloudWatch Logs storage, {basis['retention_days']} days kept", "cloudwatch_logs_storage"),
         (
             f"CloudWatch custom metrics (EMF): {basis['custom_metrics']} ({', '.join(basis['custom_metric_names'])})",
-            _usd(five["cloudwatch_metrics"]),
-            _usd(one["cloudwatch_metrics"]),
+            "cloudwatch_metrics",
         ),
-        (
-            f"CloudWatch alarms: {basis['alarms']} (stale data; failing runs on Lambda's Errors)",
-            _usd(five["cloudwatch_alarms"]),
-            _usd(one["cloudwatch_alarms"]),
-        ),
+        (f"CloudWatch alarms: {basis['alarms']} (stale data; failing runs on Lambda's Errors)", "cloudwatch_alarms"),
         (
             f"CloudWatch dashboards: {basis['dashboards']} (CreateDashboard=false; saved queries are free)",
-            _usd(five["cloudwatch_dashboards"]),
-            _usd(one["cloudwatch_dashboards"]),
+            "cloudwatch_dashboards",
         ),
-        (
-            f"SNS, up to {EMAILS_PER_MONTH} alert e-mails a month",
-            _usd(five["sns"]),
-            _usd(one["sns"]),
-        ),
-        ("EventBridge Scheduler, one invocation per run", _usd(five["scheduler"]), _usd(one["scheduler"])),
-        ("**Total**", f"**{_usd(five['total'])}**", f"**{_usd(one['total'])}**"),
+        (f"SNS, up to {EMAILS_PER_MONTH} alert e-mails a month", "sns"),
+        ("EventBridge Scheduler, one invocation per run", "scheduler"),
     ]
+    # DynamoDB also shows the request units behind its price.
+    extra = {"dynamodb": {"5 minutes": f" ({units('5 minutes')})", "1 minute": f" ({units('1 minute')})"}}
+    rows = [("Runs per month", f"{RUNS_PER_MONTH['5 minutes']:,}", f"{RUNS_PER_MONTH['1 minute']:,}")]
+    rows += [
+        (
+            label,
+            _usd(five[key]) + extra.get(key, {}).get("5 minutes", ""),
+            _usd(one[key]) + extra.get(key, {}).get("1 minute", ""),
+        )
+        for label, key in items
+    ]
+    rows.append(("**Total**", f"**{_usd(five['total'])}**", f"**{_usd(one['total'])}**"))
     lines += [
         "",
         "Monthly AWS cost from these measurements (us-east-1 list prices, 30-day month, free tier ignored):",
