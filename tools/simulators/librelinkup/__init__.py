@@ -16,6 +16,12 @@ Time comes from a :class:`~tools.simulators.clock.VirtualClock`; all generated v
 Ground truth for tests: :meth:`SimPatient.samples_between` (the per-minute sensor series),
 :attr:`LinkUpSimulator.served` (what each successful graph reply contained) and
 :attr:`LinkUpSimulator.requests` (every request received).
+
+Modules, one concern each, imported one way (each only from those above it): ``constants``;
+``plumbing`` (pure helpers, records, the reply); ``glucose`` (:class:`SimPatient`: curve, reading
+times, trend, JSON); ``accounts`` (accounts, patients, tokens, login bodies); ``faults`` (the fault
+switches); ``routes`` (region prefixes, login, authenticated endpoints); ``app``
+(:class:`LinkUpSimulator`: state, request log, dispatch, the HTTP handler).
 """
 
 from __future__ import annotations

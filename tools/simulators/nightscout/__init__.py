@@ -21,6 +21,12 @@ default; ``version="15.0.6"`` or older switches to the legacy behaviour). Sectio
 Time comes from the injected clock (seconds since the epoch), except for the real-time waits
 (``AUTH_FAIL_DELAY``, :meth:`NightscoutStandIn.hang_next`, the ≤ 15.0.6 ``POST []`` hang), which are
 real seconds, bounded, and released by :meth:`NightscoutStandIn.stop`.
+
+Modules, one concern each, imported one way (each only from those above it): ``constants``;
+``values`` (JavaScript coercion, moment.js dates, ``qs``); ``plumbing`` (records, replies, purification,
+content negotiation); ``store`` (Mongo-like matching, the entries upsert and query); ``auth`` (secret,
+tokens, roles, JWT, fail delay); ``treatments`` (announcements, the snooze rule); ``v1`` and ``v3`` (the
+routes); ``app`` (:class:`NightscoutStandIn`: state, faults, routing, the HTTP handler).
 """
 
 from __future__ import annotations
