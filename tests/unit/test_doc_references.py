@@ -76,7 +76,7 @@ def test_the_docs_exist_with_numbered_sections() -> None:
 
 def test_the_walk_sees_code_tests_tools_and_docs() -> None:
     rels = {p.relative_to(ROOT).as_posix() for p in FILES}
-    assert "tools/simulators/nightscout.py" in rels
+    assert "tools/simulators/nightscout/v1.py" in rels
     assert "layers/linkup_sync/python/linkup_sync/librelinkup/parsing.py" in rels
     assert "tests/fixtures/librelinkup/README.md" in rels
     assert "docs/nightscout-api.md" in rels
