@@ -111,6 +111,10 @@ def test_aws_region_is_accepted_as_well_as_aws_default_region(monkeypatch: pytes
     for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    # credentials from the environment: without them botocore would ask the instance metadata service (a socket)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_REGION", "eu-central-1")
     assert client("dynamodb").meta.region_name == "eu-central-1"  # boto3 alone would not read AWS_REGION
     monkeypatch.delenv("AWS_REGION")
@@ -168,7 +172,8 @@ def test_pyproject_licence_is_an_spdx_string_so_setuptools_does_not_warn(tmp_pat
         (tmp_path / name).write_text((ROOT / name).read_text())
     package = tmp_path / "layers" / "linkup_sync" / "python" / "linkup_sync"
     package.mkdir(parents=True)
-    (package / "__init__.py").write_text("")
+    init = ROOT / "layers" / "linkup_sync" / "python" / "linkup_sync" / "__init__.py"
+    (package / "__init__.py").write_text(init.read_text())  # pyproject reads __version__ from it
     out = tmp_path / "meta"
     out.mkdir()
     proc = subprocess.run(
