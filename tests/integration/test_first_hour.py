@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from linkup_sync import __version__, cli
+from linkup_sync import __version__
 from linkup_sync.state.file import FileStateStore
 from linkup_sync.state.model import account_key
+from linkup_sync_cli import main as cli
 from tests.integration.harness import EMAIL
 from tests.integration.test_cli import Sim, healthy, sim
 

@@ -22,22 +22,22 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from .errors import ConfigError, LinkupSyncError
-from .settings import SECRET_KEYS, Settings
+from linkup_sync.errors import ConfigError, LinkupSyncError
+from linkup_sync.settings import SECRET_KEYS, Settings
 
 if TYPE_CHECKING:
-    from .http import Deadline
-    from .ports import Credentials, Target
-    from .readings import Reading
-    from .runtime import CredentialSource, Dependencies
-    from .state.model import AccountState, StateStore, StoredState, TargetState
+    from linkup_sync.http import Deadline
+    from linkup_sync.ports import Credentials, Target
+    from linkup_sync.readings import Reading
+    from linkup_sync.runtime import CredentialSource, Dependencies
+    from linkup_sync.state.model import AccountState, StateStore, StoredState, TargetState
 
 PROG = "linkup-sync"
 # Exit status of `sync --once` (documented in its --help and the README): cron and monitoring check it.
 EXIT_OK = 0  # uploaded, nothing new, or a breaker that clears by itself skipped the run
 EXIT_FAILED = 1  # the run failed; the next runs try again
 EXIT_NEEDS_PERSON = 2  # a person has to act (password, terms, app version, settings...): every run until fixed
-REPO_ROOT = Path(__file__).resolve().parents[4]  # layers/linkup_sync/python/linkup_sync/cli.py
+REPO_ROOT = Path(__file__).resolve().parents[2]  # cli/linkup_sync_cli/main.py
 ENV_VERSION = "LINK_UP_CREDENTIALS_VERSION"
 
 
@@ -56,7 +56,7 @@ class EnvCredentials:
         self.env = env
 
     def get(self) -> Credentials:
-        from .settings import credentials_from_secret
+        from linkup_sync.settings import credentials_from_secret
 
         missing = [key for key in SECRET_KEYS if not self.env.get(key, "").strip()]
         if missing:
@@ -83,7 +83,7 @@ class FixedCredentials:
 
 def credential_source(secret_id: str | None, env: Mapping[str, str]) -> CredentialSource:
     if secret_id:
-        from .secrets import SecretsManagerCredentials
+        from linkup_sync.secrets import SecretsManagerCredentials
 
         return SecretsManagerCredentials(secret_id)
     return EnvCredentials(env)
@@ -102,10 +102,10 @@ def describe_aws_failure(exc: Exception) -> str | None:
 
 def state_store(args: argparse.Namespace, clock: Callable[[], float]) -> StateStore:
     if args.table:
-        from .state.dynamodb import DynamoDBStateStore
+        from linkup_sync.state.dynamodb import DynamoDBStateStore
 
         return DynamoDBStateStore(args.table, clock=clock)
-    from .state.file import FileStateStore, default_state_path
+    from linkup_sync.state.file import FileStateStore, default_state_path
 
     return FileStateStore(args.state or default_state_path(), clock=clock)
 
@@ -164,7 +164,7 @@ def collecting_factory(
 ) -> Callable[[Dependencies, Target, TargetState, Deadline], CollectingSink]:
     def factory(deps: Dependencies, target: Target, stored: TargetState, deadline: Deadline) -> CollectingSink:
         if check_url:
-            from .nightscout.url import normalize_nightscout_url
+            from linkup_sync.nightscout.url import normalize_nightscout_url
 
             try:
                 normalize_nightscout_url(target.nightscout_url, allow_http=deps.settings.allow_http)
@@ -288,8 +288,8 @@ def _print_readings(sinks: list[CollectingSink], out: TextIO) -> None:
 def cmd_sync(
     args: argparse.Namespace, env: Mapping[str, str], clock: Callable[[], float], out: TextIO, err: TextIO
 ) -> int:
-    from .runtime import Dependencies, run_once
-    from .state.model import account_key
+    from linkup_sync.runtime import Dependencies, run_once
+    from linkup_sync.state.model import account_key
 
     def fail(message: str, reason: str, needs_person: bool = False) -> int:
         if reason in ("bad_credentials", "action_required") and not args.secret_id:
@@ -393,7 +393,7 @@ def cmd_sync(
 
 def warn_plain_http(credentials: CredentialSource, err: TextIO) -> None:
     """NIGHTSCOUT_ALLOW_HTTP: say, for each http:// Nightscout, that the secret's hash travels unencrypted."""
-    from .nightscout.url import HTTP_WARNING, normalize_nightscout_url, plain_http_to_private
+    from linkup_sync.nightscout.url import HTTP_WARNING, normalize_nightscout_url, plain_http_to_private
 
     with contextlib.suppress(LinkupSyncError, ValueError):
         for target in credentials.get().targets:
@@ -473,7 +473,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description=_MAIN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    from . import __version__
+    from linkup_sync import __version__
 
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")

@@ -22,22 +22,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TextIO
 from urllib.parse import quote, urlsplit
 
-from .cli import (
-    PROG,
-    CollectingSink,
-    FixedCredentials,
-    NoRecordStore,
-    age_text,
-    collecting_factory,
-    credential_source,
-    describe_aws_failure,
-    package_logs,
-    reset_login,
-    state_label,
-    state_store,
-    utc_text,
-)
-from .errors import (
+from linkup_sync.errors import (
     ConfigError,
     LinkUpActionRequired,
     LinkUpBadCredentials,
@@ -52,16 +37,32 @@ from .errors import (
     NightscoutUnauthorized,
     NightscoutUnreachable,
 )
-from .librelinkup.regions import DEFAULT_URL_TEMPLATE
-from .settings import SECRET_KEYS, Settings
+from linkup_sync.librelinkup.regions import DEFAULT_URL_TEMPLATE
+from linkup_sync.settings import SECRET_KEYS, Settings
+
+from .main import (
+    PROG,
+    CollectingSink,
+    FixedCredentials,
+    NoRecordStore,
+    age_text,
+    collecting_factory,
+    credential_source,
+    describe_aws_failure,
+    package_logs,
+    reset_login,
+    state_label,
+    state_store,
+    utc_text,
+)
 
 if TYPE_CHECKING:
     import urllib3
 
-    from .http import HttpResult
-    from .ports import Connection, Credentials, Target
-    from .state.model import AccountState, StateStore
-    from .sync import RunReport
+    from linkup_sync.http import HttpResult
+    from linkup_sync.ports import Connection, Credentials, Target
+    from linkup_sync.state.model import AccountState, StateStore
+    from linkup_sync.sync import RunReport
 
 AWS_HINT = (
     "Check the AWS credentials (aws configure, AWS_PROFILE) and the region: set AWS_REGION (or "
@@ -298,9 +299,9 @@ def _check_linkup(
     clock: Callable[[], float],
     err: TextIO,
 ) -> None:
-    from .librelinkup.client import LinkUpClient
-    from .runtime import Dependencies, run_once
-    from .state.model import account_key
+    from linkup_sync.librelinkup.client import LinkUpClient
+    from linkup_sync.runtime import Dependencies, run_once
+    from linkup_sync.state.model import account_key
 
     key = account_key(creds.username)
     label = state_label(store)
@@ -460,7 +461,7 @@ def _send(
 ) -> HttpResult:
     import urllib3
 
-    from .http import send
+    from linkup_sync.http import send
 
     return send(
         pool,
@@ -499,7 +500,7 @@ def _not_nightscout(base: str, what: str) -> str:
 
 def _probe_server(r: Reporter, title: str, base: str, pool: urllib3.PoolManager) -> bool:
     """Reachability and version, anonymously. True when the site answered like Nightscout."""
-    from .http import TransportError
+    from linkup_sync.http import TransportError
 
     r.start(title)
     try:
@@ -561,9 +562,9 @@ def _permits(granted: str, wanted: str) -> bool:
 def _check_token_v1(
     r: Reporter, title: str, base: str, token: str, pool: urllib3.PoolManager, clock: Callable[[], float]
 ) -> bool:
-    from .http import TransportError
-    from .nightscout.auth import api_secret_header
-    from .readings import Reading
+    from linkup_sync.http import TransportError
+    from linkup_sync.nightscout.auth import api_secret_header
+    from linkup_sync.readings import Reading
 
     now_ms = int(clock() // 60 * 60 * 1000)
     sample = Reading(epoch_ms=now_ms, sgv=100, direction="Flat", source="current")
@@ -590,7 +591,7 @@ def _check_token_v1(
         )
         return True
     if result.status == 401:
-        from .nightscout.v3 import is_access_token
+        from linkup_sync.nightscout.v3 import is_access_token
 
         granted: list[str] | None = None
         if is_access_token(token):  # ask Nightscout whether it knows the token at all, and what it may do
@@ -640,8 +641,8 @@ def _missing(granted: list[str], wanted: Iterable[str]) -> list[str]:
 
 def _check_token_v3(r: Reporter, title: str, base: str, token: str, pool: urllib3.PoolManager) -> list[str] | None:
     """The token's permissions when it may upload with API v3, else None."""
-    from .http import TransportError
-    from .nightscout.v3 import ENTRIES_ROLE, UNKNOWN_SUBJECT_TEXT, is_access_token, needs_subject_text
+    from linkup_sync.http import TransportError
+    from linkup_sync.nightscout.v3 import ENTRIES_ROLE, UNKNOWN_SUBJECT_TEXT, is_access_token, needs_subject_text
 
     r.start(title)
     if not is_access_token(token):
@@ -678,8 +679,8 @@ def _check_treatments(
     r: Reporter, title: str, base: str, token: str, pool: urllib3.PoolManager, api_v3: bool, granted: list[str] | None
 ) -> None:
     """NIGHTSCOUT_SENSOR_START: may the token post the Sensor Start treatment? Only an access token can be asked."""
-    from .http import TransportError
-    from .nightscout.v3 import is_access_token
+    from linkup_sync.http import TransportError
+    from linkup_sync.nightscout.v3 import is_access_token
 
     if not is_access_token(token):
         return  # the API_SECRET may do everything; a SHA-1 cannot be looked up
@@ -715,8 +716,8 @@ def _check_nightscout(
     suffix: str,
     allow_http: bool = False,
 ) -> None:
-    from .http import make_pool
-    from .nightscout.url import HTTP_WARNING, normalize_nightscout_url, plain_http_to_private
+    from linkup_sync.http import make_pool
+    from linkup_sync.nightscout.url import HTTP_WARNING, normalize_nightscout_url, plain_http_to_private
 
     titles = (
         f"Nightscout URL{suffix}",
