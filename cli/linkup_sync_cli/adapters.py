@@ -144,13 +144,10 @@ def collecting_factory(
     sinks: list[CollectingSink], *, check_url: bool
 ) -> Callable[[Dependencies, Target, TargetState, Deadline], CollectingSink]:
     def factory(deps: Dependencies, target: Target, stored: TargetState, deadline: Deadline) -> CollectingSink:
-        if check_url:
-            from linkup_sync.nightscout.url import normalize_nightscout_url
+        if check_url:  # the same failure as the real uploader's (runtime.build_sink)
+            from linkup_sync.runtime import nightscout_base_url
 
-            try:
-                normalize_nightscout_url(target.nightscout_url, allow_http=deps.settings.allow_http)
-            except ValueError as exc:  # the same failure as the real uploader's (runtime.build_sink)
-                raise ConfigError([str(exc)], heading="The Nightscout settings cannot be used") from None
+            nightscout_base_url(target, deps.settings, heading="The Nightscout settings cannot be used")
         sink = CollectingSink()
         sinks.append(sink)
         return sink

@@ -242,7 +242,7 @@ def _check_linkup(
             report = run_once(deps)
         except LinkupSyncError as exc:
             error = exc
-            report = getattr(exc, "report", None)
+            report = exc.report
     account = store.load(key).account
     now = clock()
     ticket = account.ticket if account.ticket is not None and account.ticket.usable_at(now) else None
@@ -390,12 +390,14 @@ def run_doctor(
     else:
         r.skip("LibreLink Up", "needs valid settings and credentials")
     if creds is not None:
+        from linkup_sync.runtime import uses_api_v3
+
         default_v3 = settings.api_v3 if settings is not None else False
         sensor_start = bool(getattr(settings, "sensor_start", False))
         allow_http = bool(getattr(settings, "allow_http", False))
         for i, target in enumerate(creds.targets, start=1):
             suffix = f" ({i} of {len(creds.targets)})" if len(creds.targets) > 1 else ""
-            api_v3 = default_v3 if target.api_v3 is None else target.api_v3
+            api_v3 = uses_api_v3(target, default_v3)
             check_nightscout(r, target, api_v3, sensor_start, clock, suffix, allow_http)
     else:
         r.skip("Nightscout", "needs the credentials")
