@@ -168,7 +168,7 @@ def test_pyproject_licence_is_an_spdx_string_so_setuptools_does_not_warn(tmp_pat
         (tmp_path / name).write_text((ROOT / name).read_text())
     package = tmp_path / "layers" / "linkup_sync" / "python" / "linkup_sync"
     package.mkdir(parents=True)
-    (package / "__init__.py").write_text("")
+    (package / "__init__.py").write_text('__version__ = "0.0.0"\n')  # pyproject reads the version here
     out = tmp_path / "meta"
     out.mkdir()
     proc = subprocess.run(
