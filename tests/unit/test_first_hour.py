@@ -97,7 +97,7 @@ def test_no_hint_puts_a_password_on_a_command_line() -> None:
     hint = set_secret_hint("arn:aws:secretsmanager:eu-west-1:1:secret:x")
     assert "make secret" in hint and "file://" in hint
     assert "--secret-string '" not in hint and "LINK_UP_PASSWORD" not in hint
-    sources = "\n".join(p.read_text() for p in (ROOT / "layers").rglob("*.py"))
+    sources = "\n".join(p.read_text() for root in ("layers", "cli") for p in (ROOT / root).rglob("*.py"))
     assert not re.search(r"--secret-string\s+\S*\{", sources)
     readme = (ROOT / "README.md").read_text()
     assert not re.search(r"--secret-string\s+'?\{", readme)
@@ -111,6 +111,8 @@ def test_aws_region_is_accepted_as_well_as_aws_default_region(monkeypatch: pytes
     for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", "/dev/null")
+    # No credentials here: botocore would ask the EC2 metadata service, a socket the unit tier forbids.
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_REGION", "eu-central-1")
     assert client("dynamodb").meta.region_name == "eu-central-1"  # boto3 alone would not read AWS_REGION
     monkeypatch.delenv("AWS_REGION")
