@@ -38,15 +38,15 @@ lock: venv ## regenerate requirements-dev.lock from pyproject.toml (keeps pins; 
 	  --no-emit-find-links $(LOCK_ARGS) --output-file requirements-dev.lock pyproject.toml
 
 lint: venv ## ruff check and ruff format --check
-	$(BIN)/ruff check layers functions tools tests
-	$(BIN)/ruff format --check layers functions tools tests
+	$(BIN)/ruff check layers cli functions tools tests
+	$(BIN)/ruff format --check layers cli functions tools tests
 
 type: venv ## mypy (strict) on the package, the handler, the tools and the tests
 	$(BIN)/mypy
 
 test: venv sam-cli ## the whole suite: lint, types, unit, integration (moto + simulators), template checks, sam CLI
-	$(BIN)/ruff check layers functions tools tests
-	$(BIN)/ruff format --check layers functions tools tests
+	$(BIN)/ruff check layers cli functions tools tests
+	$(BIN)/ruff format --check layers cli functions tools tests
 	$(BIN)/mypy
 	LINKUP_SYNC_SAM="$(SAM)" $(BIN)/pytest -n 2 -q
 

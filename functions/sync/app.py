@@ -42,8 +42,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     except LinkupSyncError as exc:
         # The message is written for people and never contains a secret.
         log.error(exc.message, extra={"reason": exc.reason, "needs_person": exc.needs_person})
-        record_failure(exc.reason, exc.needs_person, getattr(exc, "report", None))
-        _finished(getattr(exc, "report", None), failed=exc.reason, needs_person=exc.needs_person)
+        record_failure(exc.reason, exc.needs_person, exc.report)
+        _finished(exc.report, failed=exc.reason, needs_person=exc.needs_person)
         raise
     except Exception:
         log.exception("unexpected failure: please report it with this log line")

@@ -7,9 +7,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from linkup_sync import __version__, cli
+from linkup_sync import __version__
 from linkup_sync.state.file import FileStateStore
 from linkup_sync.state.model import account_key
+from linkup_sync_cli import main as cli
+from linkup_sync_cli.sync_command import EXIT_FAILED, EXIT_NEEDS_PERSON
 from tests.integration.harness import EMAIL
 from tests.integration.test_cli import Sim, healthy, sim
 
@@ -29,7 +31,7 @@ def test_follower_email_that_cannot_be_an_address_is_refused_before_any_login(
     healthy(sim)
     for username in ("fiona follower@example.invalid", "fiona.follower.example.invalid", "fiona@"):
         code, _, err = sim.run(capsys, "sync", "--once", LINK_UP_USERNAME=username)
-        assert code == cli.EXIT_NEEDS_PERSON and "LINK_UP_USERNAME" in err and "not an e-mail address" in err
+        assert code == EXIT_NEEDS_PERSON and "LINK_UP_USERNAME" in err and "not an e-mail address" in err
     assert sim.logins() == 0  # no login spent, so no bad-password breaker either
     assert (
         not sim.state.exists()
@@ -64,7 +66,7 @@ def test_passing_problems_still_exit_1(sim: Sim, capsys: pytest.CaptureFixture[s
     healthy(sim)
     sim.ns.set_unreachable(True)
     code, _, err = sim.run(capsys, "sync", "--once")
-    assert code == cli.EXIT_FAILED and "Nightscout could not be reached" in err
+    assert code == EXIT_FAILED and "Nightscout could not be reached" in err
 
 
 def test_version_option(capsys: pytest.CaptureFixture[str]) -> None:

@@ -89,7 +89,7 @@ def test_make_sandbox_serves_doctor_sync_and_the_handler_then_ctrl_c_frees_the_p
 
         def cli(*args: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
-                [sys.executable, "-m", "linkup_sync", *args],
+                [sys.executable, "-m", "linkup_sync_cli", *args],
                 cwd=tmp_path,
                 env=second,
                 capture_output=True,

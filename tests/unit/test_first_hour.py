@@ -97,7 +97,7 @@ def test_no_hint_puts_a_password_on_a_command_line() -> None:
     hint = set_secret_hint("arn:aws:secretsmanager:eu-west-1:1:secret:x")
     assert "make secret" in hint and "file://" in hint
     assert "--secret-string '" not in hint and "LINK_UP_PASSWORD" not in hint
-    sources = "\n".join(p.read_text() for p in (ROOT / "layers").rglob("*.py"))
+    sources = "\n".join(p.read_text() for root in ("layers", "cli") for p in (ROOT / root).rglob("*.py"))
     assert not re.search(r"--secret-string\s+\S*\{", sources)
     readme = (ROOT / "README.md").read_text()
     assert not re.search(r"--secret-string\s+'?\{", readme)

@@ -8,7 +8,10 @@ cause and the fix. No message may contain a password, a token, an Account-Id or 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
+
+if TYPE_CHECKING:  # sync.py imports this module: a run-time import would be a cycle
+    from .sync import RunReport
 
 
 class LinkupSyncError(Exception):
@@ -17,6 +20,8 @@ class LinkupSyncError(Exception):
     reason = "error"
     #: True when only the person can fix it (credentials, terms, version): alarm at once.
     needs_person = False
+    #: What the failed run got to (runtime.run_once sets it): the failure metrics and doctor read it.
+    report: RunReport | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)

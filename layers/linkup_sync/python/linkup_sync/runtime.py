@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, cast
 
-from .errors import ConfigError
+from .errors import ConfigError, LinkupSyncError
 from .http import Deadline, make_pool
 from .ports import Clock, Credentials, NightscoutSink, Target
 from .settings import Settings
@@ -84,14 +84,33 @@ class StateJwtCache:
         self.value = (jwt, exp)
 
 
-def build_sink(deps: Dependencies, target: Target, stored: TargetState, deadline: Deadline) -> NightscoutSink:
-    """The Nightscout uploader for one target: API v1, or v3 when the target or the setting asks for it."""
+NIGHTSCOUT_SETTINGS_UNUSABLE = "The Nightscout settings in the secret cannot be used"
+
+
+def uses_api_v3(target: Target, default: bool) -> bool:
+    """Whether a target talks to Nightscout with API v3: its own NIGHTSCOUT_API_V3, else the setting's."""
+    return default if target.api_v3 is None else target.api_v3
+
+
+def nightscout_base_url(target: Target, settings: Settings, *, heading: str = NIGHTSCOUT_SETTINGS_UNUSABLE) -> str:
+    """The target's NIGHTSCOUT_URL cleaned up, or a ConfigError (for the uploader and the dry run alike).
+
+    NIGHTSCOUT_ALLOW_HTTP is for the command line only (the settings refuse it in AWS).
+    """
     from .nightscout.url import normalize_nightscout_url
 
-    api_v3 = deps.settings.api_v3 if target.api_v3 is None else target.api_v3
     try:
-        allow_http = deps.settings.allow_http  # NIGHTSCOUT_ALLOW_HTTP: command line only (settings refuse it in AWS)
-        url = normalize_nightscout_url(target.nightscout_url, allow_http=allow_http)
+        return normalize_nightscout_url(target.nightscout_url, allow_http=settings.allow_http)
+    except ValueError as exc:  # the messages name the setting, never its value
+        raise ConfigError([str(exc)], heading=heading) from None
+
+
+def build_sink(deps: Dependencies, target: Target, stored: TargetState, deadline: Deadline) -> NightscoutSink:
+    """The Nightscout uploader for one target: API v1, or v3 when the target or the setting asks for it."""
+    api_v3 = uses_api_v3(target, deps.settings.api_v3)
+    url = nightscout_base_url(target, deps.settings)
+    allow_http = deps.settings.allow_http
+    try:
         if api_v3:
             from .nightscout.v3 import NightscoutV3
 
@@ -116,8 +135,8 @@ def build_sink(deps: Dependencies, target: Target, stored: TargetState, deadline
             device=DEVICE,
             allow_http=allow_http,
         )
-    except ValueError as exc:  # the messages name the setting, never its value
-        raise ConfigError([str(exc)], heading="The Nightscout settings in the secret cannot be used") from None
+    except ValueError as exc:  # e.g. an empty token; the messages name the setting, never its value
+        raise ConfigError([str(exc)], heading=NIGHTSCOUT_SETTINGS_UNUSABLE) from None
 
 
 def run_once(deps: Dependencies) -> RunReport:
@@ -150,7 +169,8 @@ def run_once(deps: Dependencies) -> RunReport:
     try:
         report = service.run(creds)
     except Exception as exc:
-        exc.report = service.report  # type: ignore[attr-defined]  # for the failure metrics
+        if isinstance(exc, LinkupSyncError):  # the failure metrics and doctor read what the run got to
+            exc.report = service.report
         service.report.linkup_requests = source.requests_made
         _after_run(deps, creds, service.report, exc, deadline, service)
         raise

@@ -37,6 +37,7 @@ _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
 _VERSION_RE = re.compile(VERSION_PATTERN)
 _PATIENT_RE = re.compile(r"^[0-9A-Fa-f-]{8,64}$")
+_PATIENT_EXAMPLE = "8b6e4d2c-1a3f-4c5e-9d7b-2f0a6c8e4b13"
 # A follower login is an e-mail address: something@domain, no spaces. Checked before any login, because a
 # login with a value that cannot be an address only costs a try and trips the bad-password breaker.
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]+$")
@@ -97,9 +98,9 @@ class Settings:
             problems.append(str(exc))
 
         connection = env.get("LINK_UP_CONNECTION", "").strip() or None
-        if connection is not None and not _PATIENT_RE.match(connection):
+        if connection is not None and not is_patient_id(connection):
             problems.append(
-                f"LINK_UP_CONNECTION must be a patientId such as 8b6e4d2c-1a3f-4c5e-9d7b-2f0a6c8e4b13, "
+                f"LINK_UP_CONNECTION must be a patientId such as {_PATIENT_EXAMPLE}, "
                 f"not '{connection}'. Leave it empty to use the only (or first) person the account follows."
             )
         elif connection is not None:
@@ -262,6 +263,17 @@ def _optional_bool(obj: Mapping[str, object], key: str, place: str, problems: li
     return None
 
 
+def is_patient_id(text: str) -> bool:
+    """The one check of a LINK_UP_CONNECTION: a LibreLink Up patientId (a UUID), in either case."""
+    return _PATIENT_RE.match(text) is not None
+
+
+def _check_patient(patient: str | None, where: str, problems: list[str]) -> None:
+    """LINK_UP_CONNECTION in the secret or in a TARGETS entry: empty, or a patientId."""
+    if patient and not is_patient_id(patient):
+        problems.append(f"LINK_UP_CONNECTION in {where} must be a patientId such as {_PATIENT_EXAMPLE}.")
+
+
 def credentials_from_secret(raw: object, *, version: str, secret_id: str | None) -> Credentials:
     """Validate the secret's JSON. Messages name keys, never values.
 
@@ -317,10 +329,7 @@ def credentials_from_secret(raw: object, *, version: str, secret_id: str | None)
         api_v3 = _optional_bool(raw, "NIGHTSCOUT_API_V3", "the secret", problems)
         connection = raw.get("LINK_UP_CONNECTION")
         patient = connection.strip().lower() if isinstance(connection, str) and connection.strip() else None
-        if patient and not _PATIENT_RE.match(patient):
-            problems.append(
-                "LINK_UP_CONNECTION in the secret must be a patientId such as 8b6e4d2c-1a3f-4c5e-9d7b-2f0a6c8e4b13."
-            )
+        _check_patient(patient, "the secret", problems)
         targets.append(Target(patient_id=patient, nightscout_url=url, nightscout_token=token, api_v3=api_v3))
     elif not isinstance(listed, list) or not listed:
         problems.append("TARGETS in the secret must be a non-empty list of objects.")
@@ -334,10 +343,7 @@ def credentials_from_secret(raw: object, *, version: str, secret_id: str | None)
             problems += unknown_key_problems(entry, TARGET_ENTRY_KEYS, where)
             entry_cased = meant_keys(entry, TARGET_ENTRY_KEYS)
             patient = _text(entry, "LINK_UP_CONNECTION", where, problems, entry_cased).lower()
-            if patient and not _PATIENT_RE.match(patient):
-                problems.append(
-                    f"LINK_UP_CONNECTION in {where} must be a patientId such as 8b6e4d2c-1a3f-4c5e-9d7b-2f0a6c8e4b13."
-                )
+            _check_patient(patient, where, problems)
             url = _text(entry, "NIGHTSCOUT_URL", where, problems, entry_cased)
             token = _text(entry, "NIGHTSCOUT_API_TOKEN", where, problems, entry_cased)
             api_v3 = _optional_bool(entry, "NIGHTSCOUT_API_V3", where, problems)

@@ -14,10 +14,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 SENSOR_START = "Sensor Start"
-NS_UUID_NAMESPACE = uuid.UUID(bytes=b"NightscoutRocks!")  # spec §5.4
+# The one definition: v3.py's entry identifiers use it too (docs/nightscout-api.md §5.4).
+NS_UUID_NAMESPACE = uuid.UUID(bytes=b"NightscoutRocks!")
 # Activation times outside 2000..2100 are a unit mix-up (ms instead of s) or garbage.
 _MIN_S, _MAX_S = 946_684_800, 4_102_444_800
 _SERIAL_OK = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def v3_identifier(key: str) -> str:
+    """The identifier Nightscout's API v3 computes itself for a document: uuid5(key, "NightscoutRocks!")."""
+    return str(uuid.uuid5(NS_UUID_NAMESPACE, key))
 
 
 def iso_utc_ms(epoch_ms: int) -> str:
@@ -46,7 +52,7 @@ def sensor_notes(serial: str) -> str:
 
 def sensor_start_identifier(device: str, date_ms: int) -> str:
     """The v3 identifier the server itself computes for a treatment: uuid5("<device>_<date>_<eventType>")."""
-    return str(uuid.uuid5(NS_UUID_NAMESPACE, f"{device}_{date_ms}_{SENSOR_START}"))
+    return v3_identifier(f"{device}_{date_ms}_{SENSOR_START}")
 
 
 def sensor_start_v1(*, serial: str, activated_at: int, device: str) -> dict[str, Any]:
@@ -87,7 +93,7 @@ def _announcement_notes(text: str) -> str:
 
 
 def announcement_identifier(device: str, date_ms: int) -> str:
-    return str(uuid.uuid5(NS_UUID_NAMESPACE, f"{device}_{date_ms}_{ANNOUNCEMENT}"))
+    return v3_identifier(f"{device}_{date_ms}_{ANNOUNCEMENT}")
 
 
 def announcement_v1(*, text: str, at_ms: int, device: str) -> dict[str, Any]:

@@ -17,7 +17,6 @@ import logging
 import re
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,11 +35,10 @@ from ..http import Deadline, HttpResult, make_pool
 from ..ports import Existing
 from ..readings import Reading
 from .transport import JSON_HEADERS, NightscoutTransport, existing_from, json_or_none
-from .treatments import announcement_v3, sensor_start_v3
+from .treatments import announcement_v3, sensor_start_v3, v3_identifier
 
 log = logging.getLogger("linkup_sync")
 
-NS_UUID_NAMESPACE = uuid.UUID(bytes=b"NightscoutRocks!")  # spec §5.4
 JWT_RENEW_MARGIN_S = 600  # use a JWT only while it has more than 10 minutes left
 _JWT_FALLBACK_LIFETIME_S = 3600  # when the exchange answer lacks a usable `exp`
 _ENTRIES_PATH = "/api/v3/entries"
@@ -167,7 +165,7 @@ class NightscoutV3(NightscoutTransport):
 
     def identifier_for(self, epoch_ms: int) -> str:
         """The server's own rule for entries (§5.4): uuid5("<device>_<date ms>", "NightscoutRocks!")."""
-        return str(uuid.uuid5(NS_UUID_NAMESPACE, f"{self.device}_{int(epoch_ms)}"))
+        return v3_identifier(f"{self.device}_{int(epoch_ms)}")
 
     def entry_for(self, reading: Reading) -> dict[str, Any]:
         """One v3 sgv entry. `app`, `device` and the utcOffset rule are immutable on the server: keep them."""

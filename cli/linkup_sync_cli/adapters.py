@@ -1,0 +1,183 @@
+"""The command line's adapters: credentials from the environment (or the stack's secret), state in a
+local file (or the stack's table), and the dry run's stand-ins for Nightscout and the state store.
+
+AWS libraries are imported only for --secret-id and --table, so the command also serves people
+without AWS. Shared by `sync --once` and `doctor`; imports neither of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from linkup_sync.errors import ConfigError
+from linkup_sync.settings import SECRET_KEYS
+
+from .output import shorten_home
+
+if TYPE_CHECKING:
+    from linkup_sync.http import Deadline
+    from linkup_sync.ports import Credentials, Existing, Target
+    from linkup_sync.readings import Reading
+    from linkup_sync.runtime import CredentialSource, Dependencies
+    from linkup_sync.state.model import AccountState, StateStore, StoredState, TargetState
+
+ENV_VERSION = "LINK_UP_CREDENTIALS_VERSION"
+
+
+# --- credentials ------------------------------------------------------------------------------------
+
+
+class EnvCredentials:
+    """The four secret keys from environment variables with the same names.
+
+    The bad-password breaker is keyed by a credentials version; environment variables have none, so it
+    is $LINK_UP_CREDENTIALS_VERSION (any text you change together with the password) or "env". After
+    fixing a rejected password, `--reset-login` clears the breaker instead.
+    """
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def get(self) -> Credentials:
+        from linkup_sync.settings import credentials_from_secret
+
+        missing = [key for key in SECRET_KEYS if not self.env.get(key, "").strip()]
+        if missing:
+            problems = [f"{key} is not set." for key in missing]
+            problems.append(
+                "Set the environment variables " + ", ".join(SECRET_KEYS) + " (the same names as in "
+                "the secret), or read the stack's secret with --secret-id."
+            )
+            raise ConfigError(problems, heading="The credentials are incomplete")
+        raw = {key: self.env[key] for key in SECRET_KEYS}
+        version = self.env.get(ENV_VERSION, "").strip() or "env"
+        return credentials_from_secret(raw, version=version, secret_id=None)
+
+
+class FixedCredentials:
+    """Credentials read once (doctor reads them before its checks and hands the same ones to the run)."""
+
+    def __init__(self, creds: Credentials) -> None:
+        self.creds = creds
+
+    def get(self) -> Credentials:
+        return self.creds
+
+
+def credential_source(secret_id: str | None, env: Mapping[str, str]) -> CredentialSource:
+    if secret_id:
+        from linkup_sync.secrets import SecretsManagerCredentials
+
+        return SecretsManagerCredentials(secret_id)
+    return EnvCredentials(env)
+
+
+def describe_aws_failure(exc: Exception) -> str | None:
+    """A safe one-line text for an AWS SDK failure (no credentials, no region, ...), else None."""
+    module = type(exc).__module__
+    if module.startswith(("botocore", "boto3")):
+        return f"AWS could not be used: {exc}"
+    return None
+
+
+# --- state ------------------------------------------------------------------------------------------
+
+
+def state_store(args: argparse.Namespace, clock: Callable[[], float]) -> StateStore:
+    if args.table:
+        from linkup_sync.state.dynamodb import DynamoDBStateStore
+
+        return DynamoDBStateStore(args.table, clock=clock)
+    from linkup_sync.state.file import FileStateStore, default_state_path
+
+    return FileStateStore(args.state or default_state_path(), clock=clock)
+
+
+def state_label(store: StateStore) -> str:
+    path = getattr(store, "path", None)
+    if path is not None:
+        return shorten_home(Path(path))
+    table = getattr(store, "table_name", None)
+    return f"DynamoDB table {table}" if table else "the state store"
+
+
+class NoRecordStore:
+    """A store that keeps logins and breakers (they protect the account) but records no upload."""
+
+    def __init__(self, inner: StateStore) -> None:
+        self.inner = inner
+
+    def load(self, key: str) -> StoredState:
+        return self.inner.load(key)
+
+    def save_account(self, key: str, account: AccountState) -> AccountState:
+        return self.inner.save_account(key, account)
+
+    def acquire_login_lock(self, key: str, now: float, seconds: int) -> bool:
+        return self.inner.acquire_login_lock(key, now, seconds)
+
+    def record_upload(self, key: str, target: TargetState, added: Iterable[int]) -> TargetState:
+        return target
+
+
+@dataclass
+class CollectingSink:
+    """Stands in for Nightscout: keeps what would be uploaded and sends nothing."""
+
+    readings: list[Reading] = field(default_factory=list)
+    sensor_starts: list[tuple[str, int]] = field(default_factory=list)
+    requests_made: int = 0
+
+    def upload(self, readings: Sequence[Reading]) -> int:
+        self.readings.extend(readings)
+        return len(readings)
+
+    def post_sensor_start(self, *, serial: str, activated_at: int) -> None:
+        self.sensor_starts.append((serial, activated_at))
+
+    def existing_sgv(self, since_ms: int) -> Existing:
+        # Nothing is asked: the dry run shows every gap as LibreLink Up's history would fill it.
+        from linkup_sync.ports import Existing
+
+        return Existing(instants=(), complete_since_ms=since_ms)
+
+
+def collecting_factory(
+    sinks: list[CollectingSink], *, check_url: bool
+) -> Callable[[Dependencies, Target, TargetState, Deadline], CollectingSink]:
+    def factory(deps: Dependencies, target: Target, stored: TargetState, deadline: Deadline) -> CollectingSink:
+        if check_url:  # the same failure as the real uploader's (runtime.build_sink)
+            from linkup_sync.runtime import nightscout_base_url
+
+            nightscout_base_url(target, deps.settings, heading="The Nightscout settings cannot be used")
+        sink = CollectingSink()
+        sinks.append(sink)
+        return sink
+
+    return factory
+
+
+def reset_login(store: StateStore, key: str) -> list[str]:
+    """Forget the stored blocks on logging in, except a running LibreLink Up lockout. Returns what was cleared."""
+    account = store.load(key).account
+    changes: dict[str, Any] = {}
+    cleared: list[str] = []
+    if account.bad_credentials_version is not None:
+        changes["bad_credentials_version"] = None
+        cleared.append("the block after LibreLink Up rejected the password")
+    if account.login_not_before and (account.login_block_reason or "") != "locked":
+        changes.update(login_not_before=None, login_block_reason=None)
+        cleared.append("the wait for an action in the LibreLink Up app")
+    if account.rejected_version:
+        changes.update(rejected_version=None, version_retry_at=None)
+        cleared.append(f"the block on app version {account.rejected_version}")
+    if account.backoff_until or account.backoff_failures:
+        changes.update(backoff_until=None, backoff_failures=0, backoff_reason=None)
+        cleared.append("the back-off after LibreLink Up errors")
+    if changes:
+        store.save_account(key, replace(account, **changes))
+    return cleared

@@ -1,0 +1,177 @@
+"""`linkup-sync sync --once`: one sync run from this machine, exactly the Lambda function's code path.
+
+It takes runtime.run_once; only the adapters differ (adapters.py): credentials from environment
+variables (or the stack's secret, --secret-id) and the state from a local JSON file (or the stack's
+table, --table), so it also runs from cron on a home server without AWS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, TextIO
+
+from linkup_sync.errors import LinkupSyncError
+from linkup_sync.settings import Settings
+
+from .adapters import (
+    CollectingSink,
+    NoRecordStore,
+    collecting_factory,
+    credential_source,
+    describe_aws_failure,
+    reset_login,
+    state_store,
+)
+from .output import PROG, age_text, package_logs, utc_text
+
+if TYPE_CHECKING:
+    from linkup_sync.runtime import CredentialSource
+
+# Exit status of `sync --once` (documented in its --help and the README): cron and monitoring check it.
+EXIT_OK = 0  # uploaded, nothing new, or a breaker that clears by itself skipped the run
+EXIT_FAILED = 1  # the run failed; the next runs try again
+EXIT_NEEDS_PERSON = 2  # a person has to act (password, terms, app version, settings...): every run until fixed
+
+
+def _target_line(prefix: str, uploaded: int, gap_filled: int, age: float | None, dry: bool) -> str:
+    if uploaded:
+        verb = "would upload" if dry else "uploaded"
+        text = f"{verb} {uploaded} reading{'s' if uploaded != 1 else ''}"
+        if gap_filled:
+            text += f" ({gap_filled} from the history)"
+    else:
+        text = "nothing new to upload"
+    if age is not None:
+        text += f"; newest reading {age_text(age)} old"
+    return prefix + text
+
+
+def _print_readings(sinks: list[CollectingSink], out: TextIO) -> None:
+    for sink in sinks:
+        for reading in sorted(sink.readings, key=lambda r: r.epoch_ms):
+            out.write(
+                f"  {utc_text(reading.epoch_s, seconds=True)}  {reading.sgv:>3} mg/dL  "
+                f"{reading.direction:<14} {reading.source}\n"
+            )
+        for serial, activated in sink.sensor_starts:
+            out.write(f"  {utc_text(activated, seconds=True)}  Sensor Start treatment (sensor {serial})\n")
+
+
+def cmd_sync(
+    args: argparse.Namespace, env: Mapping[str, str], clock: Callable[[], float], out: TextIO, err: TextIO
+) -> int:
+    from linkup_sync.runtime import Dependencies, run_once
+    from linkup_sync.state.model import account_key
+
+    def fail(message: str, reason: str, needs_person: bool = False) -> int:
+        if reason in ("bad_credentials", "action_required") and not args.secret_id:
+            message += f" After fixing it, run `{PROG} sync --once --reset-login` once."
+        if args.json:
+            out.write(json.dumps({"error": reason, "message": message, "needs_person": needs_person}) + "\n")
+        else:
+            err.write(f"{PROG}: failed: {message}\n")
+        return EXIT_NEEDS_PERSON if needs_person else EXIT_FAILED
+
+    try:
+        settings = Settings.from_env(env, need_aws=False)
+        store = state_store(args, clock)
+        credentials = credential_source(args.secret_id, env)
+        if args.reset_login:
+            key = account_key(credentials.get().username)
+            cleared = reset_login(store, key)
+            if not args.json and not args.quiet:
+                out.write(("cleared " + "; ".join(cleared) if cleared else "no stored login block to clear") + "\n")
+    except LinkupSyncError as exc:
+        return fail(exc.message, exc.reason, exc.needs_person)
+    except Exception as exc:
+        text = describe_aws_failure(exc)
+        if text is None:
+            raise
+        return fail(text, "aws")
+
+    if settings.allow_http and not args.quiet:
+        warn_plain_http(credentials, err)
+    sinks: list[CollectingSink] = []
+    deps = Dependencies(
+        settings=settings, store=NoRecordStore(store) if args.dry_run else store, credentials=credentials, clock=clock
+    )
+    if args.dry_run:
+        deps.sink_factory = collecting_factory(sinks, check_url=True)
+    with package_logs(args.verbose, err) as logs:
+        try:
+            report = run_once(deps)
+        except LinkupSyncError as exc:
+            shown = {exc.message}
+            for message in logs.messages:
+                if message not in shown:
+                    err.write(f"{PROG}: {message}\n")
+                    shown.add(message)
+            return fail(exc.message, exc.reason, exc.needs_person)
+        except Exception as exc:
+            text = describe_aws_failure(exc)
+            if text is None:
+                raise
+            return fail(text, "aws")
+    warnings = [m for m in dict.fromkeys(logs.messages) if not m.startswith("run skipped")]
+
+    if args.json:
+        summary = report.as_dict()
+        if args.dry_run:
+            summary["dry_run"] = True
+            summary["would_upload"] = [
+                {
+                    "date": r.epoch_ms,
+                    "dateString": r.iso_utc,
+                    "sgv": r.sgv,
+                    "direction": r.direction,
+                    "source": r.source,
+                }
+                for s in sinks
+                for r in sorted(s.readings, key=lambda r: r.epoch_ms)
+            ]
+        out.write(json.dumps(summary) + "\n")
+        return EXIT_NEEDS_PERSON if report.skipped and report.needs_person else EXIT_OK
+    for message in warnings:
+        err.write(f"{PROG}: {message}\n")
+    if report.skipped:
+        text = report.skipped_message or report.skipped
+        if report.skipped in ("bad_credentials", "action_required"):
+            text += f" After fixing it, run `{PROG} sync --once --reset-login` once" + (
+                " (or change the secret)." if args.secret_id else "."
+            )
+        if not args.quiet or report.needs_person:  # --quiet: only what a person has to act on
+            out.write(f"skipped: {text}\n")
+        # Non-zero on every run while the breaker holds, not only on the first: cron checks the status.
+        return EXIT_NEEDS_PERSON if report.needs_person else EXIT_OK
+    if args.dry_run:
+        _print_readings(sinks, out)
+    targets = list(getattr(report, "targets", []))
+    lines = []
+    if len(targets) > 1:
+        for t in targets:
+            lines.append(
+                _target_line(f"patient {t.patient}: ", t.uploaded, t.gap_filled, t.newest_reading_age_s, args.dry_run)
+            )
+    else:
+        lines.append(_target_line("", report.uploaded, report.gap_filled, report.newest_reading_age_s, args.dry_run))
+    if report.logins:
+        lines[-1] += " (logged in to LibreLink Up)"
+    if args.dry_run:
+        lines.append("dry run: nothing was sent to Nightscout and nothing was recorded as uploaded")
+    if not args.quiet or args.dry_run:
+        out.write("\n".join(lines) + "\n")
+    return 0
+
+
+def warn_plain_http(credentials: CredentialSource, err: TextIO) -> None:
+    """NIGHTSCOUT_ALLOW_HTTP: say, for each http:// Nightscout, that the secret's hash travels unencrypted."""
+    from linkup_sync.nightscout.url import HTTP_WARNING, normalize_nightscout_url, plain_http_to_private
+
+    with contextlib.suppress(LinkupSyncError, ValueError):
+        for target in credentials.get().targets:
+            url = normalize_nightscout_url(target.nightscout_url, allow_http=True)
+            if plain_http_to_private(url):
+                err.write(f"{PROG}: warning: {HTTP_WARNING.format(url=url)}\n")

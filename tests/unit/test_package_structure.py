@@ -1,0 +1,299 @@
+"""The shape of the two packages (issue 12): the Lambda layer ships only what runs in Lambda, the
+command line depends on the runtime and never the reverse, there is no import cycle, shipped code
+knows nothing of the repository, and logic that was repeated lives in one place.
+
+Static checks over the source (ast), plus the layer's real build (its Makefile), so they hold for
+code paths no test happens to run.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LAYER = ROOT / "layers" / "linkup_sync"
+RUNTIME = LAYER / "python" / "linkup_sync"
+CLI = ROOT / "cli" / "linkup_sync_cli"
+HANDLER = ROOT / "functions" / "sync" / "app.py"
+
+
+def _modules(package: Path) -> dict[str, Path]:
+    """Dotted module name -> file, for every module of a package (a package is its __init__)."""
+    found = {}
+    for path in sorted(package.rglob("*.py")):
+        parts = list(path.relative_to(package.parent).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        found[".".join(parts)] = path
+    return found
+
+
+MODULES = {**_modules(RUNTIME), **_modules(CLI)}
+
+
+def _is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _run_time_imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
+    """Every import that runs, at module level or inside a function; not those under TYPE_CHECKING."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            stack.extend(node.orelse)
+            continue
+        if isinstance(node, ast.Import | ast.ImportFrom):
+            yield node
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def _imported(module: str, path: Path) -> set[str]:
+    """The modules `module` imports, resolved (relative imports included, `from pkg import submodule` too)."""
+    is_package = path.name == "__init__.py"
+    names: set[str] = set()
+    for node in _run_time_imports(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+            continue
+        if node.level:
+            base = module.split(".")
+            base = base[: len(base) - node.level + (1 if is_package else 0)]
+            target = ".".join(base + ([node.module] if node.module else []))
+        else:
+            target = node.module or ""
+        names.add(target)
+        names.update(f"{target}.{alias.name}" for alias in node.names if f"{target}.{alias.name}" in MODULES)
+    return names
+
+
+def _graph() -> dict[str, set[str]]:
+    """Module -> the package modules it imports. An import of its own parent package (`from . import
+    parsing`) is no edge: Python imports every parent package before the module itself."""
+    return {
+        name: {m for m in _imported(name, path) if m in MODULES and not (name + ".").startswith(m + ".")}
+        for name, path in MODULES.items()
+    }
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Each import cycle once (depth-first search; a back edge closes a cycle)."""
+    found: list[list[str]] = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                found.append([*path[path.index(nxt) :], nxt])
+            elif nxt not in state:
+                visit(nxt)
+        path.pop()
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node)
+    return found
+
+
+def _shipped() -> dict[str, Path]:
+    return {**_modules(RUNTIME), "app": HANDLER}
+
+
+# --- one-way dependencies, no cycles -----------------------------------------------------------------
+
+
+def test_the_graph_sees_the_command_lines_imports() -> None:
+    """The checks below are only worth something if the graph finds real edges, lazy ones included."""
+    graph = _graph()
+    assert "linkup_sync_cli.doctor" in graph["linkup_sync_cli.main"]
+    assert "linkup_sync.runtime" in graph["linkup_sync_cli.sync_command"]  # imported inside cmd_sync
+    assert "linkup_sync.errors" in graph["linkup_sync.sync"]
+    assert "linkup_sync.librelinkup.parsing" in graph["linkup_sync.librelinkup.client"]  # from . import parsing
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
+
+
+def test_no_import_cycle_in_either_package() -> None:
+    assert _cycles(_graph()) == []
+
+
+def test_the_runtime_never_imports_the_command_line() -> None:
+    graph = _graph()
+    backwards = {
+        name: sorted(m for m in imports if m.startswith("linkup_sync_cli"))
+        for name, imports in graph.items()
+        if name.startswith("linkup_sync.")
+    }
+    assert not {k: v for k, v in backwards.items() if v}
+    for name, path in _shipped().items():  # nor by name (importlib, a string)
+        assert "linkup_sync_cli" not in path.read_text(encoding="utf-8"), name
+
+
+def test_the_command_line_package_is_outside_the_layer_source() -> None:
+    assert not (RUNTIME / "cli.py").exists() and not (RUNTIME / "doctor.py").exists()
+    assert not (RUNTIME / "__main__.py").exists()  # it would have to import the command line
+    assert (CLI / "main.py").is_file() and (CLI / "doctor.py").is_file()
+
+
+# --- the built layer -------------------------------------------------------------------------------
+
+
+def test_the_built_layer_holds_no_command_line(tmp_path: Path) -> None:
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir()
+    subprocess.run(
+        ["make", "--no-print-directory", "-C", str(LAYER), "build-LinkupSyncLayer", f"ARTIFACTS_DIR={artifacts}"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    built = sorted(p.relative_to(artifacts).as_posix() for p in artifacts.rglob("*.py"))
+    assert "python/linkup_sync/sync.py" in built and "python/linkup_sync/runtime.py" in built
+    assert [p for p in built if not p.startswith("python/linkup_sync/")] == []
+    names = {Path(p).name for p in built}
+    assert not names & {"cli.py", "doctor.py", "__main__.py"}
+    cli_modules = {p.stem for p in CLI.glob("*.py")} - {"__init__"}
+    assert not [p for p in built if Path(p).stem in cli_modules - {"__main__"}], "a command-line module is shipped"
+    for relative in built:
+        tree = ast.parse((artifacts / relative).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                assert not [a.name for a in node.names if a.name.split(".")[0] == "linkup_sync_cli"], relative
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                assert node.module.split(".")[0] != "linkup_sync_cli", relative
+
+
+# --- shipped code does not know the repository --------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(_shipped()))
+def test_shipped_code_does_not_know_the_repository(name: str) -> None:
+    path = _shipped()[name]
+    text = path.read_text(encoding="utf-8")
+    assert not re.search(r"REPO_ROOT|sys\.path|\btools[./]", text), f"{path} refers to the repository"
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Import):
+            assert all(a.name.split(".")[0] != "tools" for a in node.names), path
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            assert node.module.split(".")[0] != "tools", path
+
+
+def test_the_detector_would_see_the_old_demo_code() -> None:
+    old = "REPO_ROOT = Path(__file__).resolve().parents[4]\nsys.path.insert(0, str(REPO_ROOT))\n"
+    assert re.search(r"REPO_ROOT|sys\.path|\btools[./]", old)
+    assert re.search(r"\btools[./]", 'importlib.import_module("tools.demo")')
+    assert not re.search(r"\btools[./]", "from functools import lru_cache; aws_lambda_powertools.Logger")
+
+
+# --- repeated logic, folded --------------------------------------------------------------------------
+
+
+def _trees() -> dict[str, ast.AST]:
+    return {name: ast.parse(path.read_text(encoding="utf-8")) for name, path in MODULES.items()}
+
+
+def _calls(node: ast.AST, name: str) -> bool:
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Call):
+            func = sub.func
+            if (isinstance(func, ast.Name) and func.id == name) or (
+                isinstance(func, ast.Attribute) and func.attr == name
+            ):
+                return True
+    return False
+
+
+def test_the_nightscout_uuid_namespace_is_defined_once() -> None:
+    places = [
+        name
+        for name, tree in _trees().items()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and node.value == b"NightscoutRocks!"
+    ]
+    assert places == ["linkup_sync.nightscout.treatments"]
+
+
+def test_the_per_target_v3_choice_is_made_once() -> None:
+    """`<default> if target.api_v3 is None else target.api_v3`: runtime.uses_api_v3 only."""
+    places = []
+    for name, tree in _trees().items():
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.IfExp)
+                and isinstance(node.test, ast.Compare)
+                and isinstance(node.test.left, ast.Attribute)
+                and node.test.left.attr == "api_v3"
+                and isinstance(node.test.ops[0], ast.Is)
+            ):
+                places.append(name)
+    assert places == ["linkup_sync.runtime"]
+
+
+def test_nightscout_url_normalising_with_its_config_error_is_one_function() -> None:
+    """Only one function both cleans up NIGHTSCOUT_URL and turns its ValueError into a ConfigError."""
+    places = [
+        f"{name}.{node.name}"
+        for name, tree in _trees().items()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef)
+        and _calls(node, "normalize_nightscout_url")
+        and _calls(node, "ConfigError")
+        and not any(isinstance(inner, ast.FunctionDef) and inner is not node for inner in ast.walk(node))
+    ]
+    assert places == ["linkup_sync.runtime.nightscout_base_url"]
+
+
+def test_the_patient_id_pattern_is_checked_in_one_place() -> None:
+    tree = ast.parse((RUNTIME / "settings.py").read_text(encoding="utf-8"))
+    uses = [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Name) and node.id == "_PATIENT_RE" and isinstance(node.ctx, ast.Load)
+    ]
+    assert len(uses) == 1, f"settings.py matches the patientId pattern on lines {uses}"
+
+
+def test_the_patient_id_check_still_names_the_place_and_an_example() -> None:
+    from linkup_sync.errors import ConfigError
+    from linkup_sync.settings import Settings, credentials_from_secret
+
+    base = {"LINK_UP_USERNAME": "a@example.com", "LINK_UP_PASSWORD": "p"}
+    site = {"NIGHTSCOUT_URL": "https://ns.example.com", "NIGHTSCOUT_API_TOKEN": "t"}
+    for raw, where in (
+        ({**base, **site, "LINK_UP_CONNECTION": "not-a-uuid!"}, "in the secret"),
+        ({**base, "TARGETS": [{**site, "LINK_UP_CONNECTION": "zz"}]}, "in TARGETS entry 1"),
+    ):
+        with pytest.raises(ConfigError) as err:
+            credentials_from_secret(raw, version="1", secret_id=None)
+        assert f"LINK_UP_CONNECTION {where} must be a patientId such as 8b6e4d2c-" in err.value.message
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({"LINK_UP_CONNECTION": "nope"}, need_aws=False)
+    assert "LINK_UP_CONNECTION must be a patientId such as 8b6e4d2c-" in err.value.message
+    upper = "8B6E4D2C-1A3F-4C5E-9D7B-2F0A6C8E4B13"
+    assert Settings.from_env({"LINK_UP_CONNECTION": upper}, need_aws=False).connection == upper.lower()
+
+
+# --- failure context as a declared field ---------------------------------------------------------------
+
+
+def test_the_failed_runs_report_is_a_declared_field_of_the_error() -> None:
+    from linkup_sync.errors import LinkupSyncError, NightscoutUnreachable
+
+    assert "report" in LinkupSyncError.__annotations__
+    assert NightscoutUnreachable("down").report is None  # declared: readable before anything sets it
+    for name, path in {**_shipped(), **_modules(CLI)}.items():
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"getattr\([^)]*[\"']report[\"']", text), f"{name} reads the report with getattr"
+        assert not re.search(r"\.report = .*type: ignore", text), f"{name} attaches the report untyped"
