@@ -55,10 +55,11 @@ def test_terms_say_when_the_next_try_is_and_exit_2_on_every_run(sim: Sim, capsys
 def test_version_refused_exits_2_on_every_run(sim: Sim, capsys: pytest.CaptureFixture[str]) -> None:
     healthy(sim)
     sim.llu.set_min_version("4.17.0")
-    code, _, err = sim.run(capsys, "sync", "--once")
+    pinned = {"LINK_UP_VERSION": "4.16.0"}  # the default, auto, would adopt 4.17.0 (issue #10)
+    code, _, err = sim.run(capsys, "sync", "--once", **pinned)
     assert code == 2 and "samconfig.toml" in err
     sim.clock.advance(300)
-    code, out, _ = sim.run(capsys, "sync", "--once")
+    code, out, _ = sim.run(capsys, "sync", "--once", **pinned)
     assert code == 2 and out.startswith("skipped: LibreLink Up refused app version 4.16.0")
 
 
