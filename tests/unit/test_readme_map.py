@@ -1,0 +1,45 @@
+"""The README's "Where things are" stays true: every `file: name` of the path of one reading, and every
+folder or file of the layout, exists."""
+
+from __future__ import annotations
+
+import ast
+import re
+
+from tests.support.template import REPO_ROOT
+
+README = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+SECTION = README.split("### Where things are", 1)[1].split("\n## ", 1)[0]
+
+
+def _defined(path: str) -> set[str]:
+    """Top-level functions and classes of a module, and Class.method for each method."""
+    tree = ast.parse((REPO_ROOT / path).read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef | ast.ClassDef):
+            names.add(node.name)
+        if isinstance(node, ast.ClassDef):
+            names |= {f"{node.name}.{n.name}" for n in node.body if isinstance(n, ast.FunctionDef)}
+    return names
+
+
+def test_every_step_of_the_path_of_one_reading_names_a_real_function() -> None:
+    steps = re.findall(r"`([\w/.]+\.py): ([\w.]+)`", SECTION)
+    assert len(steps) >= 8, steps
+    missing = [f"{path}: {name}" for path, name in steps if name not in _defined(path)]
+    assert not missing, missing
+
+
+def test_every_place_in_the_layout_exists() -> None:
+    layout = SECTION.split("Layout:", 1)[1].split("```", 2)[1]
+    place = re.compile(r"[\w.]+/[\w./]*|\w+\.(py|yaml|toml)")
+    places: list[str] = []
+    for line in layout.splitlines():
+        for word in line.split():  # the places open the line; the description follows them
+            if not place.fullmatch(word):
+                break
+            places.append(word)
+    assert len(places) >= 15, places
+    missing = [p for p in places if not (REPO_ROOT / p).exists()]
+    assert not missing, missing
