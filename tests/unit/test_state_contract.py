@@ -31,6 +31,11 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Mo
     if request.param == "file":
         yield FileStateStore(tmp_path / "state" / "state.json", clock=lambda: NOW)
         return
+    yield from moto_dynamodb_store(monkeypatch)
+
+
+def moto_dynamodb_store(monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoDBStateStore]:
+    """A DynamoDB store on moto's in-process DynamoDB, its table built from the template."""
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")

@@ -7,13 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from linkup_sync.state.dynamodb import DynamoDBStateStore
 from linkup_sync.state.model import TargetState, account_key, pack_ledger, unpack_ledger
-from tests.support.template import create_state_table
+from tests.unit.test_state_contract import moto_dynamodb_store
 
 NOW = 1_800_000_000
 KEY = account_key("Fiona.Follower@example.invalid")
@@ -21,14 +19,7 @@ KEY = account_key("Fiona.Follower@example.invalid")
 
 @pytest.fixture
 def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoDBStateStore]:
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        client = boto3.client("dynamodb")
-        name = create_state_table(client)
-        yield DynamoDBStateStore(name, client=client, clock=lambda: NOW)
+    yield from moto_dynamodb_store(monkeypatch)
 
 
 def test_account_key_does_not_contain_the_address() -> None:

@@ -7,7 +7,7 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from .errors import ConfigError, LinkupSyncError
 from .http import Deadline, make_pool
@@ -109,32 +109,25 @@ def build_sink(deps: Dependencies, target: Target, stored: TargetState, deadline
     """The Nightscout uploader for one target: API v1, or v3 when the target or the setting asks for it."""
     api_v3 = uses_api_v3(target, deps.settings.api_v3)
     url = nightscout_base_url(target, deps.settings)
-    allow_http = deps.settings.allow_http
+    # What both uploaders take; v3 adds its app name and the JWT it exchanged the token for.
+    common: dict[str, Any] = dict(
+        base_url=url,
+        token=target.nightscout_token,
+        pool=deps.pool,
+        deadline=deadline,
+        device=DEVICE,
+        allow_http=deps.settings.allow_http,
+    )
     try:
         if api_v3:
             from .nightscout.v3 import NightscoutV3
 
             return NightscoutV3(
-                base_url=url,
-                token=target.nightscout_token,
-                pool=deps.pool,
-                deadline=deadline,
-                device=DEVICE,
-                app=DEVICE,
-                jwt_cache=StateJwtCache(stored.jwt, stored.jwt_exp),
-                clock=deps.clock,
-                allow_http=allow_http,
+                **common, app=DEVICE, jwt_cache=StateJwtCache(stored.jwt, stored.jwt_exp), clock=deps.clock
             )
         from .nightscout.v1 import NightscoutV1
 
-        return NightscoutV1(
-            base_url=url,
-            token=target.nightscout_token,
-            pool=deps.pool,
-            deadline=deadline,
-            device=DEVICE,
-            allow_http=allow_http,
-        )
+        return NightscoutV1(**common)
     except ValueError as exc:  # e.g. an empty token; the messages name the setting, never its value
         raise ConfigError([str(exc)], heading=NIGHTSCOUT_SETTINGS_UNUSABLE) from None
 
