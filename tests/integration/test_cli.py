@@ -27,6 +27,7 @@ from linkup_sync.state.file import FileStateStore
 from linkup_sync.state.model import account_key
 from linkup_sync_cli import main as cli
 from tests.integration.harness import EMAIL, PASSWORD, START, Harness
+from tests.support.processes import run_python
 
 ROOT = Path(__file__).resolve().parents[2]
 # Where `pip install -e .` finds the two packages: the runtime (the Lambda layer) and the command line.
@@ -422,37 +423,22 @@ def test_sync_needs_once(sim: Sim, capsys: pytest.CaptureFixture[str]) -> None:
 def test_python_dash_m_runs_the_same_command(sim: Sim, tmp_path: Path) -> None:
     healthy(sim)
     env = {**os.environ, **sim.env, "PYTHONPATH": SOURCE_PATH}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "linkup_sync_cli",
-            "sync",
-            "--once",
-            "--state",
-            str(sim.state),
-            "--now",
-            str(sim.clock()),
-        ],
+    proc = run_python(
+        "-m",
+        "linkup_sync_cli",
+        "sync",
+        "--once",
+        "--state",
+        str(sim.state),
+        "--now",
+        str(sim.clock()),
         env=env,
         cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("uploaded ")
     assert "boto3" not in proc.stderr
-    helped = subprocess.run(
-        [sys.executable, "-m", "linkup_sync_cli", "--help"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    helped = run_python("-m", "linkup_sync_cli", "--help", env=env, cwd=tmp_path)
     assert helped.returncode == 0 and "usage: linkup-sync" in helped.stdout and "doctor" in helped.stdout
 
 

@@ -141,6 +141,14 @@ def provision(h: Harness, **env: str) -> None:
     h.put_secret(ns_token=h.ns_token)
 
 
+def terms_pending_after_a_healthy_run(h: Harness) -> None:
+    """A healthy run, then LibreLink Up asks for new terms at the next login (a person must act)."""
+    run(h)
+    h.tick(STEP)
+    h.llu.force_steps(EMAIL, ["tou"])
+    h.llu.revoke_tokens()
+
+
 def secrets_in(h: Harness) -> list[str]:
     ns = h.ns
     return [PASSWORD, "wrong password 123", h.ns_token, ns.api_secret, ns.api_secret_sha1, "wrong-0123456789abcdef"]
@@ -299,10 +307,7 @@ def test_stale_readings_are_announced_once_in_nightscout_and_cleared(harness: Ha
 
 def test_v3_announcements_carry_the_announcement_mark(harness: Harness) -> None:
     provision(harness, NIGHTSCOUT_API_V3="true")
-    run(harness)
-    harness.tick(STEP)
-    harness.llu.force_steps(EMAIL, ["tou"])
-    harness.llu.revoke_tokens()
+    terms_pending_after_a_healthy_run(harness)
     run(harness)
     (doc,) = harness.ns.announcements()  # v3 stores what is sent: the mark must be in the request
     assert doc["isAnnouncement"] is True and doc["app"] == "linkup-sync"
@@ -314,10 +319,7 @@ def test_a_token_without_treatment_permissions_warns_once_and_readings_still_flo
 ) -> None:
     harness.llu.add_patient(EMAIL)
     harness.provision()  # the uploader token: entries only
-    run(harness)
-    harness.tick(STEP)
-    harness.llu.force_steps(EMAIL, ["tou"])
-    harness.llu.revoke_tokens()
+    terms_pending_after_a_healthy_run(harness)
     capsys.readouterr()
     for _ in range(12):
         run(harness)
@@ -336,10 +338,7 @@ def test_a_token_without_treatment_permissions_warns_once_and_readings_still_flo
 
 def test_announcements_can_be_turned_off(harness: Harness) -> None:
     provision(harness, NIGHTSCOUT_ANNOUNCE="false")
-    run(harness)
-    harness.tick(STEP)
-    harness.llu.force_steps(EMAIL, ["tou"])
-    harness.llu.revoke_tokens()
+    terms_pending_after_a_healthy_run(harness)
     run(harness)
     assert len(harness.emails()) == 1 and harness.ns.announcements() == []
 

@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 from tools.sandbox import READY_LINE
 
+from tests.support.processes import run_python
+
 ROOT = Path(__file__).resolve().parents[2]
 STARTUP_S = 180  # generous: moto and the simulators start in seconds, but the machine may be busy
 
@@ -88,15 +90,7 @@ def test_make_sandbox_serves_doctor_sync_and_the_handler_then_ctrl_c_frees_the_p
         state = env["LINKUP_SANDBOX_STATE"]
 
         def cli(*args: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
-                [sys.executable, "-m", "linkup_sync_cli", *args],
-                cwd=tmp_path,
-                env=second,
-                capture_output=True,
-                text=True,
-                timeout=180,
-                check=False,
-            )
+            return run_python("-m", "linkup_sync_cli", *args, env=second, cwd=tmp_path)
 
         doctor = cli("doctor", "--state", state)
         assert doctor.returncode == 0, doctor.stdout + doctor.stderr
@@ -107,15 +101,7 @@ def test_make_sandbox_serves_doctor_sync_and_the_handler_then_ctrl_c_frees_the_p
         assert real.returncode == 0 and real.stdout.startswith("uploaded "), real.stdout + real.stderr
         aws = cli("sync", "--once", "--secret-id", env["CREDENTIALS_SECRET_ID"], "--table", env["STATE_TABLE_NAME"])
         assert aws.returncode == 0, aws.stdout + aws.stderr
-        handler = subprocess.run(
-            [sys.executable, "-m", "tools.run_handler"],
-            cwd=ROOT,
-            env=second,
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
+        handler = run_python("-m", "tools.run_handler", env=second, cwd=ROOT)
         assert handler.returncode == 0, handler.stdout + handler.stderr
         result = json.loads([ln for ln in handler.stdout.splitlines() if ln.startswith('{"result"')][-1])["result"]
         assert result["logins"] == 0  # the function's table already holds the login the --table run made
