@@ -75,6 +75,13 @@ def cmd_sync(
             err.write(f"{PROG}: failed: {message}\n")
         return EXIT_NEEDS_PERSON if needs_person else EXIT_FAILED
 
+    def fail_aws(exc: Exception) -> int:
+        """An AWS failure a person can fix (credentials, region, a missing secret or table); else re-raise."""
+        text = describe_aws_failure(exc)
+        if text is None:
+            raise exc
+        return fail(text, "aws")
+
     try:
         settings = Settings.from_env(env, need_aws=False)
         store = state_store(args, clock)
@@ -87,10 +94,7 @@ def cmd_sync(
     except LinkupSyncError as exc:
         return fail(exc.message, exc.reason, exc.needs_person)
     except Exception as exc:
-        text = describe_aws_failure(exc)
-        if text is None:
-            raise
-        return fail(text, "aws")
+        return fail_aws(exc)
 
     if settings.allow_http and not args.quiet:
         warn_plain_http(credentials, err)
@@ -111,10 +115,7 @@ def cmd_sync(
                     shown.add(message)
             return fail(exc.message, exc.reason, exc.needs_person)
         except Exception as exc:
-            text = describe_aws_failure(exc)
-            if text is None:
-                raise
-            return fail(text, "aws")
+            return fail_aws(exc)
     warnings = [m for m in dict.fromkeys(logs.messages) if not m.startswith("run skipped")]
 
     if args.json:
