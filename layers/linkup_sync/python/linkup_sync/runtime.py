@@ -50,6 +50,8 @@ class Dependencies:
     alerts: AlertPublisher | None = None
     # Until when this container knows that no incident is open (so healthy runs skip reading them).
     incidents_quiet_until: float = 0.0
+    # How the person stores fixed credentials, for the incident texts; None: the personal stack's secret.
+    secret_hint: str | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, clock: Clock = time.time) -> Dependencies:
@@ -239,6 +241,8 @@ QUIET_RECHECK_S = 3600  # a warm container re-reads the incidents at least hourl
 def _secret_hint(deps: Dependencies) -> str:
     from .settings import set_secret_hint
 
+    if deps.secret_hint is not None:
+        return deps.secret_hint
     return set_secret_hint(deps.settings.secret_id)
 
 

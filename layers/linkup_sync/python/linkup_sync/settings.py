@@ -88,7 +88,8 @@ class Settings:
     stale_after_minutes: int = 30  # STALE_AFTER_MINUTES: announce "no new reading" after this long
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], *, need_aws: bool = True) -> Settings:
+    def from_env(cls, env: Mapping[str, str], *, need_aws: bool = True, need_secret: bool = True) -> Settings:
+        """need_secret=False: the hosted stack, whose credentials come from its registry, not a secret."""
         problems: list[str] = []
 
         region = "eu"
@@ -150,7 +151,7 @@ class Settings:
         if need_aws:
             if table_name is None:
                 problems.append("STATE_TABLE_NAME is not set: it must name the stack's DynamoDB table.")
-            if secret_id is None:
+            if secret_id is None and need_secret:
                 problems.append("CREDENTIALS_SECRET_ID is not set: it must name the stack's secret.")
 
         if problems:
@@ -274,14 +275,16 @@ def _check_patient(patient: str | None, where: str, problems: list[str]) -> None
         problems.append(f"LINK_UP_CONNECTION in {where} must be a patientId such as {_PATIENT_EXAMPLE}.")
 
 
-def credentials_from_secret(raw: object, *, version: str, secret_id: str | None) -> Credentials:
+def credentials_from_secret(
+    raw: object, *, version: str, secret_id: str | None, hint: str | None = None, place: str = "the secret"
+) -> Credentials:
     """Validate the secret's JSON. Messages name keys, never values.
 
     Two forms: the flat one of nightscout-librelink-up (one patient, NIGHTSCOUT_URL and
     NIGHTSCOUT_API_TOKEN at the top), or a TARGETS list, one entry per followed patient, each with its
     LINK_UP_CONNECTION (patientId), NIGHTSCOUT_URL, NIGHTSCOUT_API_TOKEN and optional NIGHTSCOUT_API_V3.
     """
-    hint = "Set it with: " + set_secret_hint(secret_id)
+    hint = hint or "Set it with: " + set_secret_hint(secret_id)
     if isinstance(raw, (str, bytes)):
         try:
             raw = json.loads(raw)
@@ -303,36 +306,36 @@ def credentials_from_secret(raw: object, *, version: str, secret_id: str | None)
     # A misspelt TARGETS (TARGET, targets) means the list form: say so instead of "NIGHTSCOUT_URL is missing".
     list_form = listed is not None or "TARGETS" in meant_keys(raw, (*FLAT_SECRET_KEYS, "TARGETS"))
     allowed = LIST_SECRET_KEYS if list_form else FLAT_SECRET_KEYS
-    problems += unknown_key_problems(raw, allowed if listed is not None else (*allowed, "TARGETS"), "the secret")
+    problems += unknown_key_problems(raw, allowed if listed is not None else (*allowed, "TARGETS"), place)
     if listed is not None:
         moved = [key for key in TARGET_ENTRY_KEYS if key in raw]
         if moved:
             problems.append(
-                "With TARGETS, " + ", ".join(moved) + " belong(s) in each TARGETS entry, not at the top of the "
-                "secret: move them into the entries."
+                "With TARGETS, " + ", ".join(moved) + " belong(s) in each TARGETS entry, not at the top of "
+                f"{place}: move them into the entries."
             )
     cased = meant_keys(raw, allowed)  # reported above with "did you mean": not also "missing"
-    username = _text(raw, "LINK_UP_USERNAME", "the secret", problems, cased)
+    username = _text(raw, "LINK_UP_USERNAME", place, problems, cased)
     if username and not _EMAIL_RE.match(username):
         problems.append(
-            "LINK_UP_USERNAME in the secret is not an e-mail address (it has a space, or no @ or domain): it "
+            f"LINK_UP_USERNAME in {place} is not an e-mail address (it has a space, or no @ or domain): it "
             "must be the e-mail address the LibreLink Up app logs in with. No login was tried."
         )
         username = ""
-    password = _text(raw, "LINK_UP_PASSWORD", "the secret", problems, cased)
+    password = _text(raw, "LINK_UP_PASSWORD", place, problems, cased)
     targets: list[Target] = []
     if listed is None and list_form:
         pass  # the misspelt TARGETS key is reported above; its entries cannot be read
     elif listed is None:
-        url = _text(raw, "NIGHTSCOUT_URL", "the secret", problems, cased)
-        token = _text(raw, "NIGHTSCOUT_API_TOKEN", "the secret", problems, cased)
-        api_v3 = _optional_bool(raw, "NIGHTSCOUT_API_V3", "the secret", problems)
+        url = _text(raw, "NIGHTSCOUT_URL", place, problems, cased)
+        token = _text(raw, "NIGHTSCOUT_API_TOKEN", place, problems, cased)
+        api_v3 = _optional_bool(raw, "NIGHTSCOUT_API_V3", place, problems)
         connection = raw.get("LINK_UP_CONNECTION")
         patient = connection.strip().lower() if isinstance(connection, str) and connection.strip() else None
-        _check_patient(patient, "the secret", problems)
+        _check_patient(patient, place, problems)
         targets.append(Target(patient_id=patient, nightscout_url=url, nightscout_token=token, api_v3=api_v3))
     elif not isinstance(listed, list) or not listed:
-        problems.append("TARGETS in the secret must be a non-empty list of objects.")
+        problems.append(f"TARGETS in {place} must be a non-empty list of objects.")
     else:
         seen: set[tuple[str, str]] = set()
         for i, entry in enumerate(listed, start=1):
@@ -353,5 +356,5 @@ def credentials_from_secret(raw: object, *, version: str, secret_id: str | None)
             targets.append(Target(patient_id=patient, nightscout_url=url, nightscout_token=token, api_v3=api_v3))
     if problems:
         problems.append(hint)
-        raise SecretError(problems, heading="The credentials secret is incomplete")
+        raise SecretError(problems, heading=f"The credentials in {place} are incomplete")
     return Credentials(username=username, password=password, targets=tuple(targets), version=version)

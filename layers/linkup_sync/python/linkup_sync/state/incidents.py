@@ -56,8 +56,10 @@ class DynamoDBIncidentStore:
         clock: Callable[[], float] = time.time,
         *,
         sharing: DynamoDBStateStore | None = None,
+        pk: str = INCIDENTS_PK,
     ) -> None:
         self.table_name = table_name
+        self.pk = pk  # the hosted stack keeps each account's incidents in its own partition
         self._client = client
         self._clock = clock
         self._sharing = sharing  # use the state store's client: one connection pool, made lazily
@@ -78,7 +80,7 @@ class DynamoDBIncidentStore:
             "TableName": self.table_name,
             "ConsistentRead": True,
             "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": INCIDENTS_PK}},
+            "ExpressionAttributeValues": {":pk": {"S": self.pk}},
         }
         found: dict[tuple[str, str], IncidentRecord] = {}
         while True:
@@ -102,7 +104,7 @@ class DynamoDBIncidentStore:
             try:
                 reply = self.client.update_item(
                     TableName=self.table_name,
-                    Key={"pk": {"S": INCIDENTS_PK}, "sk": {"S": f"{INCIDENT_PREFIX}{kind}#{scope}"}},
+                    Key={"pk": {"S": self.pk}, "sk": {"S": f"{INCIDENT_PREFIX}{kind}#{scope}"}},
                     ReturnValues="ALL_NEW",
                     **kwargs,
                 )
@@ -116,7 +118,7 @@ class DynamoDBIncidentStore:
         with _aws_errors():
             self.client.update_item(
                 TableName=self.table_name,
-                Key={"pk": {"S": INCIDENTS_PK}, "sk": {"S": PEOPLE_SK}},
+                Key={"pk": {"S": self.pk}, "sk": {"S": PEOPLE_SK}},
                 UpdateExpression="SET people = :people",
                 ExpressionAttributeValues={":people": {"M": {k: {"S": v} for k, v in people.items()}}},
             )

@@ -1,0 +1,128 @@
+"""The hosted accounts' credentials, encrypted with the stack's KMS key (CredentialsKey).
+
+KMS encrypts the account's JSON directly (it is far below KMS's 4 KB limit), with an encryption
+context naming the account: KMS refuses to decrypt one account's ciphertext as another's, and the
+worker's key policy only allows Decrypt with that context key. A warm worker keeps what it decrypted
+for a bounded time and number of accounts, because every Decrypt is billed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from ..errors import SecretError, StateUnavailable
+
+CONTEXT_KEY = "linkup-sync-account"
+MAX_PLAINTEXT_BYTES = 4096  # KMS Encrypt's limit
+CACHE_MAX_AGE_S = 3600  # a replaced account is picked up at the latest an hour later (at once after a login failure)
+CACHE_MAX_ENTRIES = 20_000  # ~1 KB each: room for every account a container sees at 10,000 accounts
+
+READD = "add the account again with `linkup-sync accounts add --replace` (its state and readings are kept)"
+
+
+def context(account_id: str) -> dict[str, str]:
+    return {CONTEXT_KEY: account_id}
+
+
+class Vault:
+    def __init__(
+        self,
+        key_id: str | None,
+        client: Any = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        max_age_s: float = CACHE_MAX_AGE_S,
+        max_entries: int = CACHE_MAX_ENTRIES,
+    ) -> None:
+        self.key_id = key_id  # needed to encrypt; decrypting also pins it, so a foreign key is refused
+        self._client = client
+        self._clock = clock
+        self.max_age_s = max_age_s
+        self.max_entries = max_entries
+        self._cache: OrderedDict[str, tuple[bytes, bytes, float]] = OrderedDict()
+        self._lock = threading.Lock()  # the worker runs the accounts of a batch in threads
+        self.decrypts = 0
+        self.encrypts = 0
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from ..aws import client
+
+            self._client = client("kms")
+        return self._client
+
+    def seal(self, account_id: str, plaintext: bytes) -> tuple[bytes, str]:
+        """(ciphertext, ARN of the key that encrypted it)."""
+        if self.key_id is None:
+            raise SecretError(["No key given: pass --key-id with the stack's CredentialsKeyArn output."])
+        if len(plaintext) > MAX_PLAINTEXT_BYTES:
+            raise SecretError(
+                [f"The account's JSON is {len(plaintext)} bytes; at most {MAX_PLAINTEXT_BYTES} can be stored."]
+            )
+        with _kms_errors(account_id):
+            reply = self.client.encrypt(KeyId=self.key_id, Plaintext=plaintext, EncryptionContext=context(account_id))
+        self.encrypts += 1
+        return bytes(reply["CiphertextBlob"]), str(reply.get("KeyId", self.key_id))
+
+    def open(self, account_id: str, ciphertext: bytes) -> bytes:
+        """The plaintext, from the cache while it is fresh and the ciphertext unchanged."""
+        now = self._clock()
+        with self._lock:
+            hit = self._cache.get(account_id)
+            if hit is not None and hit[0] == ciphertext and now - hit[2] < self.max_age_s:
+                self._cache.move_to_end(account_id)
+                return hit[1]
+        params: dict[str, Any] = {"CiphertextBlob": ciphertext, "EncryptionContext": context(account_id)}
+        if self.key_id:
+            params["KeyId"] = self.key_id
+        with _kms_errors(account_id):
+            plaintext = bytes(self.client.decrypt(**params)["Plaintext"])
+        with self._lock:
+            self.decrypts += 1
+            self._cache[account_id] = (ciphertext, plaintext, now)
+            self._cache.move_to_end(account_id)
+            while len(self._cache) > self.max_entries:
+                self._cache.popitem(last=False)
+        return plaintext
+
+    def forget(self, account_id: str) -> None:
+        with self._lock:
+            self._cache.pop(account_id, None)
+
+    def cached(self) -> int:
+        with self._lock:
+            return len(self._cache)
+
+
+@contextlib.contextmanager
+def _kms_errors(account_id: str) -> Iterator[None]:
+    """KMS's errors as the package's typed ones: a person must act, or the next run tries again."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    del account_id  # never in a message: the command line and the log name the account already
+    try:
+        yield
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in ("InvalidCiphertextException", "IncorrectKeyException"):
+            raise SecretError(
+                [f"The stored credentials do not belong to this account or this key: {READD}."],
+                heading="The account's credentials cannot be decrypted",
+            ) from None
+        if code in ("AccessDeniedException", "DisabledException", "KMSInvalidStateException", "NotFoundException"):
+            raise SecretError(
+                [
+                    f"KMS refused the stack's CredentialsKey ({code}): check that the key is enabled and "
+                    "not scheduled for deletion, and that --key-id names the stack's CredentialsKeyArn."
+                ],
+                heading="The credentials key cannot be used",
+            ) from None
+        raise StateUnavailable(f"KMS answered {code}" if code.isalnum() else "KMS answered with an error") from None
+    except BotoCoreError as exc:
+        raise StateUnavailable(type(exc).__name__) from None

@@ -1,0 +1,240 @@
+"""The hosted worker: one message of the queue = one account's run, through the same run_once.
+
+Each message names an account and the minute it was due. The run is claimed first (one conditional
+write on the registry item, which also returns it), so a message delivered twice, or one that arrives
+after the next one, does nothing. The accounts of a batch run side by side in threads: a slow
+Nightscout or LibreLink Up answer of one never delays another, and one's failure is only its own.
+
+A failed run (LibreLink Up or Nightscout answered with an error, wrong credentials) is handled like
+in the personal stack: the breakers are stored, the person is told on their Nightscout, and the next
+interval is the retry. The message is not retried by SQS: that would ask Abbott again within minutes.
+Only a failure of our own (an unexpected error before the run could start) is returned as a batch
+item failure, after releasing the claim, so SQS delivers the message again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError, LinkupSyncError
+from ..http import make_pool
+from ..ports import Clock, Credentials
+from ..runtime import Dependencies, run_once
+from ..settings import Settings
+from ..state.dynamodb import DynamoDBStateStore
+from ..state.incidents import DynamoDBIncidentStore
+from .accounts import HOSTED_HINT, account_credentials
+from .registry import Account, Registry, incidents_partition
+from .vault import Vault
+
+if TYPE_CHECKING:
+    import urllib3
+
+    from ..sync import RunReport
+
+log = logging.getLogger("linkup_sync")
+
+# The settings that are the stack's (the worker's environment); an account may set only its own few.
+STACK_SETTING_KEYS = (
+    "LINK_UP_API_URL",
+    "LINK_UP_AUTO_ACCEPT_TERMS",
+    "NIGHTSCOUT_SENSOR_START",
+    "NIGHTSCOUT_ANNOUNCE",
+    "STALE_AFTER_MINUTES",
+    "STATE_TABLE_NAME",
+)
+QUIET_MEMORY = 20_000  # accounts whose "no incident open" this container remembers
+
+
+@dataclass
+class Outcome:
+    """What became of one message."""
+
+    account: str
+    status: str  # ran, skipped, failed, duplicate, late, malformed, error
+    report: RunReport | None = None
+    reason: str | None = None
+
+    @property
+    def counted(self) -> bool:
+        """A run that happened (the share-failing alarm counts these)."""
+        return self.status in ("ran", "skipped", "failed")
+
+    @property
+    def failing(self) -> bool:
+        """No upload because of an error or a breaker: what the operator's alarm watches."""
+        return self.status in ("skipped", "failed")
+
+
+@dataclass
+class BatchResult:
+    outcomes: list[Outcome] = field(default_factory=list)
+    retry: list[str] = field(default_factory=list)  # SQS message ids to deliver again
+
+    def response(self) -> dict[str, Any]:
+        return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in self.retry]}
+
+
+class HostedCredentials:
+    """One account's credentials: its registry item's ciphertext, opened by the shared vault."""
+
+    def __init__(self, vault: Vault, account: Account) -> None:
+        self.vault = vault
+        self.account = account
+
+    def get(self) -> Credentials:
+        return account_credentials(self.account, self.vault.open(self.account.id, self.account.ciphertext))
+
+    def refresh_next(self) -> None:
+        self.vault.forget(self.account.id)
+
+
+class Worker:
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        vault: Vault,
+        store: DynamoDBStateStore,
+        stack_env: Mapping[str, str],
+        clock: Clock = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        pool: urllib3.PoolManager | None = None,
+        max_parallel: int = 10,
+    ) -> None:
+        self.registry = registry
+        self.vault = vault
+        self.store = store
+        self.stack_env = {key: stack_env[key] for key in STACK_SETTING_KEYS if key in stack_env}
+        self.clock = clock
+        self.monotonic = monotonic
+        self.max_parallel = max_parallel
+        self.pool = pool if pool is not None else make_pool(maxsize=4 * max_parallel)
+        self._settings: dict[tuple[tuple[str, str], ...], Settings] = {}
+        self._quiet: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], *, clock: Clock = time.time) -> Worker:
+        problems = [
+            f"{name} is not set: it is an output of the hosted stack."
+            for name in ("STATE_TABLE_NAME", "CREDENTIALS_KEY_ARN")
+            if not env.get(name, "").strip()
+        ]
+        if problems:
+            raise ConfigError(problems, heading="The hosted worker is not configured")
+        table = env["STATE_TABLE_NAME"].strip()
+        store = DynamoDBStateStore(table, clock=clock)
+        return cls(
+            registry=Registry(table, client=store.client, clock=clock),
+            vault=Vault(env["CREDENTIALS_KEY_ARN"].strip(), clock=clock),
+            store=store,
+            stack_env=env,
+            clock=clock,
+        )
+
+    def handle(self, records: list[Mapping[str, Any]]) -> BatchResult:
+        """All the messages of one SQS batch, side by side."""
+        result = BatchResult()
+        if not records:
+            return result
+        with ThreadPoolExecutor(max_workers=min(self.max_parallel, len(records))) as threads:
+            outcomes = list(threads.map(self._one, records))
+        for record, outcome in zip(records, outcomes, strict=True):
+            result.outcomes.append(outcome)
+            if outcome.status == "error":
+                result.retry.append(str(record.get("messageId", "")))
+        return result
+
+    def _one(self, record: Mapping[str, Any]) -> Outcome:
+        try:
+            body = json.loads(str(record.get("body", "")))
+            account_id, due, interval = str(body["account"]), int(body["due"]), int(body.get("interval", 0))
+        except (ValueError, KeyError, TypeError):
+            log.error("A queue message is not a linkup-sync dispatch (dropped): %s", str(record.get("messageId")))
+            return Outcome(account="", status="malformed")
+        try:
+            return self.run_account(account_id, due, interval)
+        except Exception as exc:  # not the account's fault: SQS delivers it again
+            log.exception("Account %s: unexpected failure (%s); the message is retried", account_id, type(exc).__name__)
+            return Outcome(account=account_id, status="error", reason=type(exc).__name__)
+
+    def run_account(self, account_id: str, due: int, interval: int = 0) -> Outcome:
+        now_minute = int(self.clock() // 60)
+        if interval and now_minute - due >= interval:
+            return Outcome(account=account_id, status="late")  # the next dispatch of it is already out
+        try:
+            account = self.registry.claim(account_id, due)
+        except LinkupSyncError as exc:  # DynamoDB: nothing was claimed, deliver again
+            return Outcome(account=account_id, status="error", reason=exc.reason)
+        if account is None:  # run for this minute already (a second delivery), or removed meanwhile
+            return Outcome(account=account_id, status="duplicate")
+        try:
+            deps = self.dependencies(account)
+        except ConfigError as exc:
+            log.error("Account %s: %s", account_id, exc.message)
+            return Outcome(account=account_id, status="failed", reason=exc.reason)
+        except Exception:
+            self.registry.release(account, due, None if account.last_due == due else account.last_due)
+            raise
+        try:
+            report = run_once(deps)
+        except LinkupSyncError as exc:
+            log.warning(
+                "Account %s: run failed (%s)",
+                account_id,
+                exc.reason,
+                extra={"account": account_id, "reason": exc.reason},
+            )
+            return Outcome(account=account_id, status="failed", report=exc.report, reason=exc.reason)
+        finally:
+            self._remember_quiet(account_id, deps.incidents_quiet_until)
+        status = "skipped" if report.skipped else "ran"
+        log.info("account run finished", extra={"account": account_id, "summary": report.as_dict()})
+        return Outcome(account=account_id, status=status, report=report, reason=report.skipped)
+
+    def settings_for(self, account: Account) -> Settings:
+        env = {**self.stack_env, **account.settings}
+        key = tuple(sorted(env.items()))
+        with self._lock:
+            found = self._settings.get(key)
+        if found is None:
+            found = Settings.from_env(env, need_aws=True, need_secret=False)
+            with self._lock:
+                self._settings[key] = found
+        return found
+
+    def dependencies(self, account: Account) -> Dependencies:
+        settings = self.settings_for(account)
+        incidents = DynamoDBIncidentStore(
+            self.store.table_name, sharing=self.store, clock=self.clock, pk=incidents_partition(account.id)
+        )
+        with self._lock:
+            quiet = self._quiet.get(account.id, 0.0)
+        return Dependencies(
+            settings=settings,
+            store=self.store,
+            credentials=HostedCredentials(self.vault, account),
+            clock=self.clock,
+            pool=self.pool,
+            monotonic=self.monotonic,
+            incidents=incidents,
+            alerts=None,  # a person hears of their incidents on their Nightscout; the operator by alarms
+            incidents_quiet_until=quiet,
+            secret_hint=HOSTED_HINT,
+        )
+
+    def _remember_quiet(self, account_id: str, until: float) -> None:
+        with self._lock:
+            self._quiet[account_id] = until
+            self._quiet.move_to_end(account_id)
+            while len(self._quiet) > QUIET_MEMORY:
+                self._quiet.popitem(last=False)
