@@ -91,9 +91,9 @@ def template_resource(logical_id: str, path: Path = TEMPLATE_PATH) -> dict[str, 
     return cast(dict[str, Any], template["Resources"][logical_id])
 
 
-def create_state_table(client: DynamoDBClient, table_name: str) -> str:
-    """Create the state table with the key schema, billing mode and TTL of template.yaml's StateTable."""
-    properties = template_resource("StateTable")["Properties"]
+def create_state_table(client: DynamoDBClient, table_name: str, path: Path = TEMPLATE_PATH) -> str:
+    """Create the state table with the key schema, billing mode and TTL of the template's StateTable."""
+    properties = template_resource("StateTable", path)["Properties"]
     kwargs: dict[str, Any] = {
         "TableName": table_name,
         "KeySchema": properties["KeySchema"],
