@@ -269,7 +269,12 @@ class NightscoutStandIn(V3Routes, V1Routes):
 # --------------------------------------------------------------------------------------------------
 
 
-def _make_handler(standin: NightscoutStandIn) -> type[BaseHTTPRequestHandler]:
+def _make_handler(
+    standin: Any, pick: Callable[[str], tuple[NightscoutStandIn, str] | None] | None = None
+) -> type[BaseHTTPRequestHandler]:
+    """The HTTP handler of one stand-in, or (with `pick`) of many sites behind one server (`standin` is then
+    the server: its clock and connections), where pick(path) names the site of a path and the path in it."""
+
     class _Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "nightscout-standin"
@@ -339,15 +344,20 @@ def _make_handler(standin: NightscoutStandIn) -> type[BaseHTTPRequestHandler]:
                 target = urlsplit(target).path or "/"  # absolute-form target
             raw_path, _, raw_query = target.partition("?")
             raw_path = raw_path.split("#", 1)[0]
+            picked = pick(raw_path) if pick is not None else (standin, raw_path)
+            if picked is None:
+                self._send(None, _cannot(method, raw_path))
+                return
+            site, raw_path = picked
             headers = {k.lower(): v for k, v in self.headers.items()}
             try:
                 raw = self._read_body()
             except (OSError, ValueError):
                 self.close_connection = True
                 return
-            rec = standin._record(method, raw_path, raw_query, headers, raw or b"")
-            with standin._lock:
-                unreachable = standin._unreachable
+            rec = site._record(method, raw_path, raw_query, headers, raw or b"")
+            with site._lock:
+                unreachable = site._unreachable
             if unreachable:
                 rec.fault = "unreachable"
                 self.close_connection = True
@@ -361,25 +371,25 @@ def _make_handler(standin: NightscoutStandIn) -> type[BaseHTTPRequestHandler]:
                 )
                 self._send(rec, resp)
                 return
-            hold = standin._take_hang(raw_path)
+            hold = site._take_hang(raw_path)
             if hold > 0:
                 rec.fault = "hang_next"
-                standin._stop_event.wait(hold)
-            fault = standin._take_fault(raw_path, method)
+                site._stop_event.wait(hold)
+            fault = site._take_fault(raw_path, method)
             if fault is not None:
                 resp = _Response(fault.status, fault.body, fault=("fail_next"))
                 if fault.content_type:
                     resp.headers.append(("Content-Type", fault.content_type))
                 resp.headers.extend(fault.headers.items())
             else:
-                req = standin._build_request(method, raw_path, raw_query, headers, raw, self.client_address[0])
+                req = site._build_request(method, raw_path, raw_query, headers, raw, self.client_address[0])
                 try:
-                    resp = standin._handle(req)
+                    resp = site._handle(req)
                 except Exception as exc:  # keep the stand-in alive; surface as a server error
                     resp = _json(500, {"status": 500, "message": "Stand-in error", "description": repr(exc)})
             if resp.no_reply:
                 rec.fault = "no-reply"
-                standin._stop_event.wait(MAX_HANG_S)
+                site._stop_event.wait(MAX_HANG_S)
                 self.close_connection = True
                 with contextlib.suppress(OSError):
                     self.connection.shutdown(socket.SHUT_RDWR)
@@ -388,8 +398,9 @@ def _make_handler(standin: NightscoutStandIn) -> type[BaseHTTPRequestHandler]:
                 rec.fault = resp.fault
             self._send(rec, resp)
 
-        def _send(self, rec: RecordedRequest, resp: _Response) -> None:
-            rec.status = resp.status
+        def _send(self, rec: RecordedRequest | None, resp: _Response) -> None:
+            if rec is not None:
+                rec.status = resp.status
             try:
                 self.send_response(resp.status, _REASONS.get(resp.status))
                 for name, value in resp.headers:

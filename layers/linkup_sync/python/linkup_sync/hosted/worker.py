@@ -19,7 +19,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -141,7 +141,7 @@ class Worker:
             clock=clock,
         )
 
-    def handle(self, records: list[Mapping[str, Any]]) -> BatchResult:
+    def handle(self, records: Sequence[Mapping[str, Any]]) -> BatchResult:
         """All the messages of one SQS batch, side by side."""
         result = BatchResult()
         if not records:

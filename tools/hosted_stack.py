@@ -1,0 +1,211 @@
+"""The hosted stack on one virtual clock: moto (DynamoDB, SQS, KMS), the LibreLink Up simulator with
+one follower account per hosted account, and one Nightscout site per account behind NightscoutSites.
+
+It plays the parts AWS plays in hosted.yaml: EventBridge Scheduler calls the dispatcher at the start of
+every minute, and Lambda's SQS poller hands the visible messages to the worker in batches and deletes
+those the batch response does not name. moto's SQS keeps its own times (delays, visibility): they are
+tied to the virtual clock here, so a message sent with a 30-second delay appears 30 virtual seconds
+later. Use inside moto's mock_aws() (in-process) or with the AWS variables pointing at a moto server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from linkup_sync.hosted.accounts import check_account, seal_account
+from linkup_sync.hosted.dispatch import Dispatcher, DispatchReport, SqsQueue
+from linkup_sync.hosted.registry import Account, Registry
+from linkup_sync.hosted.vault import Vault
+from linkup_sync.hosted.worker import BatchResult, Worker
+from linkup_sync.state.dynamodb import DynamoDBStateStore
+from tools.local_stack import START, TEMPLATE_PATH, create_state_table
+from tools.simulators.clock import VirtualClock
+from tools.simulators.librelinkup import LinkUpSimulator
+from tools.simulators.nightscout.app import NightscoutStandIn
+from tools.simulators.nightscout.sites import NightscoutSites
+
+ROOT = Path(__file__).resolve().parent.parent
+HOSTED_TEMPLATE = ROOT / "hosted.yaml"
+WORKER_VISIBILITY_S = 360
+
+
+@contextlib.contextmanager
+def sqs_on_clock(clock: Callable[[], float]) -> Iterator[None]:
+    """moto's SQS delays and visibility timeouts follow `clock` instead of the wall clock."""
+    import moto.sqs.models as sqs_models
+
+    saved = {name: getattr(sqs_models, name) for name in ("unix_time", "unix_time_millis")}
+    setattr(sqs_models, "unix_time", lambda *args: clock())  # noqa: B010 - moto does not export them
+    setattr(sqs_models, "unix_time_millis", lambda *args: clock() * 1000)  # noqa: B010
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(sqs_models, name, value)
+
+
+@dataclass
+class HostedPerson:
+    """One hosted account as the test sees it: its follower login, patient and Nightscout site."""
+
+    number: int
+    email: str
+    password: str
+    patient_id: str
+    site: NightscoutStandIn
+    site_url: str
+    account_id: str = ""
+
+
+@dataclass
+class MinuteResult:
+    dispatch: DispatchReport
+    batches: list[BatchResult] = field(default_factory=list)
+
+    @property
+    def statuses(self) -> Counter[str]:
+        return Counter(o.status for batch in self.batches for o in batch.outcomes)
+
+
+class HostedStack:
+    def __init__(self, *, start: float = START, batch_size: int = 10, name: str | None = None) -> None:
+        self.clock = VirtualClock(start)
+        self.batch_size = batch_size
+        self.llu = LinkUpSimulator(self.clock).start()
+        self.ns = NightscoutSites(self.clock).start()
+        name = name or f"hosted-{uuid.uuid4().hex[:8]}"
+        self.ddb = boto3.client("dynamodb")
+        self.sqs = boto3.client("sqs")
+        self.kms = boto3.client("kms")
+        template = HOSTED_TEMPLATE if HOSTED_TEMPLATE.exists() else TEMPLATE_PATH  # same StateTable design
+        self.table = create_state_table(self.ddb, f"{name}-state", template)
+        self.key_arn = self.kms.create_key(Description="CredentialsKey")["KeyMetadata"]["Arn"]
+        self.queue_url = self.sqs.create_queue(
+            QueueName=f"{name}-sync", Attributes={"VisibilityTimeout": str(WORKER_VISIBILITY_S)}
+        )["QueueUrl"]
+        self.registry = Registry(self.table, self.ddb, self.clock)
+        self.operator_vault = Vault(self.key_arn, self.kms, clock=self.clock)  # the command line's
+        self.queue = SqsQueue(self.queue_url, self.sqs)
+        self.dispatcher = Dispatcher(self.registry, self.queue, self.clock)
+        self.stack_env = {"LINK_UP_API_URL": self.llu.url_template, "STATE_TABLE_NAME": self.table}
+        self.worker = self.new_worker()
+        self.people: list[HostedPerson] = []
+        self._sqs_time = sqs_on_clock(self.clock)
+        self._sqs_time.__enter__()
+
+    def new_worker(self) -> Worker:
+        """A fresh worker container: its own vault cache and memory of quiet incidents."""
+        store = DynamoDBStateStore(self.table, self.ddb, self.clock)
+        registry = Registry(self.table, self.ddb, self.clock)
+        vault = Vault(self.key_arn, self.kms, clock=self.clock)
+        return Worker(registry=registry, vault=vault, store=store, stack_env=self.stack_env, clock=self.clock)
+
+    def __enter__(self) -> HostedStack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._sqs_time.__exit__(None, None, None)
+        self.llu.stop()
+        self.ns.stop()
+
+    # --- accounts --------------------------------------------------------------------------------
+
+    def add_person(self, *, interval: int | None = None, v3: bool = False, **extra: Any) -> HostedPerson:
+        number = len(self.people)
+        email = f"follower{number}@example.invalid"
+        password = f"password-{number}-{uuid.uuid4().hex[:6]}"
+        self.llu.add_account(email, password)
+        patient = self.llu.add_patient(email)
+        site_number, site = self.ns.add_site()
+        person = HostedPerson(
+            number=number,
+            email=email,
+            password=password,
+            patient_id=patient.patient_id,
+            site=site,
+            site_url=self.ns.url(site_number),
+        )
+        raw: dict[str, Any] = {
+            "LINK_UP_USERNAME": email,
+            "LINK_UP_PASSWORD": password,
+            "NIGHTSCOUT_URL": person.site_url,
+            "NIGHTSCOUT_API_TOKEN": site.admin_token(),
+            "LINK_UP_VERSION": "4.16.0",
+            "NIGHTSCOUT_API_V3": v3,
+            **extra,
+        }
+        if interval is not None:
+            raw["SYNC_INTERVAL_MINUTES"] = interval
+        person.account_id = self.add_account(raw).id
+        self.people.append(person)
+        return person
+
+    def add_account(self, raw: dict[str, Any], *, replace: bool = False) -> Account:
+        return self.registry.put(seal_account(check_account(raw), self.operator_vault), replace_existing=replace)
+
+    # --- time ------------------------------------------------------------------------------------
+
+    @property
+    def minute(self) -> int:
+        return int(self.clock() // 60)
+
+    def run_minute(self, *, duplicate: Callable[[dict[str, Any]], bool] | None = None) -> MinuteResult:
+        """From second 0 of the current minute to second 0 of the next: dispatch, then deliver each
+        second what became visible. `duplicate(message)` True delivers that message twice (SQS's
+        at-least-once delivery), in a later batch of the same second."""
+        assert self.clock() % 60 == 0, "a minute starts at second 0"
+        result = MinuteResult(dispatch=self.dispatcher.dispatch(self.minute))
+        for _second in range(60):
+            result.batches += self.deliver(duplicate)
+            self.clock.advance(1)
+        return result
+
+    def deliver(self, duplicate: Callable[[dict[str, Any]], bool] | None = None) -> list[BatchResult]:
+        """What Lambda's poller does with the messages visible now: batches to the worker."""
+        results: list[BatchResult] = []
+        again: list[dict[str, Any]] = []
+        while True:
+            messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=self.batch_size).get(
+                "Messages", []
+            )
+            if not messages and not again:
+                return results
+            if not messages:
+                messages, again = again[: self.batch_size], again[self.batch_size :]
+            else:
+                again += [m for m in messages if duplicate is not None and duplicate(m)]
+            results.append(self.invoke(messages))
+
+    def invoke(self, messages: list[dict[str, Any]]) -> BatchResult:
+        records = [
+            {"messageId": m["MessageId"], "body": m["Body"], "receiptHandle": m["ReceiptHandle"]} for m in messages
+        ]
+        result = self.worker.handle(records)
+        retry = set(result.retry)
+        for m in messages:
+            if m["MessageId"] not in retry:
+                with contextlib.suppress(Exception):  # a duplicate's handle may be gone already
+                    self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
+        return result
+
+    # --- what happened ---------------------------------------------------------------------------
+
+    def logins_by_email(self) -> Counter[str]:
+        found: Counter[str] = Counter()
+        for request in self.llu.requests:
+            if request.path.startswith("/llu/auth/login") and request.method == "POST":
+                with contextlib.suppress(ValueError, AttributeError):
+                    found[str(json.loads(request.body).get("email", "")).lower()] += 1
+        return found
