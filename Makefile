@@ -80,9 +80,11 @@ build: sam-cli ## sam build (pure Python: needs neither Docker nor python3.13)
 	$(SAM) build
 	test -f .aws-sam/build/SyncFunction/app.py  # sam build prints "Build Succeeded" even when it built nothing
 
-validate: sam-cli ## sam validate and sam validate --lint
+validate: sam-cli ## sam validate and sam validate --lint, of template.yaml and hosted.yaml
 	$(SAM) validate --region us-east-1
 	$(SAM) validate --lint --region us-east-1
+	$(SAM) validate --template hosted.yaml --region us-east-1
+	$(SAM) validate --lint --template hosted.yaml --region us-east-1
 
 package-bucket:
 	@test -n "$(PACKAGE_BUCKET)" || { echo "make package: set PACKAGE_BUCKET=<S3 bucket in the region to publish to>" >&2; exit 1; }

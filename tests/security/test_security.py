@@ -40,8 +40,7 @@ from linkup_sync.nightscout.v1 import NightscoutV1
 from linkup_sync.nightscout.v3 import NightscoutV3
 from linkup_sync.settings import Settings
 from tests.support.librelinkup import fixture_bytes
-from tests.support.template import transformed_template
-from tests.template.test_template import _function_role_statements
+from tests.support.template import function_role_statements, transformed_template
 
 PACKAGE = Path(__file__).resolve().parents[2] / "layers" / "linkup_sync" / "python" / "linkup_sync"
 
@@ -409,7 +408,7 @@ class UsedCalls:
 def test_the_actions_and_resources_the_code_uses_are_exactly_the_granted_ones(
     stack: LocalStack, cfn: dict[str, Any]
 ) -> None:
-    statements, _managed = _function_role_statements(cfn)
+    statements, _managed = function_role_statements(cfn)
     granted = {
         a
         for s in statements
