@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
-from ..ports import Credentials
+from ..ports import Credentials, Target
 from ..runtime import nightscout_base_url
 from ..settings import Settings, credentials_from_secret
 from ..state.model import account_key
@@ -72,14 +72,19 @@ def check_account(raw: object) -> NewAccount:
         creds = credentials_from_secret(secret_part, version="", secret_id=None, hint=" ", place=PLACE)
     except ConfigError as exc:
         problems += [p for p in exc.problems if p.strip()]
-    if creds is not None:
-        site_settings = Settings.from_env({}, need_aws=False)
-        for i, target in enumerate(creds.targets, start=1):
-            try:
-                nightscout_base_url(target, site_settings, heading=HEADING)
-            except ConfigError as exc:
-                where = f" (TARGETS entry {i})" if len(creds.targets) > 1 or "TARGETS" in raw else ""
-                problems += [p + where for p in exc.problems]
+    # The sites' addresses are read from the JSON itself, not from the credentials, so an http:// site
+    # is reported together with a missing password rather than only once the password is fixed.
+    listed = secret_part.get("TARGETS")
+    site_settings = Settings.from_env({}, need_aws=False)
+    for i, entry in enumerate(listed if isinstance(listed, list) else [secret_part], start=1):
+        url = entry.get("NIGHTSCOUT_URL") if isinstance(entry, dict) else None
+        if not isinstance(url, str) or not url.strip():
+            continue  # missing or empty: credentials_from_secret said so
+        try:
+            nightscout_base_url(Target(None, url.strip(), nightscout_token=""), site_settings, heading=HEADING)
+        except ConfigError as exc:
+            where = f" (TARGETS entry {i})" if "TARGETS" in raw else ""
+            problems += [p + where for p in exc.problems]
     if problems or creds is None:
         raise ConfigError(problems, heading=HEADING)
     return NewAccount(
