@@ -32,7 +32,7 @@ from ..settings import Settings
 from ..state.dynamodb import DynamoDBStateStore
 from ..state.incidents import DynamoDBIncidentStore
 from .accounts import HOSTED_HINT, account_credentials
-from .registry import Account, Registry, incidents_partition
+from .registry import ACCOUNT_SETTING_KEYS, Account, Registry, incidents_partition
 from .vault import Vault
 
 if TYPE_CHECKING:
@@ -204,7 +204,9 @@ class Worker:
         return Outcome(account=account_id, status=status, report=report, reason=report.skipped)
 
     def settings_for(self, account: Account) -> Settings:
-        env = {**self.stack_env, **account.settings}
+        # Only the account's own few keys: a registry item must not choose the table or the API URL.
+        own = {key: value for key, value in account.settings.items() if key in ACCOUNT_SETTING_KEYS}
+        env = {**self.stack_env, **own}
         key = tuple(sorted(env.items()))
         with self._lock:
             found = self._settings.get(key)
