@@ -107,6 +107,34 @@ def test_every_problem_at_once_and_no_value_in_any() -> None:
         assert value not in text
 
 
+UNKNOWN = "'{}' in the account's JSON is not a key linkup-sync knows. Did you mean {}?"
+CAPITALS = "'{}' in the account's JSON must be written exactly {} (in capitals)."
+
+
+@pytest.mark.parametrize(
+    ("key", "problem"),
+    [
+        ("LINK_UP_REGON", UNKNOWN.format("LINK_UP_REGON", "LINK_UP_REGION")),
+        ("LINK_UP_VERISON", UNKNOWN.format("LINK_UP_VERISON", "LINK_UP_VERSION")),
+        ("link_up_region", CAPITALS.format("link_up_region", "LINK_UP_REGION")),
+        ("SYNC_INTERVAL", UNKNOWN.format("SYNC_INTERVAL", "SYNC_INTERVAL_MINUTES")),
+        ("sync_interval_minutes", CAPITALS.format("sync_interval_minutes", "SYNC_INTERVAL_MINUTES")),
+    ],
+)
+def test_a_misspelt_account_setting_is_named_as_one(key: str, problem: str) -> None:
+    """The secret's rules know only the secret's keys: their "did you mean" must include the account's own."""
+    assert problems_of(flat(**{key: "10"})) == [problem]
+    assert problems_of(listed(entry(PATIENTS[0]), **{key: "10"})) == [problem]
+
+
+def test_a_misspelt_secret_key_is_still_the_secrets_rules() -> None:
+    raw = {"LINK_UP_USERNAME": EMAIL, "LINK_UP_PASSWORD": PASSWORD, "targets": [entry(PATIENTS[0])]}
+    assert problems_of(raw) == ["'targets' in the account's JSON must be written exactly TARGETS (in capitals)."]
+    assert problems_of(flat(LINK_UP_PASSWORD=None, link_up_password=PASSWORD)) == [
+        "'link_up_password' in the account's JSON must be written exactly LINK_UP_PASSWORD (in capitals)."
+    ]
+
+
 def test_an_http_site_in_a_targets_entry_is_named_by_its_entry() -> None:
     problems = problems_of(listed(entry(PATIENTS[0]), entry(PATIENTS[1], "http://other.example.org")))
     assert len(problems) == 1 and problems[0].endswith("(TARGETS entry 2)")

@@ -14,7 +14,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..ports import Credentials, Target
 from ..runtime import nightscout_base_url
-from ..settings import Settings, credentials_from_secret
+from ..settings import FLAT_SECRET_KEYS, Settings, credentials_from_secret, meant_keys, unknown_key_problems
 from ..state.model import account_key
 from .registry import ACCOUNT_SETTING_KEYS, Account, account_id_for, mask_email
 from .schedule import DEFAULT_INTERVAL, check_interval
@@ -56,6 +56,12 @@ def check_account(raw: object) -> NewAccount:
     problems: list[str] = []
     own = {key: raw[key] for key in ACCOUNT_SETTING_KEYS if key in raw}
     secret_part = {key: value for key, value in raw.items() if key not in own and key != INTERVAL_KEY}
+    # The secret's rules know only the secret's keys: they would take LINK_UP_REGON for LINK_UP_USERNAME.
+    known = (*FLAT_SECRET_KEYS, "TARGETS", *ACCOUNT_SETTING_KEYS, INTERVAL_KEY)
+    only_ours = set(known) - {*FLAT_SECRET_KEYS, "TARGETS"}
+    misspelt = {k: v for k, v in secret_part.items() if meant_keys({k: v}, known) & only_ours}
+    problems += unknown_key_problems(misspelt, known, PLACE)
+    secret_part = {key: value for key, value in secret_part.items() if key not in misspelt}
     settings = {key: _setting_text(value) for key, value in own.items()}
     try:
         Settings.from_env(settings, need_aws=False)
