@@ -11,15 +11,19 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+from tools.local_stack import TEMPLATE_PATH, create_state_table
 
 from linkup_sync.hosted.registry import Account, Registry, account_id_for, mask_email
 from linkup_sync.hosted.vault import Vault
 from linkup_sync.state.dynamodb import DynamoDBStateStore
 from linkup_sync.state.model import account_key
-from tests.support.template import create_state_table
+from tests.support.template import REPO_ROOT
 
-NOW = 1_800_000_000.0  # a Friday in 2027, on a whole minute
+NOW = 1_800_000_000.0  # Friday 2027-01-15 08:00:00 UTC
 REGION = "us-east-1"
+TABLE = "linkup-sync-hosted-state"
+# The hosted stack's own template once it exists; its StateTable is the personal stack's design.
+STATE_TABLE_TEMPLATE = REPO_ROOT / "hosted.yaml" if (REPO_ROOT / "hosted.yaml").exists() else TEMPLATE_PATH
 
 
 class FakeClock:
@@ -63,11 +67,11 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @contextlib.contextmanager
 def moto_table(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, str]]:
-    """(DynamoDB client, table name) of a fresh state table in moto, built from template.yaml."""
+    """(DynamoDB client, table name) of a fresh state table in moto, built from the template's StateTable."""
     aws_env(monkeypatch)
     with mock_aws():
         client = boto3.client("dynamodb", region_name=REGION)
-        yield client, create_state_table(client)
+        yield client, create_state_table(client, TABLE, STATE_TABLE_TEMPLATE)
 
 
 def kms_key(client: Any) -> str:
