@@ -44,6 +44,15 @@ def _setting_text(value: object) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
+def _unquoted(problem: str, given: list[str]) -> str:
+    """The personal settings' messages quote a wrong value; the operator's command shows none (a
+    password pasted into the wrong key would otherwise be printed)."""
+    for value in given:
+        for quoted in (f"'{value}'", f"'{value.strip()}'"):
+            problem = problem.replace(quoted, "(the value given)")
+    return problem
+
+
 def check_account(raw: object) -> NewAccount:
     """The account to store, or a ConfigError listing every problem of the JSON."""
     if isinstance(raw, (str, bytes)):
@@ -59,16 +68,17 @@ def check_account(raw: object) -> NewAccount:
     own = {key: raw[key] for key in ACCOUNT_SETTING_KEYS if key in raw}
     secret_part = {key: value for key, value in raw.items() if key not in own and key != INTERVAL_KEY}
     settings = {key: _setting_text(value) for key, value in own.items()}
+    given = [*settings.values(), *([str(raw[INTERVAL_KEY])] if INTERVAL_KEY in raw else [])]
     try:
         Settings.from_env(settings, need_aws=False)
     except ConfigError as exc:
-        problems += exc.problems
+        problems += [_unquoted(p, given) for p in exc.problems]
     interval = DEFAULT_INTERVAL
     if INTERVAL_KEY in raw:
         try:
             interval = check_interval(raw[INTERVAL_KEY])
         except ValueError as exc:
-            problems.append(str(exc))
+            problems.append(_unquoted(str(exc), given))
     # The secret's own check knows only the secret's keys: a key that stands for one of the account's
     # settings, or for no key at all, is reported here, against every key an account takes.
     for key in [k for k in secret_part if k not in SECRET_FORM_KEYS]:

@@ -55,7 +55,7 @@ def incidents_partition(account_id: str) -> str:
 
 def mask_email(username: str) -> str:
     """j***@e***.com: enough for the operator to tell accounts apart, not enough to write to them."""
-    local, _, domain = username.strip().partition("@")
+    local, _, domain = username.strip().lower().partition("@")
     host, dot, tld = domain.rpartition(".")
     return f"{local[:1]}***@{host[:1]}***{dot}{tld}" if host else f"{local[:1]}***@***"
 
@@ -142,7 +142,10 @@ class Registry:
 
     def claim(self, account_id: str, due_minute: int) -> Account | None:
         """Mark the run of `due_minute` as taken; the account, or None when it is gone or was run for this
-        minute (or a later one) already. One conditional write: of two deliveries of a message, one runs."""
+        minute (or a later one) already. One conditional write: of two deliveries of a message, one runs.
+
+        The account is returned as it was before the claim, so its `last_due` is the minute claimed
+        before: what `release` puts back."""
         with _aws_errors():
             try:
                 reply = self.client.update_item(
@@ -151,7 +154,7 @@ class Registry:
                     UpdateExpression="SET last_due = :due",
                     ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(last_due) OR last_due < :due)",
                     ExpressionAttributeValues={":due": {"N": str(due_minute)}},
-                    ReturnValues="ALL_NEW",
+                    ReturnValues="ALL_OLD",
                 )
             except self.client.exceptions.ConditionalCheckFailedException:
                 return None
