@@ -204,3 +204,29 @@ def function_role_statements(
                 statements.extend(as_list(document["Statement"]))
                 managed.append(f"(attached {lid})")
     return statements, managed
+
+
+# Resource types that would open a stack's table, secret, queue or functions to other principals.
+OPENING_RESOURCE_TYPES = frozenset(
+    {
+        "AWS::SecretsManager::ResourcePolicy",
+        "AWS::SQS::QueuePolicy",
+        "AWS::Lambda::Permission",
+        "AWS::Lambda::Url",
+        "AWS::IAM::Policy",
+        "AWS::IAM::ManagedPolicy",
+        "AWS::IAM::User",
+        "AWS::IAM::AccessKey",
+    }
+)
+
+
+def schedule_role_statements(cfn: dict[str, Any], role_id: str) -> list[Any]:
+    """The statements of the role SAM makes for a ScheduleV2 event (asserting it has no managed policy)."""
+    role = cfn["Resources"][role_id]["Properties"]
+    assert "ManagedPolicyArns" not in role
+    return [s for p in role["Policies"] for s in as_list(p["PolicyDocument"]["Statement"])]
+
+
+def invoke_only(function_id: str) -> list[dict[str, Any]]:
+    return [{"Action": "lambda:InvokeFunction", "Effect": "Allow", "Resource": {"Fn::GetAtt": [function_id, "Arn"]}}]

@@ -23,13 +23,16 @@ from linkup_sync.hosted.worker import STACK_SETTING_KEYS, Worker
 from tests.support.template import (
     HOSTED_TEMPLATE_PATH,
     LAYER_ID,
+    OPENING_RESOURCE_TYPES,
     REPO_ROOT,
     TABLE_ID,
     as_list,
     create_state_table,
     function_environment,
     function_role_statements,
+    invoke_only,
     load_template,
+    schedule_role_statements,
     transformed_template,
 )
 
@@ -404,25 +407,12 @@ def test_decrypt_requires_exactly_the_account_context_key(cfn: dict[str, Any]) -
 
 
 def test_the_scheduler_may_only_invoke_the_dispatcher(cfn: dict[str, Any]) -> None:
-    role = _properties(cfn, "DispatchFunctionScheduleRole")
-    assert "ManagedPolicyArns" not in role
-    statements = [s for p in role["Policies"] for s in as_list(p["PolicyDocument"]["Statement"])]
-    assert statements == [
-        {"Action": "lambda:InvokeFunction", "Effect": "Allow", "Resource": {"Fn::GetAtt": [DISPATCH_ID, "Arn"]}}
-    ]
+    assert schedule_role_statements(cfn, "DispatchFunctionScheduleRole") == invoke_only(DISPATCH_ID)
 
 
 def test_no_resource_policy_opens_the_stack(cfn: dict[str, Any]) -> None:
     types = {r["Type"] for r in cfn["Resources"].values()}
-    assert not types & {
-        "AWS::SQS::QueuePolicy",
-        "AWS::Lambda::Permission",
-        "AWS::Lambda::Url",
-        "AWS::IAM::Policy",
-        "AWS::IAM::ManagedPolicy",
-        "AWS::IAM::User",
-        "AWS::IAM::AccessKey",
-    }
+    assert not types & OPENING_RESOURCE_TYPES
 
 
 def test_credentials_key(template: dict[str, Any]) -> None:

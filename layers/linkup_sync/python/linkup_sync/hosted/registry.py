@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import LinkupSyncError
-from ..state.dynamodb import _aws_errors, _n, _s
+from ..state.dynamodb import _aws_errors, _n, _s, query_all
 from ..state.model import account_key
 from .schedule import account_partition
 
@@ -260,11 +260,4 @@ class Registry:
         }
         if projection:
             params["ProjectionExpression"] = "pk, sk" if projection == "sk" else projection
-        items: list[dict[str, Any]] = []
-        while True:
-            with _aws_errors():
-                page = self.client.query(**params)
-            items.extend(page.get("Items", []))
-            if not page.get("LastEvaluatedKey"):
-                return items
-            params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return query_all(self.client, params)
