@@ -14,18 +14,17 @@ The worker only claims (UpdateItem) and reads; adding and removing are the opera
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import LinkupSyncError
-from ..state.dynamodb import _aws_errors, _n, _s, query_all
+from ..state.dynamodb import TableAccess, _aws_errors, _n, _s, query_all
 from ..state.model import account_key
 from .schedule import account_partition
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb.client import DynamoDBClient
+    pass
 
 REGISTRY_PK = "registry"
 INCIDENTS_PREFIX = "incidents#"
@@ -118,22 +117,7 @@ def _item(account: Account) -> dict[str, Any]:
     return item
 
 
-class Registry:
-    def __init__(
-        self, table_name: str, client: DynamoDBClient | None = None, clock: Callable[[], float] = time.time
-    ) -> None:
-        self.table_name = table_name
-        self._client = client
-        self._clock = clock
-
-    @property
-    def client(self) -> DynamoDBClient:
-        if self._client is None:
-            from ..aws import client
-
-            self._client = cast("DynamoDBClient", client("dynamodb"))
-        return self._client
-
+class Registry(TableAccess):
     # --- the worker and the dispatcher ----------------------------------------------------------
 
     def due_ids(self, partition: str) -> list[str]:

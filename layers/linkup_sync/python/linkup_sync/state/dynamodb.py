@@ -104,7 +104,9 @@ def _target_from_item(item: dict[str, Any]) -> TargetState:
     )
 
 
-class DynamoDBStateStore:
+class TableAccess:
+    """The stack's table, its client made on first use, and the clock that stamps the items."""
+
     def __init__(
         self,
         table_name: str,
@@ -123,6 +125,8 @@ class DynamoDBStateStore:
             self._client = cast("DynamoDBClient", client("dynamodb"))
         return self._client
 
+
+class DynamoDBStateStore(TableAccess):
     def _query(self, key: str, sk: str | None = None) -> list[dict[str, Any]]:
         params: dict[str, Any] = {
             "TableName": self.table_name,
