@@ -28,7 +28,7 @@ from linkup_sync.hosted.vault import Vault
 from linkup_sync.hosted.worker import BatchResult, Worker
 from linkup_sync.state.dynamodb import DynamoDBStateStore
 from tools.local_stack import START, TEMPLATE_PATH, create_state_table
-from tools.moto_fast import fast_dynamodb
+from tools.moto_fast import fast_dynamodb, fast_queue_counts
 from tools.simulators.clock import VirtualClock
 from tools.simulators.librelinkup import LinkUpSimulator
 from tools.simulators.nightscout.app import NightscoutStandIn
@@ -113,6 +113,7 @@ class HostedStack:
         self._patches = contextlib.ExitStack()
         self._patches.enter_context(sqs_on_clock(self.clock))
         self._patches.enter_context(fast_dynamodb())
+        self._patches.enter_context(fast_queue_counts())
 
     def new_worker(self) -> Worker:
         """A fresh worker container: its own vault cache and memory of quiet incidents."""

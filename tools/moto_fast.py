@@ -1,9 +1,10 @@
-"""moto's DynamoDB at the cost of the items a request touches, for tests with thousands of accounts.
+"""moto at the cost of the items a request touches, for tests with thousands of accounts.
 
-moto (5.x) does two things per request that cost as much as the whole table, so a simulated hour of a
-thousand hosted accounts (registry, due lists, state and incidents in one table) spends most of its
-time in them. Both are replaced here by the same work on the request's own items; everything else,
-and what the answers say, is moto's own code.
+moto (5.x) does several things per request that cost as much as the whole table or queue, or repeat
+work whose result cannot change, so a simulated hour of a thousand hosted accounts (registry, due
+lists, state and incidents in one table; a minute's messages in one queue) spends most of its time
+in them. Each is replaced here by the same work on the request's own items, or done once; everything
+else, and what the answers say, is moto's own code.
 
 - Query sorts every item of the table, then keeps those of the asked partition. The partition's items
   are at hand in moto's index (``Table.items[hash key]``): while a table Query runs, its listing of
@@ -25,6 +26,9 @@ and what the answers say, is moto's own code.
 - Every request looks up its handler's method names (inspect.getmembers on the class) and converts
   names from CamelCase (SQS for each queue attribute, at every send): both are pure functions of
   their argument, so their results are kept.
+- SQS counts a queue's visible, delayed and in-flight messages (at every send, for the queue's
+  attributes, and at every receive) asking the clock again for every message: here the clock is read
+  once per count, and each message is judged by moto's own rule against that instant.
 """
 
 from __future__ import annotations
@@ -44,6 +48,39 @@ def fast_dynamodb() -> Iterator[None]:
     """Both replacements, while the block runs (moto's own code again afterwards)."""
     with fast_table_queries(), fast_transactions(), fast_attribute_values(), parsed_once(), memoized_helpers():
         yield
+
+
+@contextlib.contextmanager
+def fast_queue_counts() -> Iterator[None]:
+    """One clock read per count of a queue's messages (moto's Message.visible and .delayed read it per
+    message); the rules are moto's: visible when now > visible_at, delayed while now < delayed_until."""
+    import moto.sqs.models as sqs
+
+    names = ("messages", "approximate_number_of_messages_delayed", "approximate_number_of_messages_not_visible")
+    originals = {name: sqs.Queue.__dict__[name] for name in names}
+
+    def millis() -> float:
+        return float(sqs.__dict__["unix_time_millis"]())  # looked up at each call: tests tie it to a clock
+
+    def messages(self: Any) -> list[Any]:
+        now = millis()
+        return [m for m in self._messages if now > m.visible_at and not now < m.delayed_until]
+
+    def delayed(self: Any) -> int:
+        now = millis()
+        return sum(1 for m in self._messages if now < m.delayed_until)
+
+    def not_visible(self: Any) -> int:
+        now = millis()
+        return sum(1 for m in self._messages if not now > m.visible_at)
+
+    for name, replacement in zip(names, (messages, delayed, not_visible), strict=True):
+        setattr(sqs.Queue, name, property(replacement))
+    try:
+        yield
+    finally:
+        for name, original in originals.items():
+            setattr(sqs.Queue, name, original)
 
 
 @contextlib.contextmanager

@@ -13,7 +13,9 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
-from tools.moto_fast import fast_dynamodb
+from tools.hosted_stack import sqs_on_clock
+from tools.moto_fast import fast_dynamodb, fast_queue_counts
+from tools.simulators.clock import VirtualClock
 
 TABLE = "t"
 Scenario = Callable[[Any], list[Any]]
@@ -233,14 +235,59 @@ def test_updates_with_a_repeated_expression_apply_their_own_values() -> None:
     assert seen[3]["Attributes"]["tag"] == {"S": "t3"} and seen[4][0] == "error"
 
 
+def test_queues_count_and_hand_out_the_same_messages() -> None:
+    """Delays, visibility timeouts and in-flight messages, on a virtual clock, with and without."""
+
+    def scenario() -> list[Any]:
+        sqs = boto3.client("sqs")
+        url = sqs.create_queue(QueueName="q", Attributes={"VisibilityTimeout": "30"})["QueueUrl"]
+        sqs.send_message_batch(
+            QueueUrl=url, Entries=[{"Id": str(i), "MessageBody": f"m{i}", "DelaySeconds": i * 10} for i in range(6)]
+        )
+        seen: list[Any] = []
+
+        def look() -> None:
+            names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed"]
+            names.append("ApproximateNumberOfMessagesNotVisible")
+            seen.append(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"])
+            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=2).get("Messages", [])
+            seen.append(sorted(m["Body"] for m in got))
+
+        for step in (0, 5, 10, 20, 31, 45, 60):
+            clock.set(1_800_000_000 + step)
+            look()
+        return seen
+
+    results = []
+    for fast in (False, True):
+        clock = VirtualClock(1_800_000_000)
+        with mock_aws(), sqs_on_clock(clock):
+            if fast:
+                with fast_queue_counts():
+                    results.append(scenario())
+            else:
+                results.append(scenario())
+    plain, patched = results
+    assert patched == plain
+    assert plain[0] == {
+        "ApproximateNumberOfMessages": "1",
+        "ApproximateNumberOfMessagesDelayed": "5",
+        "ApproximateNumberOfMessagesNotVisible": "0",
+    }
+    # each message once its delay is over, and again when its 30 s of visibility timeout are over
+    assert plain[1::2] == [["m0"], [], ["m1"], ["m2"], ["m0", "m3"], ["m1", "m4"], ["m2", "m5"]]
+
+
 def test_moto_is_itself_again_after_the_block() -> None:
     from moto.core.serialize import BaseJSONSerializer
     from moto.dynamodb import models
     from moto.dynamodb.models.table import Table
     from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
+    from moto.sqs.models import Queue
 
     def current() -> list[Any]:
         return [
+            *(Queue.__dict__[name] for name in ("messages", "approximate_number_of_messages_delayed")),
             Table.query,
             Table.all_items,
             models.DynamoDBBackend.transact_write_items,
@@ -250,7 +297,7 @@ def test_moto_is_itself_again_after_the_block() -> None:
         ]
 
     before = current()
-    with fast_dynamodb():
+    with fast_dynamodb(), fast_queue_counts():
         during = current()
     assert current() == before
     assert all(a is not b for a, b in zip(before, during, strict=True))

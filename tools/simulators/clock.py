@@ -22,8 +22,9 @@ class VirtualClock:
         return self.now()
 
     def now(self) -> float:
-        with self._lock:
-            return self._now
+        # Reading one float attribute is atomic; the lock only orders the writers. Reads are hot: a
+        # simulated hour of a thousand hosted accounts reads the clock millions of times.
+        return self._now
 
     def advance(self, seconds: float) -> float:
         """Move forward by ``seconds`` (must not be negative); returns the new time."""
