@@ -28,6 +28,7 @@ from linkup_sync.hosted.vault import Vault
 from linkup_sync.hosted.worker import BatchResult, Worker
 from linkup_sync.state.dynamodb import DynamoDBStateStore
 from tools.local_stack import START, TEMPLATE_PATH, create_state_table
+from tools.moto_fast import fast_dynamodb
 from tools.simulators.clock import VirtualClock
 from tools.simulators.librelinkup import LinkUpSimulator
 from tools.simulators.nightscout.app import NightscoutStandIn
@@ -99,8 +100,9 @@ class HostedStack:
         self.stack_env = {"LINK_UP_API_URL": self.llu.url_template, "STATE_TABLE_NAME": self.table}
         self.worker = self.new_worker()
         self.people: list[HostedPerson] = []
-        self._sqs_time = sqs_on_clock(self.clock)
-        self._sqs_time.__enter__()
+        self._patches = contextlib.ExitStack()
+        self._patches.enter_context(sqs_on_clock(self.clock))
+        self._patches.enter_context(fast_dynamodb())
 
     def new_worker(self) -> Worker:
         """A fresh worker container: its own vault cache and memory of quiet incidents."""
@@ -116,7 +118,7 @@ class HostedStack:
         self.stop()
 
     def stop(self) -> None:
-        self._sqs_time.__exit__(None, None, None)
+        self._patches.close()
         self.llu.stop()
         self.ns.stop()
 
