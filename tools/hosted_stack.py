@@ -78,9 +78,19 @@ class MinuteResult:
 
 
 class HostedStack:
-    def __init__(self, *, start: float = START, batch_size: int = 10, name: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        start: float = START,
+        batch_size: int = 10,
+        name: str | None = None,
+        patient_history_s: int | None = None,
+    ) -> None:
+        """`patient_history_s`: how long each new patient has worn the sensor (default: the simulator's
+        day), which is what an account's first run finds to upload."""
         self.clock = VirtualClock(start)
         self.batch_size = batch_size
+        self.patient_history_s = patient_history_s
         self.llu = LinkUpSimulator(self.clock).start()
         self.ns = NightscoutSites(self.clock).start()
         name = name or f"hosted-{uuid.uuid4().hex[:8]}"
@@ -129,7 +139,9 @@ class HostedStack:
         email = f"follower{number}@example.invalid"
         password = f"password-{number}-{uuid.uuid4().hex[:6]}"
         self.llu.add_account(email, password)
-        patient = self.llu.add_patient(email)
+        # the simulator's default phase: the newest sample is 57-59 s old at whole minutes
+        since = None if self.patient_history_s is None else int(self.clock()) - self.patient_history_s + 2
+        patient = self.llu.add_patient(email, start=since)
         site_number, site = self.ns.add_site()
         person = HostedPerson(
             number=number,
@@ -178,16 +190,20 @@ class HostedStack:
         """What Lambda's poller does with the messages visible now: batches to the worker."""
         results: list[BatchResult] = []
         again: list[dict[str, Any]] = []
+        drained = False
         while True:
-            messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=self.batch_size).get(
-                "Messages", []
-            )
-            if not messages and not again:
-                return results
-            if not messages:
-                messages, again = again[: self.batch_size], again[self.batch_size :]
-            else:
+            messages: list[dict[str, Any]] = []
+            if not drained:
+                messages = self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=self.batch_size).get(
+                    "Messages", []
+                )
+                # moto hands out every visible message up to the maximum: a short batch empties the queue
+                drained = len(messages) < self.batch_size
                 again += [m for m in messages if duplicate is not None and duplicate(m)]
+            if not messages:
+                if not again:
+                    return results
+                messages, again = again[: self.batch_size], again[self.batch_size :]
             results.append(self.invoke(messages))
 
     def invoke(self, messages: list[dict[str, Any]]) -> BatchResult:
@@ -196,10 +212,10 @@ class HostedStack:
         ]
         result = self.worker.handle(records)
         retry = set(result.retry)
-        for m in messages:
-            if m["MessageId"] not in retry:
-                with contextlib.suppress(Exception):  # a duplicate's handle may be gone already
-                    self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
+        done = [m["ReceiptHandle"] for m in messages if m["MessageId"] not in retry]
+        if done:  # a duplicate's handle may be gone already: SQS lists it as failed, which changes nothing
+            entries = [{"Id": str(i), "ReceiptHandle": handle} for i, handle in enumerate(done)]
+            self.sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=entries)
         return result
 
     # --- what happened ---------------------------------------------------------------------------
