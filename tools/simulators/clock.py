@@ -22,8 +22,7 @@ class VirtualClock:
         return self.now()
 
     def now(self) -> float:
-        with self._lock:
-            return self._now
+        return self._now  # reading one float is atomic; the lock keeps advance()'s read-add-write whole
 
     def advance(self, seconds: float) -> float:
         """Move forward by ``seconds`` (must not be negative); returns the new time."""
