@@ -77,6 +77,25 @@ def sqs_retention_check() -> Iterator[None]:
         setattr(backend, "is_message_valid_based_on_retention_period", original)  # noqa: B010
 
 
+@contextlib.contextmanager
+def cheap_invocation_ids() -> Iterator[None]:
+    """botocore tags each request with a fresh uuid4 (os.urandom: a system call, about a twentieth of
+    an in-process DynamoDB call here); a pseudo-random one serves moto as well."""
+    import random
+    import types
+
+    import botocore.endpoint as endpoint
+
+    original = vars(endpoint)["uuid"]
+    ids = random.Random()
+    cheap = types.SimpleNamespace(uuid4=lambda: uuid.UUID(int=ids.getrandbits(128), version=4))
+    setattr(endpoint, "uuid", cheap)  # noqa: B010 - restored below
+    try:
+        yield
+    finally:
+        setattr(endpoint, "uuid", original)  # noqa: B010
+
+
 @dataclass
 class HostedPerson:
     """One hosted account as the test sees it: its follower login, patient and Nightscout site."""
@@ -138,6 +157,7 @@ class HostedStack:
         self._patches = contextlib.ExitStack()
         self._patches.enter_context(sqs_on_clock(self.clock))
         self._patches.enter_context(sqs_retention_check())
+        self._patches.enter_context(cheap_invocation_ids())
         self._patches.enter_context(fast_dynamodb())
 
     def new_worker(self, **options: Any) -> Worker:
