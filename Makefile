@@ -83,9 +83,19 @@ build: sam-cli ## sam build (pure Python: needs neither Docker nor python3.13)
 	$(SAM) build
 	test -f .aws-sam/build/SyncFunction/app.py  # sam build prints "Build Succeeded" even when it built nothing
 
-validate: sam-cli ## sam validate and sam validate --lint
+build-hosted: sam-cli ## sam build of hosted.yaml into .aws-sam/hosted (samconfig.toml's "hosted" environment)
+	$(SAM) build --config-env hosted
+	test -f .aws-sam/hosted/SyncWorkerFunction/app.py
+
+deploy-hosted: build-hosted ## sam deploy of the hosted stack; guided until --guided saved its parameter_overrides
+	if sed -n '/^\[hosted.deploy.parameters\]/,/^\[/p' samconfig.toml | grep -q '^parameter_overrides'; then \
+	  $(SAM) deploy --config-env hosted; else $(SAM) deploy --config-env hosted --guided; fi
+
+validate: sam-cli ## sam validate and sam validate --lint, of template.yaml and hosted.yaml
 	$(SAM) validate --region us-east-1
 	$(SAM) validate --lint --region us-east-1
+	$(SAM) validate --template hosted.yaml --region us-east-1
+	$(SAM) validate --lint --template hosted.yaml --region us-east-1
 
 package-bucket:
 	@test -n "$(PACKAGE_BUCKET)" || { echo "make package: set PACKAGE_BUCKET=<S3 bucket in the region to publish to>" >&2; exit 1; }
@@ -98,7 +108,7 @@ publish: sam-cli ## sam publish of .aws-sam/packaged.yaml to the Serverless Appl
 	$(SAM) publish --template $(PACKAGED_TEMPLATE)
 
 deploy: build ## sam deploy; guided the first time (until `sam deploy --guided` saved parameter_overrides)
-	if grep -q '^parameter_overrides' samconfig.toml; then \
+	if sed -n '/^\[default.deploy.parameters\]/,/^\[/p' samconfig.toml | grep -q '^parameter_overrides'; then \
 	  $(SAM) deploy; else $(SAM) deploy --guided; fi
 
 logs: sam-cli ## follow the function's logs (sam logs -t)

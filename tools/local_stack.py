@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FUNCTION_DIR = ROOT / "functions" / "sync"
 LAYER_PYTHON_DIR = ROOT / "layers" / "linkup_sync" / "python"
 TEMPLATE_PATH = ROOT / "template.yaml"
+HOSTED_TEMPLATE_PATH = ROOT / "hosted.yaml"  # the hosted stack: the same StateTable (tests compare them)
 
 EMAIL = "fiona.follower@example.invalid"
 PASSWORD = "correct horse battery staple"
@@ -92,7 +93,7 @@ def template_resource(logical_id: str, path: Path = TEMPLATE_PATH) -> dict[str, 
 
 
 def create_state_table(client: DynamoDBClient, table_name: str, path: Path = TEMPLATE_PATH) -> str:
-    """Create the state table with the key schema, billing mode and TTL of the template's StateTable."""
+    """Create the state table with the key schema, billing mode and TTL of the StateTable in ``path``."""
     properties = template_resource("StateTable", path)["Properties"]
     kwargs: dict[str, Any] = {
         "TableName": table_name,

@@ -1,7 +1,9 @@
-"""The command line for the person setting linkup-sync up: `linkup-sync doctor | sync --once`.
+"""The command line for the person setting linkup-sync up: `linkup-sync doctor | sync --once`, and for
+whoever runs the hosted stack for many people: `linkup-sync accounts add | list | show | remove`.
 
-The argument parsing only; the commands live in sync_command.py and doctor.py. This package is not
-shipped in the Lambda layer and knows nothing of the repository: the demo is `make demo` in a clone.
+The argument parsing only; the commands live in sync_command.py, doctor.py and accounts_command.py.
+This package is not shipped in the Lambda layer and knows nothing of the repository: the demo is
+`make demo` in a clone.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
+from typing import TextIO
 
 from linkup_sync import __version__
 
+from .accounts_command import add_accounts_parser, cmd_accounts
 from .doctor import run_doctor
 from .output import PROG
 from .sync_command import cmd_sync
@@ -33,7 +37,9 @@ this machine (for example from cron on a home server, without AWS).
 
 Credentials come from the environment variables LINK_UP_USERNAME, LINK_UP_PASSWORD, NIGHTSCOUT_URL and
 NIGHTSCOUT_API_TOKEN (or the stack's secret with --secret-id); settings from LINK_UP_REGION,
-LINK_UP_CONNECTION, LINK_UP_VERSION, NIGHTSCOUT_API_V3 and the others listed in the README."""
+LINK_UP_CONNECTION, LINK_UP_VERSION, NIGHTSCOUT_API_V3 and the others listed in the README.
+
+`accounts` manages the accounts of a hosted stack (hosted.yaml), which runs many people's bridges."""
 
 _STATE_HELP = (
     "file that keeps the LibreLink Up login, the circuit breakers and what was uploaded "
@@ -113,11 +119,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(sync)
 
+    add_accounts_parser(commands)
     return parser
 
 
 def main(
-    argv: Sequence[str] | None = None, *, env: Mapping[str, str] | None = None, clock: Callable[[], float] | None = None
+    argv: Sequence[str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    clock: Callable[[], float] | None = None,
+    stdin: TextIO | None = None,
 ) -> int:
     """Entry point of the `linkup-sync` console script and `python -m linkup_sync_cli`."""
     arguments = list(sys.argv[1:] if argv is None else argv)
@@ -135,6 +146,8 @@ def main(
         now = args.now
         clock = time.time if now is None else (lambda: float(now))
     try:
+        if args.command == "accounts":
+            return cmd_accounts(args, clock, sys.stdin if stdin is None else stdin, out, err)
         if args.command == "sync":
             if not args.once:
                 err.write(

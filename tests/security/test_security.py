@@ -40,8 +40,13 @@ from linkup_sync.nightscout.v1 import NightscoutV1
 from linkup_sync.nightscout.v3 import NightscoutV3
 from linkup_sync.settings import Settings
 from tests.support.librelinkup import fixture_bytes
-from tests.support.template import transformed_template
-from tests.template.test_template import _function_role_statements
+from tests.support.template import (
+    OPENING_RESOURCE_TYPES,
+    function_role_statements,
+    invoke_only,
+    schedule_role_statements,
+    transformed_template,
+)
 
 PACKAGE = Path(__file__).resolve().parents[2] / "layers" / "linkup_sync" / "python" / "linkup_sync"
 
@@ -360,25 +365,12 @@ def test_only_lambda_may_assume_the_function_role_and_the_scheduler_may_only_inv
     assert trusted["SyncFunctionScheduleRole"] == [
         {"Action": ["sts:AssumeRole"], "Effect": "Allow", "Principal": {"Service": ["scheduler.amazonaws.com"]}}
     ]
-    schedule_role = roles["SyncFunctionScheduleRole"]
-    assert "ManagedPolicyArns" not in schedule_role
-    statements = [s for p in schedule_role["Policies"] for s in p["PolicyDocument"]["Statement"]]
-    assert statements == [
-        {"Action": "lambda:InvokeFunction", "Effect": "Allow", "Resource": {"Fn::GetAtt": ["SyncFunction", "Arn"]}}
-    ]
+    assert schedule_role_statements(cfn, "SyncFunctionScheduleRole") == invoke_only("SyncFunction")
 
 
 def test_no_resource_policy_opens_the_table_the_secret_or_the_function(cfn: dict[str, Any]) -> None:
     types = {r["Type"] for r in cfn["Resources"].values()}
-    assert not types & {
-        "AWS::SecretsManager::ResourcePolicy",
-        "AWS::Lambda::Permission",
-        "AWS::Lambda::Url",
-        "AWS::IAM::Policy",
-        "AWS::IAM::ManagedPolicy",
-        "AWS::IAM::User",
-        "AWS::IAM::AccessKey",
-    }
+    assert not types & OPENING_RESOURCE_TYPES
     table = cfn["Resources"]["StateTable"]["Properties"]
     assert "ResourcePolicy" not in table and "StreamSpecification" not in table
     secret = cfn["Resources"]["CredentialsSecret"]["Properties"]
@@ -409,7 +401,7 @@ class UsedCalls:
 def test_the_actions_and_resources_the_code_uses_are_exactly_the_granted_ones(
     stack: LocalStack, cfn: dict[str, Any]
 ) -> None:
-    statements, _managed = _function_role_statements(cfn)
+    statements, _managed = function_role_statements(cfn)
     granted = {
         a
         for s in statements

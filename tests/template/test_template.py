@@ -25,8 +25,10 @@ from tests.support.template import (
     SECRET_ID,
     TABLE_ID,
     TEMPLATE_PATH,
+    as_list,
     create_state_table,
     function_environment,
+    function_role_statements,
     load_template,
     transformed_template,
 )
@@ -78,10 +80,6 @@ def _only(template: dict[str, Any], resource_type: str) -> tuple[str, dict[str, 
     found = _resources_of_type(template, resource_type)
     assert len(found) == 1, f"expected one {resource_type}, found {sorted(found)}"
     return next(iter(found.items()))
-
-
-def _as_list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else [value]
 
 
 def _lint_summary(matches: list[Any]) -> str:
@@ -277,28 +275,8 @@ def test_one_minute_schedule_is_allowed() -> None:
 # --------------------------------------------------------------------------- IAM
 
 
-def _function_role_statements(cfn: dict[str, Any]) -> tuple[list[dict[str, Any]], list[Any]]:
-    """Every statement of every policy attached to the function's role, and its managed ARNs."""
-    role_ref = cfn["Resources"][FUNCTION_ID]["Properties"]["Role"]
-    assert set(role_ref) == {"Fn::GetAtt"}, role_ref
-    role_id = role_ref["Fn::GetAtt"][0]
-    role = cfn["Resources"][role_id]["Properties"]
-    statements: list[dict[str, Any]] = []
-    for policy in role.get("Policies", []):
-        statements.extend(_as_list(policy["PolicyDocument"]["Statement"]))
-    managed = list(role.get("ManagedPolicyArns", []))
-    for lid, resource in cfn["Resources"].items():
-        if resource["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy"):
-            roles = resource["Properties"].get("Roles", [])
-            if {"Ref": role_id} in roles:
-                document = resource["Properties"]["PolicyDocument"]
-                statements.extend(_as_list(document["Statement"]))
-                managed.append(f"(attached {lid})")
-    return statements, managed
-
-
 def test_function_role_is_least_privilege(cfn: dict[str, Any]) -> None:
-    statements, managed = _function_role_statements(cfn)
+    statements, managed = function_role_statements(cfn)
     # CloudWatch Logs through the basic execution role; nothing else managed (no X-Ray).
     managed_names = [
         arn if isinstance(arn, str) else json.dumps(arn).replace("${AWS::Partition}", "aws") for arn in managed
@@ -310,8 +288,8 @@ def test_function_role_is_least_privilege(cfn: dict[str, Any]) -> None:
         assert statement["Effect"] == "Allow"
         assert "NotAction" not in statement and "NotResource" not in statement
         assert "Condition" not in statement or statement["Condition"]
-        resources = _as_list(statement["Resource"])
-        for action in _as_list(statement["Action"]):
+        resources = as_list(statement["Resource"])
+        for action in as_list(statement["Action"]):
             assert isinstance(action, str) and "*" not in action, action
             granted.setdefault(action, []).extend(resources)
 

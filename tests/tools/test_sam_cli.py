@@ -27,7 +27,16 @@ from tests.support.template import REPO_ROOT, load_template
 
 APPLICATION = "AWS::ServerlessRepo::Application"
 # What `sam build`, `sam package` and the Makefile read; nothing else of the repository is copied.
-PROJECT_FILES = ("template.yaml", "samconfig.toml", "Makefile", "LICENSE", "README.md", "functions", "layers")
+PROJECT_FILES = (
+    "template.yaml",
+    "hosted.yaml",
+    "samconfig.toml",
+    "Makefile",
+    "LICENSE",
+    "README.md",
+    "functions",
+    "layers",
+)
 TIMEOUT_S = 900  # generous: the machine may be busy; the commands take seconds
 
 
@@ -197,7 +206,37 @@ def test_make_build_without_python313_and_docker_uses_its_own_sam(
     assert (project / ".aws-sam" / "build" / "SyncFunction" / "app.py").is_file()
 
 
+def test_sam_build_of_the_hosted_stack_without_python313_and_docker(
+    project: Path, sam: Path, sam_env: dict[str, str], tmp_path: Path
+) -> None:
+    """hosted.yaml builds the same way: both handlers and the shared layer, by make alone."""
+    env = {
+        **sam_env,
+        "PATH": _bin_dir(tmp_path, make=_make(), cp=_tool("cp"), mkdir=_tool("mkdir"), tar=_tool("tar"), sam=sam),
+    }
+    proc = _run([str(sam), "build", "--template", "hosted.yaml"], project, env)
+    assert proc.returncode == 0, _output(proc)
+    built = project / ".aws-sam" / "build"
+    for function_id, folder in (("DispatchFunction", "dispatch"), ("SyncWorkerFunction", "worker")):
+        app = built / function_id / "app.py"
+        assert app.read_bytes() == (REPO_ROOT / "functions" / folder / "app.py").read_bytes(), function_id
+        assert sorted(p.name for p in (built / function_id).iterdir()) == ["app.py"], function_id
+    template = read_template(built / "template.yaml")
+    layer = template["Resources"]["LinkupSyncLayer"]["Properties"]["ContentUri"]
+    layer_dir = (built / layer).resolve() / "python" / "linkup_sync"
+    assert (layer_dir / "hosted" / "worker.py").is_file()
+    assert not list(layer_dir.rglob("__pycache__"))
+
+
 # --------------------------------------------------------------------------- sam validate
+
+
+def test_make_validate_checks_both_templates(project: Path, sam: Path, sam_env: dict[str, str]) -> None:
+    proc = _run([_make(), "validate", f"SAM={sam}"], project, sam_env)
+    assert proc.returncode == 0, _output(proc)
+    text = proc.stdout + proc.stderr
+    for name in ("template.yaml", "hosted.yaml"):
+        assert len(re.findall(rf"{name} is a valid SAM Template", text)) == 2, name  # validate and --lint
 
 
 def test_sam_validate_and_lint_pass_with_the_application_metadata(

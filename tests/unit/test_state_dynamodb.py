@@ -5,6 +5,9 @@ The behaviour it shares with the file store is tested on both in test_state_cont
 
 from __future__ import annotations
 
+import random
+import struct
+import zlib
 from collections.abc import Iterator
 
 import pytest
@@ -38,5 +41,26 @@ def test_ledger_item_stays_small(store: DynamoDBStateStore) -> None:
 
 def test_pack_round_trip() -> None:
     assert unpack_ledger(pack_ledger([3, 1, 2])) == (1, 2, 3)
+    assert unpack_ledger(pack_ledger([])) == ()
     with pytest.raises(ValueError):
-        unpack_ledger(b"\x00\x01")
+        unpack_ledger(b"\x00\x01")  # the marker of a packed ledger without its data
+    with pytest.raises(ValueError):
+        unpack_ledger(b"\x00\x01" + zlib.compress(b"\x80"))  # ends inside a number
+    with pytest.raises(ValueError):
+        unpack_ledger(b"\x69\x00")  # neither format
+
+
+def test_ledger_of_the_first_format_is_still_read() -> None:
+    """Tables written before the packed format hold 4 bytes per instant; they must keep working."""
+    instants = [NOW - 60 * i for i in range(13 * 60)]
+    legacy = struct.pack(f">{len(instants)}I", *instants)
+    assert unpack_ledger(legacy) == tuple(sorted(instants))
+
+
+def test_packed_ledger_keeps_the_target_item_in_one_write_unit() -> None:
+    """13 hours of one-minute readings with jitter: far below the 1 KB a write unit covers."""
+    rng = random.Random(7)
+    instants = sorted({NOW - 60 * i - rng.randrange(0, 5) for i in range(13 * 60)})
+    packed = pack_ledger(instants)
+    assert unpack_ledger(packed) == tuple(instants)
+    assert len(packed) < 700 < 4 * len(instants)

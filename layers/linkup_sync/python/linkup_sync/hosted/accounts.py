@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
-from ..ports import Credentials
+from ..ports import Credentials, Target
 from ..runtime import nightscout_base_url
-from ..settings import Settings, credentials_from_secret
+from ..settings import FLAT_SECRET_KEYS, Settings, credentials_from_secret, meant_keys, unknown_key_problems
 from ..state.model import account_key
 from .registry import ACCOUNT_SETTING_KEYS, Account, account_id_for, mask_email
 from .schedule import DEFAULT_INTERVAL, check_interval
@@ -25,6 +25,8 @@ PLACE = "the account's JSON"
 HEADING = "The account cannot be added"
 # What an incident announced on the person's Nightscout tells them to do about credentials.
 HOSTED_HINT = "tell whoever runs your LibreLink Up bridge the new value (they run: linkup-sync accounts add --replace)"
+SECRET_FORM_KEYS = (*FLAT_SECRET_KEYS, "TARGETS")
+ACCOUNT_KEYS = (*SECRET_FORM_KEYS, *(k for k in ACCOUNT_SETTING_KEYS if k not in SECRET_FORM_KEYS), INTERVAL_KEY)
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,15 @@ def _setting_text(value: object) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
+def _unquoted(problem: str, given: list[str]) -> str:
+    """The personal settings' messages quote a wrong value; the operator's command shows none (a
+    password pasted into the wrong key would otherwise be printed)."""
+    for value in given:
+        for quoted in (f"'{value}'", f"'{value.strip()}'"):
+            problem = problem.replace(quoted, "(the value given)")
+    return problem
+
+
 def check_account(raw: object) -> NewAccount:
     """The account to store, or a ConfigError listing every problem of the JSON."""
     if isinstance(raw, (str, bytes)):
@@ -57,29 +68,34 @@ def check_account(raw: object) -> NewAccount:
     own = {key: raw[key] for key in ACCOUNT_SETTING_KEYS if key in raw}
     secret_part = {key: value for key, value in raw.items() if key not in own and key != INTERVAL_KEY}
     settings = {key: _setting_text(value) for key, value in own.items()}
+    given = [*settings.values(), *([str(raw[INTERVAL_KEY])] if INTERVAL_KEY in raw else [])]
     try:
         Settings.from_env(settings, need_aws=False)
     except ConfigError as exc:
-        problems += exc.problems
+        problems += [_unquoted(p, given) for p in exc.problems]
     interval = DEFAULT_INTERVAL
     if INTERVAL_KEY in raw:
         try:
             interval = check_interval(raw[INTERVAL_KEY])
         except ValueError as exc:
-            problems.append(str(exc))
+            problems.append(_unquoted(str(exc), given))
+    # The secret's own check knows only the secret's keys: a key that stands for one of the account's
+    # settings, or for no key at all, is reported here, against every key an account takes.
+    for key in [k for k in secret_part if k not in SECRET_FORM_KEYS]:
+        if not meant_keys({key: None}, ACCOUNT_KEYS) & set(SECRET_FORM_KEYS):
+            problems += unknown_key_problems({key: None}, ACCOUNT_KEYS, PLACE)
+            del secret_part[key]
     creds: Credentials | None = None
     try:
         creds = credentials_from_secret(secret_part, version="", secret_id=None, hint=" ", place=PLACE)
     except ConfigError as exc:
         problems += [p for p in exc.problems if p.strip()]
-    if creds is not None:
-        site_settings = Settings.from_env({}, need_aws=False)
-        for i, target in enumerate(creds.targets, start=1):
-            try:
-                nightscout_base_url(target, site_settings, heading=HEADING)
-            except ConfigError as exc:
-                where = f" (TARGETS entry {i})" if len(creds.targets) > 1 or "TARGETS" in raw else ""
-                problems += [p + where for p in exc.problems]
+    site_settings = Settings.from_env({}, need_aws=False)
+    for where, url in _nightscout_urls(secret_part):  # also while other keys are wrong: every problem at once
+        try:
+            nightscout_base_url(Target(None, url, ""), site_settings, heading=HEADING)
+        except ConfigError as exc:
+            problems += [p + where for p in exc.problems]
     if problems or creds is None:
         raise ConfigError(problems, heading=HEADING)
     return NewAccount(
@@ -91,6 +107,17 @@ def check_account(raw: object) -> NewAccount:
         people=len(creds.targets),
         plaintext=json.dumps(secret_part, separators=(",", ":"), sort_keys=True).encode(),
     )
+
+
+def _nightscout_urls(secret_part: dict[str, Any]) -> list[tuple[str, str]]:
+    """(where, address) of every NIGHTSCOUT_URL that is text, in either form of the JSON."""
+    listed = secret_part.get("TARGETS")
+    if isinstance(listed, list):
+        entries = [(f" (TARGETS entry {i})", e) for i, e in enumerate(listed, start=1) if isinstance(e, dict)]
+    else:
+        entries = [("", secret_part)]
+    found = [(where, entry.get("NIGHTSCOUT_URL")) for where, entry in entries]
+    return [(where, url.strip()) for where, url in found if isinstance(url, str) and url.strip()]
 
 
 def seal_account(new: NewAccount, vault: Vault) -> Account:

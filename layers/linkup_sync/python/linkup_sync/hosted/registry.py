@@ -14,18 +14,17 @@ The worker only claims (UpdateItem) and reads; adding and removing are the opera
 from __future__ import annotations
 
 import contextlib
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import LinkupSyncError
-from ..state.dynamodb import _aws_errors, _n, _s
+from ..state.dynamodb import TableAccess, _aws_errors, _n, _s, query_all
 from ..state.model import account_key
 from .schedule import account_partition
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb.client import DynamoDBClient
+    pass
 
 REGISTRY_PK = "registry"
 INCIDENTS_PREFIX = "incidents#"
@@ -55,7 +54,7 @@ def incidents_partition(account_id: str) -> str:
 
 def mask_email(username: str) -> str:
     """j***@e***.com: enough for the operator to tell accounts apart, not enough to write to them."""
-    local, _, domain = username.strip().partition("@")
+    local, _, domain = username.strip().lower().partition("@")
     host, dot, tld = domain.rpartition(".")
     return f"{local[:1]}***@{host[:1]}***{dot}{tld}" if host else f"{local[:1]}***@***"
 
@@ -118,22 +117,7 @@ def _item(account: Account) -> dict[str, Any]:
     return item
 
 
-class Registry:
-    def __init__(
-        self, table_name: str, client: DynamoDBClient | None = None, clock: Callable[[], float] = time.time
-    ) -> None:
-        self.table_name = table_name
-        self._client = client
-        self._clock = clock
-
-    @property
-    def client(self) -> DynamoDBClient:
-        if self._client is None:
-            from ..aws import client
-
-            self._client = cast("DynamoDBClient", client("dynamodb"))
-        return self._client
-
+class Registry(TableAccess):
     # --- the worker and the dispatcher ----------------------------------------------------------
 
     def due_ids(self, partition: str) -> list[str]:
@@ -142,7 +126,10 @@ class Registry:
 
     def claim(self, account_id: str, due_minute: int) -> Account | None:
         """Mark the run of `due_minute` as taken; the account, or None when it is gone or was run for this
-        minute (or a later one) already. One conditional write: of two deliveries of a message, one runs."""
+        minute (or a later one) already. One conditional write: of two deliveries of a message, one runs.
+
+        The account is returned as it was before the claim, so its `last_due` is the minute claimed
+        before: what `release` puts back."""
         with _aws_errors():
             try:
                 reply = self.client.update_item(
@@ -151,7 +138,7 @@ class Registry:
                     UpdateExpression="SET last_due = :due",
                     ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(last_due) OR last_due < :due)",
                     ExpressionAttributeValues={":due": {"N": str(due_minute)}},
-                    ReturnValues="ALL_NEW",
+                    ReturnValues="ALL_OLD",
                 )
             except self.client.exceptions.ConditionalCheckFailedException:
                 return None
@@ -257,11 +244,4 @@ class Registry:
         }
         if projection:
             params["ProjectionExpression"] = "pk, sk" if projection == "sk" else projection
-        items: list[dict[str, Any]] = []
-        while True:
-            with _aws_errors():
-                page = self.client.query(**params)
-            items.extend(page.get("Items", []))
-            if not page.get("LastEvaluatedKey"):
-                return items
-            params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return query_all(self.client, params)

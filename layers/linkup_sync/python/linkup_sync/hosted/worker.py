@@ -32,7 +32,7 @@ from ..settings import Settings
 from ..state.dynamodb import DynamoDBStateStore
 from ..state.incidents import DynamoDBIncidentStore
 from .accounts import HOSTED_HINT, account_credentials
-from .registry import Account, Registry, incidents_partition
+from .registry import ACCOUNT_SETTING_KEYS, Account, Registry, incidents_partition
 from .vault import Vault
 
 if TYPE_CHECKING:
@@ -169,7 +169,9 @@ class Worker:
 
     def run_account(self, account_id: str, due: int, interval: int = 0) -> Outcome:
         now_minute = int(self.clock() // 60)
-        if interval and now_minute - due >= interval:
+        # One minute of grace: the dispatcher's delays (up to 59 s after it started) carry the last
+        # messages of a minute into the next one, every minute, and a 1-minute account must still run.
+        if interval and now_minute - due > interval:
             return Outcome(account=account_id, status="late")  # the next dispatch of it is already out
         try:
             account = self.registry.claim(account_id, due)
@@ -183,7 +185,7 @@ class Worker:
             log.error("Account %s: %s", account_id, exc.message)
             return Outcome(account=account_id, status="failed", reason=exc.reason)
         except Exception:
-            self.registry.release(account, due, None if account.last_due == due else account.last_due)
+            self.registry.release(account, due, account.last_due)
             raise
         try:
             report = run_once(deps)
@@ -195,6 +197,13 @@ class Worker:
                 extra={"account": account_id, "reason": exc.reason},
             )
             return Outcome(account=account_id, status="failed", report=exc.report, reason=exc.reason)
+        except Exception as exc:
+            # A bug of ours inside the run: it may have uploaded already, so it is not delivered again
+            # (the next interval is the retry), but it counts as a failed run for the operator's alarm.
+            log.exception(
+                "Account %s: unexpected failure in the run (%s); please report it", account_id, type(exc).__name__
+            )
+            return Outcome(account=account_id, status="failed", reason="internal")
         finally:
             self._remember_quiet(account_id, deps.incidents_quiet_until)
         status = "skipped" if report.skipped else "ran"
@@ -202,7 +211,9 @@ class Worker:
         return Outcome(account=account_id, status=status, report=report, reason=report.skipped)
 
     def settings_for(self, account: Account) -> Settings:
-        env = {**self.stack_env, **account.settings}
+        # Only the account's own few keys: a registry item must not choose the table or the API URL.
+        own = {key: value for key, value in account.settings.items() if key in ACCOUNT_SETTING_KEYS}
+        env = {**self.stack_env, **own}
         key = tuple(sorted(env.items()))
         with self._lock:
             found = self._settings.get(key)

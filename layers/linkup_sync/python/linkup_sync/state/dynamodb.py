@@ -41,6 +41,20 @@ def _aws_errors() -> Iterator[None]:
         raise StateUnavailable(type(exc).__name__) from None
 
 
+def query_all(client: Any, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every item of a Query, following its pages (a partition past 1 MB comes in several)."""
+    params = dict(params)
+    items: list[dict[str, Any]] = []
+    while True:
+        with _aws_errors():
+            page = client.query(**params)
+        items.extend(page.get("Items", []))
+        last = page.get("LastEvaluatedKey")
+        if not last:
+            return items
+        params["ExclusiveStartKey"] = last
+
+
 def _s(item: dict[str, Any], name: str) -> str | None:
     value = item.get(name)
     return value["S"] if value and "S" in value else None
@@ -90,7 +104,9 @@ def _target_from_item(item: dict[str, Any]) -> TargetState:
     )
 
 
-class DynamoDBStateStore:
+class TableAccess:
+    """The stack's table, its client made on first use, and the clock that stamps the items."""
+
     def __init__(
         self,
         table_name: str,
@@ -109,6 +125,8 @@ class DynamoDBStateStore:
             self._client = cast("DynamoDBClient", client("dynamodb"))
         return self._client
 
+
+class DynamoDBStateStore(TableAccess):
     def _query(self, key: str, sk: str | None = None) -> list[dict[str, Any]]:
         params: dict[str, Any] = {
             "TableName": self.table_name,
@@ -116,15 +134,7 @@ class DynamoDBStateStore:
             "KeyConditionExpression": "pk = :pk" + (" AND sk = :sk" if sk else ""),
             "ExpressionAttributeValues": {":pk": {"S": key}, **({":sk": {"S": sk}} if sk else {})},
         }
-        items: list[dict[str, Any]] = []
-        while True:
-            with _aws_errors():
-                page = self.client.query(**params)
-            items.extend(page.get("Items", []))
-            last = page.get("LastEvaluatedKey")
-            if not last:
-                return items
-            params["ExclusiveStartKey"] = last
+        return query_all(self.client, params)
 
     def load(self, key: str) -> StoredState:
         account = AccountState()
