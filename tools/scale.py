@@ -347,8 +347,10 @@ def summarize(
     per_account: Counter[int] = Counter()
     for part in parts:
         per_account.update({int(k): v for k, v in part["hour_runs_per_account"]})
+    reasons = merge(parts, "reasons")
     hour = {
         "runs": {k.split("|", 1)[1]: v for k, v in runs.items() if k.startswith("hour|")},
+        "not_ran": {k.split("|", 1)[1]: v for k, v in reasons.items() if k.startswith("hour|")},
         "runs_per_account": dict(sorted(per_account.items())),
         "linkup_rate": rate(per_second, warmup_s, hour_s),
         "linkup_per_second": [per_second.get(s, 0) for s in range(warmup_s, warmup_s + hour_s)],
@@ -373,6 +375,7 @@ def summarize(
     }
     warmup = {
         "runs": {k.split("|", 1)[1]: v for k, v in runs.items() if k.startswith("warmup|")},
+        "not_ran": {k.split("|", 1)[1]: v for k, v in reasons.items() if k.startswith("warmup|")},
         "linkup_requests": merge(parts, "llu_requests").get("warmup", 0),
         "logins": merge(parts, "logins").get("warmup", 0),
         "invocations": calls.count["warmup"],

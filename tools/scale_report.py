@@ -40,7 +40,9 @@ def report(results: dict[str, Any]) -> str:
         "| The measured hour (steady state) | |",
         "|---|---|",
         f"| Runs | {runs:,} ({', '.join(f'{k} {v:,}' for k, v in sorted(hour['runs'].items()))}); runs per "
-        f"account {min(per_account, default=0)}–{max(per_account, default=0)} (expected {expected}) |",
+        f"account {min(per_account, default=0)}–{max(per_account, default=0)} (expected {expected})"
+        + "".join(f"; {why} {n:,}" for why, n in sorted(hour["not_ran"].items()))
+        + " |",
         f"| LibreLink Up requests per second | mean {llu['mean']:.1f}, peak {llu['peak']:.0f} "
         f"(peak / mean {llu['peak_to_mean']:.2f}: {'≤' if ratio_ok else '>'} 1.5) |",
         f"| LibreLink Up requests / logins | {hour['linkup_requests']:,} / {hour['logins']:,} |",

@@ -162,6 +162,7 @@ class Shard:
         self.dispatch_sink = LogSink()
         self.workers: dict[int, Any] = {}
         self.runs: Counter[tuple[str, str]] = Counter()  # (phase, outcome status)
+        self.reasons: Counter[str] = Counter()  # "phase|status: reason" of the runs that did not upload
         self.hour_runs: Counter[str] = Counter()  # account id -> runs in the measured hour
         self.web: Counter[tuple[str, str]] = Counter()  # (phase, linkup|nightscout) requests
         self._collected: list[tuple[str, str, Counter[str]]] = []
@@ -240,6 +241,7 @@ class Shard:
             "dispatch_log_bytes": dict(self.dispatch_sink.bytes),
             "metrics": sorted(self.sink.metrics | self.dispatch_sink.metrics),
             "runs": {f"{p}|{s}": n for (p, s), n in self.runs.items()},
+            "reasons": dict(self.reasons),
             "hour_runs_per_account": sorted(Counter(self.hour_runs[p.account_id] for p in self.stack.people).items()),
             "stored": sizes,
         }
@@ -285,15 +287,17 @@ class Shard:
             def metered(account_id: str, due: int, interval: int = 0) -> Any:
                 counts: Counter[str] = Counter()
                 RUN.counts = counts
-                status = "error"
+                status, reason = "error", "raised"
                 try:
                     outcome = run_account(account_id, due, interval)
-                    status = outcome.status
+                    status, reason = outcome.status, str(outcome.reason or "")
                     return outcome
                 finally:
                     RUN.counts = None
                     with self._lock:
                         self._collected.append((account_id, status, counts))
+                        if status != "ran":
+                            self.reasons[f"{self.phase}|{status}: {reason}"] += 1
 
             setattr(found, "run_account", metered)  # noqa: B010 - this container's runs, metered
             self.workers[container] = found

@@ -38,7 +38,7 @@ def small() -> dict[str, Any]:
 def test_every_account_runs_once_per_interval_and_logs_in_only_in_the_warm_up(small: dict[str, Any]) -> None:
     hour, warm = small["hour"], small["warmup"]
     assert warm["runs"] == {"ran": ACCOUNTS} and warm["logins"] == ACCOUNTS
-    assert hour["runs"] == {"ran": ACCOUNTS * MINUTES // 5}
+    assert hour["runs"] == {"ran": ACCOUNTS * MINUTES // 5} and hour["not_ran"] == warm["not_ran"] == {}
     assert hour["runs_per_account"] == {MINUTES // 5: ACCOUNTS}  # every account, each of its runs
     assert hour["logins"] == 0
     # a steady-state run asks LibreLink Up for the graph once and uploads once
