@@ -17,7 +17,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # The unit tier: folders whose tests open no socket (make unit enforces it with --disable-socket).
 UNIT_TESTS := tests/unit tests/property tests/template
 
-.PHONY: help venv lock test unit integration lint type demo sandbox bench soak sam-cli build validate package-bucket package publish deploy logs invoke-local secret clean
+.PHONY: help venv lock test unit integration lint type demo sandbox bench scale soak sam-cli build validate package-bucket package publish deploy logs invoke-local secret clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -64,6 +64,9 @@ demo: venv ## several simulated hours against local simulators and moto: no AWS,
 
 bench: venv ## cold start, warm run, requests per run, memory, package size -> bench-results.json
 	$(BIN)/python -m tools.bench
+
+scale: venv ## the hosted stack: 10,000 accounts, one simulated hour; LibreLink Up rate, AWS units, cost per account -> scale-results.json
+	$(BIN)/python -m tools.scale --json scale-results.json
 
 soak: venv ## 90 simulated days of scheduled runs with seeded faults; prints the summary table (a few minutes)
 	$(BIN)/python -m tools.soak --days 90 --seed 1
@@ -126,4 +129,4 @@ sandbox: venv ## LibreLink Up simulator, Nightscout stand-in and moto on 127.0.0
 	@$(BIN)/python -m tools.sandbox
 
 clean: ## remove build output and caches
-	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache bench-results.json
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache bench-results.json scale-results.json

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore import UNSIGNED
+from botocore.config import Config
 
 from linkup_sync.hosted.accounts import check_account, seal_account
 from linkup_sync.hosted.dispatch import Dispatcher, DispatchReport, SqsQueue
@@ -52,6 +54,46 @@ def sqs_on_clock(clock: Callable[[], float]) -> Iterator[None]:
     finally:
         for name, value in saved.items():
             setattr(sqs_models, name, value)
+
+
+@contextlib.contextmanager
+def sqs_retention_check() -> Iterator[None]:
+    """moto checks each message it hands out against the queue's retention period by building all the
+    queue's attributes, one of which counts every message: the same check, reading that one attribute."""
+    import moto.sqs.models as sqs_models
+
+    backend = sqs_models.SQSBackend
+    original = backend.is_message_valid_based_on_retention_period
+
+    def valid(self: Any, queue_name: str, message: Any) -> bool:
+        retention = int(self.get_queue(queue_name).message_retention_period)
+        now = vars(sqs_models)["unix_time"]()  # the clock sqs_on_clock may have put there
+        return bool(retention + message.sent_timestamp / 1000 > now)
+
+    setattr(backend, "is_message_valid_based_on_retention_period", valid)  # noqa: B010 - restored below
+    try:
+        yield
+    finally:
+        setattr(backend, "is_message_valid_based_on_retention_period", original)  # noqa: B010
+
+
+@contextlib.contextmanager
+def cheap_invocation_ids() -> Iterator[None]:
+    """botocore tags each request with a fresh uuid4 (os.urandom: a system call, about a twentieth of
+    an in-process DynamoDB call here); a pseudo-random one serves moto as well."""
+    import random
+    import types
+
+    import botocore.endpoint as endpoint
+
+    original = vars(endpoint)["uuid"]
+    ids = random.Random()
+    cheap = types.SimpleNamespace(uuid4=lambda: uuid.UUID(int=ids.getrandbits(128), version=4))
+    setattr(endpoint, "uuid", cheap)  # noqa: B010 - restored below
+    try:
+        yield
+    finally:
+        setattr(endpoint, "uuid", original)  # noqa: B010
 
 
 @dataclass
@@ -94,9 +136,11 @@ class HostedStack:
         self.llu = LinkUpSimulator(self.clock).start()
         self.ns = NightscoutSites(self.clock).start()
         name = name or f"hosted-{uuid.uuid4().hex[:8]}"
-        self.ddb = boto3.client("dynamodb")
-        self.sqs = boto3.client("sqs")
-        self.kms = boto3.client("kms")
+        # moto checks no signature; SigV4 is about a third of the cost of an in-process call
+        unsigned = Config(signature_version=UNSIGNED)
+        self.ddb = boto3.client("dynamodb", config=unsigned)
+        self.sqs = boto3.client("sqs", config=unsigned)
+        self.kms = boto3.client("kms", config=unsigned)
         template = HOSTED_TEMPLATE if HOSTED_TEMPLATE.exists() else TEMPLATE_PATH  # same StateTable design
         self.table = create_state_table(self.ddb, f"{name}-state", template)
         self.key_arn = self.kms.create_key(Description="CredentialsKey")["KeyMetadata"]["Arn"]
@@ -112,15 +156,20 @@ class HostedStack:
         self.people: list[HostedPerson] = []
         self._patches = contextlib.ExitStack()
         self._patches.enter_context(sqs_on_clock(self.clock))
+        self._patches.enter_context(sqs_retention_check())
+        self._patches.enter_context(cheap_invocation_ids())
         self._patches.enter_context(fast_dynamodb())
         self._patches.enter_context(fast_queue_counts())
 
-    def new_worker(self) -> Worker:
-        """A fresh worker container: its own vault cache and memory of quiet incidents."""
+    def new_worker(self, **options: Any) -> Worker:
+        """A fresh worker container: its own vault cache and memory of quiet incidents. `options` go to
+        Worker (e.g. the container's own HTTP pool)."""
         store = DynamoDBStateStore(self.table, self.ddb, self.clock)
         registry = Registry(self.table, self.ddb, self.clock)
         vault = Vault(self.key_arn, self.kms, clock=self.clock)
-        return Worker(registry=registry, vault=vault, store=store, stack_env=self.stack_env, clock=self.clock)
+        return Worker(
+            registry=registry, vault=vault, store=store, stack_env=self.stack_env, clock=self.clock, **options
+        )
 
     def __enter__(self) -> HostedStack:
         return self
@@ -135,8 +184,12 @@ class HostedStack:
 
     # --- accounts --------------------------------------------------------------------------------
 
-    def add_person(self, *, interval: int | None = None, v3: bool = False, **extra: Any) -> HostedPerson:
-        number = len(self.people)
+    def add_person(
+        self, *, interval: int | None = None, v3: bool = False, number: int | None = None, **extra: Any
+    ) -> HostedPerson:
+        """A new follower account; `number` (default: the next) names it, so stacks that each hold a share
+        of the accounts (tools/scale.py) give every account its own e-mail, id and schedule offset."""
+        number = len(self.people) if number is None else number
         email = f"follower{number}@example.invalid"
         password = f"password-{number}-{uuid.uuid4().hex[:6]}"
         self.llu.add_account(email, password)

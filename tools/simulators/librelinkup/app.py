@@ -162,7 +162,7 @@ def _make_handler(sim: LinkUpSimulator) -> type[BaseHTTPRequestHandler]:
                 )
             )
             if use_gzip:
-                payload = gzip.compress(payload, mtime=0)
+                payload = gzip.compress(payload, compresslevel=1, mtime=0)  # the client only inflates it
             self.send_response(resp.status, _REASONS.get(resp.status))
             if resp.content_type:
                 self.send_header("Content-Type", resp.content_type)

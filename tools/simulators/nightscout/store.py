@@ -10,7 +10,7 @@ import copy
 import functools
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 from tools.simulators.nightscout.constants import (
@@ -285,7 +285,16 @@ class EntryStore(LoopbackServer):
             key: JsonObj = {"sysTime": doc["sysTime"], "type": doc["type"]}
         else:
             key = dict(doc)
-        existing = next((d for d in self._entries if _matches(d, key)), None)
+        if "sysTime" in key and isinstance(key["sysTime"], str):
+            # A stored entry can only match with that sysTime or an array holding it: skip the others
+            # without the generic matcher (an upload of 12 hours into a site of days is quadratic).
+            wanted = key["sysTime"]
+            found: Iterator[JsonObj] = (
+                d for d in self._entries if (s := d.get("sysTime")) == wanted or isinstance(s, list)
+            )
+        else:
+            found = iter(self._entries)
+        existing = next((d for d in found if _matches(d, key)), None)
         if existing is not None:
             if "_id" in doc and not _js_strict_eq(doc["_id"], existing.get("_id")):
                 raise _MongoError("Performing an update on the path '_id' would modify the immutable field '_id'")
