@@ -152,11 +152,28 @@ def aws_environment(endpoint: str) -> Iterator[dict[str, str]]:
     try:
         yield variables
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        restore_environ(saved)
+
+
+def restore_environ(saved: dict[str, str | None]) -> None:
+    """Put variables back as they were (None: was not set)."""
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def load_function(name: str, module_name: str | None = None) -> Any:
+    """functions/<name>/app.py under a module name of its own (the handlers are all called app)."""
+    import importlib.util
+
+    path = ROOT / "functions" / name / "app.py"
+    spec = importlib.util.spec_from_file_location(module_name or f"hosted_{name}_app", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @contextlib.contextmanager

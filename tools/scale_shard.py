@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import importlib.util
 import io
 import os
 import threading
@@ -30,7 +29,7 @@ from typing import Any
 
 from tools.bench import emf_metrics
 from tools.dynamodb_units import DynamoDBMeter, stored_item_size
-from tools.local_stack import handler_output
+from tools.local_stack import handler_output, load_function, restore_environ
 
 ROOT = Path(__file__).resolve().parent.parent
 PHASES = ("setup", "warmup", "hour")
@@ -77,12 +76,7 @@ class LambdaContext:
 
 def load_handler(name: str) -> Any:
     """functions/<name>/app.py under a module name of its own (both hosted handlers are called app)."""
-    path = ROOT / "functions" / name / "app.py"
-    spec = importlib.util.spec_from_file_location(f"hosted_{name}_app", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_function(name)
 
 
 @contextlib.contextmanager
@@ -109,11 +103,7 @@ def in_process_aws() -> Iterator[None]:
     try:
         yield
     finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+        restore_environ(saved)
 
 
 class CallCounter:

@@ -3,7 +3,6 @@ from their files (both modules are named app, like the personal stack's) and inv
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import uuid
 from collections.abc import Iterator
@@ -13,6 +12,7 @@ from typing import Any
 import boto3
 import pytest
 from tools.hosted_stack import sqs_on_clock
+from tools.local_stack import load_function
 from tools.run_handler import LocalContext
 
 from linkup_sync.errors import ConfigError
@@ -24,7 +24,6 @@ from linkup_sync.hosted.worker import Worker
 from linkup_sync.runtime import Dependencies
 from linkup_sync.sync import RunReport
 from tests.support.moto_hosted import NOW, REGION, HostedAws, hosted_aws
-from tests.support.template import REPO_ROOT
 
 MINUTE = int(NOW // 60)
 SCHEDULED = "2027-01-15T08:03:00Z"
@@ -33,11 +32,7 @@ PASSWORD = "password of follower"
 
 def load_handler(function: str) -> ModuleType:
     """A fresh copy of functions/<function>/app.py: its own module (and its own cached dispatcher or worker)."""
-    path = REPO_ROOT / "functions" / function / "app.py"
-    spec = importlib.util.spec_from_file_location(f"hosted_{function}_app_{uuid.uuid4().hex}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module: ModuleType = load_function(function, f"hosted_{function}_app_{uuid.uuid4().hex}")
     return module
 
 
