@@ -68,7 +68,7 @@ def direction_for_change(change_mg: int, span_s: int) -> str:
 def direction_before(t: int, sgv: int, earlier: Sequence[Point]) -> str:
     """The direction of the reading (t, sgv) from `earlier`, readings sorted by time (later ones ignored)."""
     short: Point | None = None
-    for j in range(bisect.bisect_left(earlier, (t, -1)) - 1, -1, -1):
+    for j in range(bisect.bisect_left(earlier, t, key=lambda point: point[0]) - 1, -1, -1):
         tj, sj = earlier[j]
         age = t - tj
         if age > MAX_SPAN_S:
