@@ -38,12 +38,10 @@ def drive(
 ) -> Drive:
     """Scheduled runs every `every_s` for `hours`, none during `pause` (hours from the start)."""
     patient = h.llu.add_patient(EMAIL, profile="fast")
-    h.provision(
-        ns_token=v3_token(h.ns) if api_v3 else None, NIGHTSCOUT_API_V3="true" if api_v3 else "false", **env
-    )
+    h.provision(ns_token=v3_token(h.ns) if api_v3 else None, NIGHTSCOUT_API_V3="true" if api_v3 else "false", **env)
     result = Drive(patient)
     start, last_run = h.clock(), None
-    for step in range(int(hours * 3600 / every_s)):
+    for _ in range(int(hours * 3600 / every_s)):
         hour = (h.clock() - start) / 3600
         if pause is None or not pause[0] <= hour < pause[1]:
             served = len(h.llu.served)
@@ -107,7 +105,9 @@ def test_fast_patient_every_entry_has_the_direction_of_its_true_rate(
     assert len(entries) > 200 and len(lacking) <= 0.02 * len(entries), (len(lacking), len(entries))
 
     wrong = [
-        (t, d, sorted(allowed(run.patient, t, current=t in run.currents))) for t, d in entries.items() if t not in lacking
+        (t, d, sorted(allowed(run.patient, t, current=t in run.currents)))
+        for t, d in entries.items()
+        if t not in lacking
     ]
     wrong = [w for w in wrong if w[1] not in w[2]]
     assert wrong == []

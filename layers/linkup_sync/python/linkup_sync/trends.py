@@ -29,6 +29,7 @@ is the one place the sync applies it to a graph reply.
 from __future__ import annotations
 
 import bisect
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from fractions import Fraction
@@ -51,9 +52,9 @@ _DOUBLE_OF = {"SingleUp": "DoubleUp", "SingleDown": "DoubleDown"}
 Point = tuple[int, int]  # (epoch seconds, mg/dL)
 
 
-def band(rate: Fraction | int | float) -> str:
+def band(rate: Fraction | float) -> str:
     """Nightscout's direction for a rate in mg/dL per minute; each edge belongs to the calmer band."""
-    magnitude = abs(rate)
+    magnitude = rate if rate >= 0 else -rate
     level = 0 if magnitude <= 1 else 1 if magnitude <= 2 else 2 if magnitude <= 3 else 3
     return (_UP if rate > 0 else _DOWN)[level]
 
@@ -89,7 +90,7 @@ def derive_directions(series: Sequence[Point]) -> list[str]:
     For any importer of readings (the CSV import): the same readings always give the same directions.
     """
     points = [(int(t), int(sgv)) for t, sgv in series]
-    if any(b[0] < a[0] for a, b in zip(points, points[1:], strict=False)):
+    if any(b[0] < a[0] for a, b in itertools.pairwise(points)):
         raise ValueError("the series must be sorted by time, oldest first")
     return [direction_before(t, sgv, points) for t, sgv in points]
 
