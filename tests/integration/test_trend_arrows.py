@@ -15,13 +15,20 @@ from tools.bench import dynamodb_item_size
 from tools.simulators.librelinkup import SimPatient
 
 from linkup_sync.readings import NOT_COMPUTABLE, TREND_DIRECTIONS
-from linkup_sync.trends import MIN_SPAN_S, band
+from linkup_sync.trends import MIN_SPAN_S
 from tests.integration.harness import EMAIL, Harness
 from tests.integration.test_targets_v3_sensors import v3_token
 
 TOLERANCE = 60 / MIN_SPAN_S  # mg/dL/min: 1 mg/dL of rounding over the shortest span measured
 FAST, SLOW = 3.5, 2.5  # mg/dL/min: clearly double, clearly not
 DOUBLE = {"DoubleUp", "DoubleDown"}
+# Nightscout's bands as the issue states them, written out here, not taken from the code under test.
+BANDS = [(3, "DoubleUp"), (2, "SingleUp"), (1, "FortyFiveUp"), (-1, "Flat"), (-2, "FortyFiveDown"), (-3, "SingleDown")]
+
+
+def band(rate: float) -> str:
+    """The band of a true rate (mg/dL/min); which side an exact edge falls on does not matter here."""
+    return next((name for edge, name in BANDS if rate > edge), "DoubleDown")
 
 
 @dataclass
