@@ -48,7 +48,8 @@ Reads ONE JSON object on standard input, with the keys of the personal stack's s
    "NIGHTSCOUT_API_TOKEN": "...", "LINK_UP_CONNECTION": "<patientId, optional>"}
 or with a TARGETS list (one entry per person followed, each with LINK_UP_CONNECTION, NIGHTSCOUT_URL,
 NIGHTSCOUT_API_TOKEN and an optional NIGHTSCOUT_API_V3). Optional settings of this account:
-LINK_UP_REGION, LINK_UP_VERSION, NIGHTSCOUT_API_V3 and SYNC_INTERVAL_MINUTES (default 5).
+LINK_UP_REGION, LINK_UP_VERSION, NIGHTSCOUT_API_V3, TREND_ARROWS (derived or libre) and
+SYNC_INTERVAL_MINUTES (default 5).
 
 Every problem is listed at once, by key name; no credential is ever printed. On success the
 account's id is the only line on standard output (a line for people, with its schedule, goes to

@@ -160,6 +160,7 @@ def run_once(deps: Dependencies) -> RunReport:
         connection=settings.connection,
         version_auto=settings.version_auto,
         sensor_start=settings.sensor_start,
+        trend_arrows=settings.trend_arrows,
     )
     try:
         report = service.run(creds)

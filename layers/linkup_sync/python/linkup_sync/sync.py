@@ -45,6 +45,7 @@ from .ports import Clock, Connection, Credentials, Graph, LinkUpSource, Nightsco
 from .readings import Reading
 from .selection import GAP_S, select_new
 from .state.model import AccountState, StateStore, StoredState, TargetState, account_key, target_id
+from .trends import DEFAULT_TREND_MODE, with_directions
 
 log = logging.getLogger("linkup_sync")
 _T = TypeVar("_T")
@@ -179,9 +180,11 @@ class SyncService:
         connection: str | None = None,
         version_auto: bool = False,
         sensor_start: bool = True,
+        trend_arrows: str = DEFAULT_TREND_MODE,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self.source = source
+        self.trend_arrows = trend_arrows
         self.sinks = sinks
         self.sensor_start = sensor_start
         self.store = store
@@ -465,6 +468,11 @@ class SyncService:
 
     def _upload(self, state: StoredState, target: Target, graph: Graph, report: TargetReport) -> None:
         stored = state.target(target_id(graph.patient_id, target.nightscout_url))
+        # Every entry's direction is decided here, before anything is chosen or sent (trends.py); the
+        # current reading is remembered with the next write, for the arrow of the next one.
+        graph = with_directions(graph, stored.recent, self.trend_arrows)
+        if graph.current is not None:
+            stored = stored.with_recent([(graph.current.epoch_s, graph.current.sgv)])
         report.readings_seen = len(graph.history) + (1 if graph.current else 0)
         report.skipped_items = graph.skipped_items
         newest = max(
