@@ -260,7 +260,7 @@ class NightscoutV3(NightscoutTransport):
         docs = parsed.get("result") if isinstance(parsed, dict) else None
         if not isinstance(docs, list):
             raise self._not_nightscout(what)
-        return existing_from(docs, since_ms, READ_LIMIT)
+        return existing_from(docs, since_ms, READ_LIMIT, what=what)
 
     # --- treatments --------------------------------------------------------------------------------
 
