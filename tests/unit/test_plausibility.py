@@ -191,3 +191,8 @@ def test_a_run_report_with_two_people_sums_implausible() -> None:
     report = RunReport(targets=[TargetReport(patient="a", implausible=2), TargetReport(patient="b", implausible=1)])
     summary = report.as_dict()
     assert summary["implausible"] == 3 and [t["implausible"] for t in summary["targets"]] == [2, 1]
+
+
+def test_a_graph_without_readings_is_left_alone() -> None:
+    empty = Graph("p1", None, ())
+    assert screen(empty, NOW).graph is empty and heal(TargetState(TID), NOW) == TargetState(TID)
