@@ -190,3 +190,24 @@ def test_the_command_line_says_how_many_were_dropped(sim: Sim, capsys: pytest.Ca
     sim.clock.advance(60)
     code, out, _ = sim.run(capsys, "sync", "--once")
     assert code == 0 and "implausible" not in out and out.startswith("uploaded 1 reading")
+
+
+# --- a hostile Nightscout ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("api", ["v1", "v3"])
+@pytest.mark.parametrize("date", [math.nan, math.inf, "soon"])
+def test_a_read_back_with_nan_dates_is_a_nightscout_error_not_a_crash(
+    harness: Harness, logs: LogCapture, api: str, date: Any
+) -> None:
+    """Before: ValueError/OverflowError, the run failed as "internal". Now: the read-back's fallback."""
+    provision(harness, api)
+    harness.ns.hostile_read_back([date])
+    first = harness.run()  # no exception: the run went on
+    assert first["uploaded"] == 1 and first["gap_filled"] == 0  # only the current reading, as for any failed read
+    assert '"reason":"gap_fill_deferred"' in logs.text().replace(" ", "")
+    harness.tick(60)
+    second = harness.run()
+    assert second["gap_filled"] > 100  # the next run reads again and fills the 12 hours
+    # (the oldest point of the first reply left LibreLink Up's 12-hour window in between)
+    assert_clean_series(harness.llu, harness.ns, since=int(harness.clock()) - 12 * 3600)
