@@ -211,3 +211,12 @@ def test_a_read_back_with_nan_dates_is_a_nightscout_error_not_a_crash(
     assert second["gap_filled"] > 100  # the next run reads again and fills the 12 hours
     # (the oldest point of the first reply left LibreLink Up's 12-hour window in between)
     assert_clean_series(harness.llu, harness.ns, since=int(harness.clock()) - 12 * 3600)
+
+
+def test_doctor_names_readings_that_are_all_implausible(sim: Sim, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    healthy(sim)
+    sim.llu.future_readings(YEAR, where="all")
+    code, out, _ = sim.run(capsys, "doctor")
+    assert code != 0
+    assert "none is plausible" in out and "Check the date and time of the wearer's phone" in out
+    assert sim.ns.sgv_entries() == []
