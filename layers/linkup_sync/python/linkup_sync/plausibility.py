@@ -77,8 +77,9 @@ def screen(graph: Graph, now: float) -> Screened:
     ahead = [r for r in dropped if r.epoch_s > latest_plausible_s(now)]
     log.warning(
         "LibreLink Up sent %d reading(s) dated outside the plausible window (%d after this run's clock plus "
-        "%d minutes, %d older than %d hours); they were not sent to Nightscout. A phone or sensor clock "
-        "that is far off causes this: check the date and time of the patient's phone.",
+        "%d minutes, %d older than %d hours); they were not sent to Nightscout. A clock that is far off "
+        "causes this: check the date and time of the patient's phone (and of this computer, when the "
+        "command line runs the bridge).",
         len(dropped),
         len(ahead),
         FUTURE_S // 60,
