@@ -153,6 +153,7 @@ class SimPatient:
         self.sensor_is_null = False
         self.active_sensors_mode = "normal"  # "normal" | "empty" | "missing"
         self.graph_empty = False
+        self.tampers: list[Any] = []  # tampering.Tamper rules: readings no sensor gives (issue 21)
         self._offline: list[tuple[float, float]] = []
         self._late: list[_LateRule] = []
         # curve parameters
@@ -178,6 +179,7 @@ class SimPatient:
         self.sensor_is_null = False
         self.active_sensors_mode = "normal"
         self.graph_empty = False
+        self.tampers.clear()
 
     # -- series -----------------------------------------------------------------------------------
 

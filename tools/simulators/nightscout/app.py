@@ -25,6 +25,7 @@ from tools.simulators.nightscout.constants import (
     MAX_HANG_S,
     JsonObj,
 )
+from tools.simulators.nightscout.hostile import _HostileRead, is_read_back, with_hostile_dates
 from tools.simulators.nightscout.plumbing import (
     RecordedRequest,
     _cannot,
@@ -81,6 +82,7 @@ class NightscoutStandIn(V3Routes, V1Routes):
         self._subjects: list[_Subject] = []
         self._faults: list[_Fault] = []
         self._hangs: list[_Hang] = []
+        self._hostile_reads: list[_HostileRead] = []
         self._unreachable = False
         self._delay_until: dict[str, float] = {}
         self._jwt_generation = 0
@@ -148,10 +150,17 @@ class NightscoutStandIn(V3Routes, V1Routes):
         with self._lock:
             self._hangs.append(_Hang(count, max(0.0, min(float(seconds), MAX_HANG_S)), path))
 
+    def hostile_read_back(self, dates: Sequence[Any], *, count: int = 1) -> None:
+        """The next ``count`` read-backs (GET of sgv entries, v1 or v3) also list one entry per value of
+        ``dates`` as its ``date``: ``float("nan")``, ``float("inf")``, ``"soon"``, None... (hostile.py)."""
+        with self._lock:
+            self._hostile_reads.append(_HostileRead(count, tuple(dates)))
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
             self._hangs.clear()
+            self._hostile_reads.clear()
             self._unreachable = False
 
     def _take_fault(self, path: str, method: str) -> _Fault | None:
@@ -240,9 +249,17 @@ class NightscoutStandIn(V3Routes, V1Routes):
 
     def _handle(self, req: _Req) -> _Response:
         try:
-            return self._route(req)
+            resp = self._route(req)
         except _V3Error as exc:
             return exc.response
+        if resp.status == 200 and is_read_back(req.method, req.lpath):
+            with self._lock:
+                hostile = next((h for h in self._hostile_reads if h.count > 0), None)
+                body = with_hostile_dates(resp.body, hostile.dates) if hostile is not None else None
+                if hostile is not None and body is not None:
+                    hostile.count -= 1
+                    resp.body = body
+        return resp
 
     def _route(self, req: _Req) -> _Response:
         p = req.lpath

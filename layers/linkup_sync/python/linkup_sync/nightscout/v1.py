@@ -125,7 +125,7 @@ class NightscoutV1(NightscoutTransport):
         docs = json_or_none(result.data)
         if not isinstance(docs, list):  # a TSV answer, a proxy page: not Nightscout's JSON
             raise self._not_nightscout(what)
-        return existing_from(docs, since_ms, READ_COUNT)
+        return existing_from(docs, since_ms, READ_COUNT, what=what)
 
     # --- transport -------------------------------------------------------------------------------
 

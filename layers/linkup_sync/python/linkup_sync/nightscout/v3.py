@@ -41,6 +41,7 @@ log = logging.getLogger("linkup_sync")
 
 JWT_RENEW_MARGIN_S = 600  # use a JWT only while it has more than 10 minutes left
 _JWT_FALLBACK_LIFETIME_S = 3600  # when the exchange answer lacks a usable `exp`
+_JWT_MAX_LIFETIME_S = 24 * 3600  # Nightscout's JWTs live 8 hours: a later `exp` is not believed
 _ENTRIES_PATH = "/api/v3/entries"
 READ_LIMIT = 1000  # API3_MAX_LIMIT's default: a larger limit is "400 Parameter limit out of tolerance"
 _TREATMENTS_PATH = "/api/v3/treatments"
@@ -260,7 +261,7 @@ class NightscoutV3(NightscoutTransport):
         docs = parsed.get("result") if isinstance(parsed, dict) else None
         if not isinstance(docs, list):
             raise self._not_nightscout(what)
-        return existing_from(docs, since_ms, READ_LIMIT)
+        return existing_from(docs, since_ms, READ_LIMIT, what=what)
 
     # --- treatments --------------------------------------------------------------------------------
 
@@ -381,10 +382,15 @@ class NightscoutV3(NightscoutTransport):
         if not isinstance(jwt, str) or not jwt:
             raise self._not_nightscout("the access token")
         raw_exp = parsed.get("exp") if isinstance(parsed, dict) else None
-        if isinstance(raw_exp, int | float) and not isinstance(raw_exp, bool) and raw_exp > 0:
+        now = int(self.clock())
+        if (
+            isinstance(raw_exp, int | float)
+            and not isinstance(raw_exp, bool)
+            and 0 < raw_exp <= now + _JWT_MAX_LIFETIME_S
+        ):
             exp = int(raw_exp)
         else:
-            exp = int(self.clock()) + _JWT_FALLBACK_LIFETIME_S
+            exp = now + _JWT_FALLBACK_LIFETIME_S
         self._jwt, self._jwt_exp = jwt, exp
         self._cache_put(jwt, exp)
         return jwt
