@@ -476,19 +476,20 @@ class SyncService:
 
     def _upload(self, state: StoredState, target: Target, graph: Graph, report: TargetReport) -> None:
         stored = state.target(target_id(graph.patient_id, target.nightscout_url))
+        report.readings_seen = len(graph.history) + (1 if graph.current else 0)
+        report.skipped_items = graph.skipped_items
+        # From here on only plausible readings exist: no other one is uploaded, enters the ledger, moves a
+        # cut-off, serves as another reading's trend reference or decides whether the data is stale. An
+        # earlier version's future instants are forgotten.
+        graph = screen(graph, self.clock()).graph
+        report.implausible = graph.implausible_items
+        healed = heal(stored, self.clock())
+        healing, stored = healed is not stored, healed
         # Every entry's direction is decided here, before anything is chosen or sent (trends.py); the
         # current reading is remembered with the next write, for the arrow of the next one.
         graph = with_directions(graph, stored.recent, self.trend_arrows)
         if graph.current is not None:
             stored = stored.with_recent([(graph.current.epoch_s, graph.current.sgv)])
-        report.readings_seen = len(graph.history) + (1 if graph.current else 0)
-        report.skipped_items = graph.skipped_items
-        # From here on only plausible readings exist: no other one is uploaded, enters the ledger, moves a
-        # cut-off or decides whether the data is stale. An earlier version's future instants are forgotten.
-        graph = screen(graph, self.clock()).graph
-        report.implausible = graph.implausible_items
-        healed = heal(stored, self.clock())
-        healing, stored = healed is not stored, healed
         newest = max(
             [r.epoch_ms for r in graph.history] + ([graph.current.epoch_ms] if graph.current else []), default=None
         )
