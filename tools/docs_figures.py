@@ -80,13 +80,14 @@ def scale_block() -> str:
     text = report(results)
     first, rest = text.split("\n", 1)
     measured = results["accounts"]
+    minutes = results["seconds"]["total"] / 60
     note = (
         f"Measured with **{measured:,} accounts** (`make scale` runs 10,000 by default; this run used "
-        f"`--accounts {measured}`, {results['seconds']['total'] / 60:,.0f} minutes on the machine named in "
-        "the performance figures). Per-run items scale with the accounts; the fixed items are shared, so "
-        "with more accounts the per-account figure falls a little."
+        f"`--accounts {measured}` and took {minutes:,.0f} minutes of wall time). How full the batches are and "
+        "how often a container decrypts depend on the number of accounts, so the figures per account at "
+        "10,000 accounts differ from these."
         if measured != 10_000
-        else f"Measured with {measured:,} accounts ({results['seconds']['total'] / 60:,.0f} minutes)."
+        else f"Measured with {measured:,} accounts ({minutes:,.0f} minutes of wall time)."
     )
     return "\n".join([f"**{first.removeprefix('## ')}**", "", note, rest])
 
@@ -98,12 +99,17 @@ def figures_block() -> str:
     demo, bench = load(DEMO_FILE), load(BENCH_FILE)
     summary = demo["summary"]
     req = bench["requests"]["warm"]
+
+    def requests(count: int, where: str) -> str:
+        return f"{count} {where} request" + ("" if count == 1 else "s")
+
     cost = personal_bill(bench)["cost"]
     lines = [
         f"- **Readings lost: {summary['missing']}, readings doubled: {summary['duplicates']}** in `make demo` "
         f"({summary['runs']} runs, {summary['failed_runs']} of them while Nightscout was down: "
         f"{summary['readings_in_nightscout']} readings in Nightscout, {summary['logins']} login).",
-        f"- **{req['linkup']} LibreLink Up request and at most {req['nightscout']} Nightscout request per run** "
+        f"- **{requests(req['linkup'], 'LibreLink Up')} and at most {requests(req['nightscout'], 'Nightscout')} "
+        "per run** "
         f"in the steady state (`make bench`); one login per 180-day ticket.",
         f"- **About ${cost['5 minutes']['total']:.2f} a month** for one person at the 5-minute schedule "
         f"(${cost['1 minute']['total']:.2f} at 1 minute), free tier ignored (`make bench`).",

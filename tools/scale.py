@@ -497,10 +497,8 @@ def personal_bill(bench_file: Path = RESULTS_FILE) -> dict[str, Any]:
         total = bench_bill(bench)["cost"]["5 minutes"]["total"]
     except (OSError, ValueError, KeyError, TypeError):
         return {"usd": None, "source": f"no {bench_file.name}: run make bench"}
-    return {
-        "usd": float(total),
-        "source": f"{bench_file.relative_to(ROOT) if bench_file.is_relative_to(ROOT) else bench_file} (make bench)",
-    }
+    shown = bench_file.relative_to(ROOT) if bench_file.is_relative_to(ROOT) else bench_file
+    return {"usd": float(total), "source": f"make bench, {shown}"}
 
 
 def main(argv: list[str] | None = None) -> int:

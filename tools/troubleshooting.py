@@ -56,7 +56,7 @@ FLAT = {
     "LINK_UP_USERNAME": "follower@example.com",
     "LINK_UP_PASSWORD": "example password",
     "NIGHTSCOUT_URL": "https://my-site.example.com",
-    "NIGHTSCOUT_API_TOKEN": "bridge-0123456789abcdef",
+    "NIGHTSCOUT_API_TOKEN": "bridge-feedfacecafe0001",
 }
 
 
