@@ -24,9 +24,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..addresses import AddressRefused, Resolve, SiteAddresses, loopback_allowed
 from ..errors import ConfigError, LinkupSyncError
 from ..http import make_pool
+from ..log_context import account_logs, install
+from ..nightscout.url import normalize_nightscout_url
 from ..ports import Clock, Credentials
+from ..public_pool import guard_pool
 from ..runtime import Dependencies, run_once
 from ..settings import Settings
 from ..state.dynamodb import DynamoDBStateStore
@@ -51,6 +55,7 @@ STACK_SETTING_KEYS = (
     "STALE_AFTER_MINUTES",
     "STATE_TABLE_NAME",
 )
+ADDRESS_HEADING = "The account's Nightscout address is not allowed in the hosted stack"
 QUIET_MEMORY = 20_000  # accounts whose "no incident open" this container remembers
 
 
@@ -84,14 +89,29 @@ class BatchResult:
 
 
 class HostedCredentials:
-    """One account's credentials: its registry item's ciphertext, opened by the shared vault."""
+    """One account's credentials: its registry item's ciphertext, opened by the shared vault.
 
-    def __init__(self, vault: Vault, account: Account) -> None:
+    Their Nightscout addresses are checked against the hosted rule again: an item may predate the rule.
+    """
+
+    def __init__(self, vault: Vault, account: Account, addresses: SiteAddresses | None = None) -> None:
         self.vault = vault
         self.account = account
+        self.addresses = addresses if addresses is not None else SiteAddresses()
 
     def get(self) -> Credentials:
-        return account_credentials(self.account, self.vault.open(self.account.id, self.account.ciphertext))
+        creds = account_credentials(self.account, self.vault.open(self.account.id, self.account.ciphertext))
+        problems: list[str] = []
+        for target in creds.targets:
+            try:
+                self.addresses.check_url(normalize_nightscout_url(target.nightscout_url))
+            except AddressRefused as exc:
+                problems.append(f"{exc.message} (then: {HOSTED_HINT})")
+            except ValueError:  # not an address at all: the run's own check says so, as in the personal stack
+                continue
+        if problems:
+            raise ConfigError(problems, heading=ADDRESS_HEADING)
+        return creds
 
     def refresh_next(self) -> None:
         self.vault.forget(self.account.id)
@@ -109,7 +129,11 @@ class Worker:
         monotonic: Callable[[], float] = time.monotonic,
         pool: urllib3.PoolManager | None = None,
         max_parallel: int = 10,
+        resolve: Resolve | None = None,
     ) -> None:
+        """`stack_env` is the function's environment (LINKUP_SYNC_ALLOW_LOOPBACK_NIGHTSCOUT is read from it);
+        `pool` (default: a new one) is made to connect only where the hosted rule allows, its names looked
+        up by `resolve` (default: the system's resolver)."""
         self.registry = registry
         self.vault = vault
         self.store = store
@@ -117,10 +141,12 @@ class Worker:
         self.clock = clock
         self.monotonic = monotonic
         self.max_parallel = max_parallel
-        self.pool = pool if pool is not None else make_pool(maxsize=4 * max_parallel)
+        self.addresses = SiteAddresses(allow_loopback=loopback_allowed(stack_env), resolve=resolve)
+        self.pool = guard_pool(pool if pool is not None else make_pool(maxsize=4 * max_parallel), self.addresses)
         self._settings: dict[tuple[tuple[str, str], ...], Settings] = {}
         self._quiet: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
+        install()  # the account of each run on its log lines, before the threads run
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, clock: Clock = time.time) -> Worker:
@@ -168,6 +194,11 @@ class Worker:
             return Outcome(account=account_id, status="error", reason=type(exc).__name__)
 
     def run_account(self, account_id: str, due: int, interval: int = 0) -> Outcome:
+        """One account's run; every log line it writes carries the account's id."""
+        with account_logs(account_id):
+            return self._run_account(account_id, due, interval)
+
+    def _run_account(self, account_id: str, due: int, interval: int) -> Outcome:
         now_minute = int(self.clock() // 60)
         # One minute of grace: the dispatcher's delays (up to 59 s after it started) carry the last
         # messages of a minute into the next one, every minute, and a 1-minute account must still run.
@@ -233,7 +264,7 @@ class Worker:
         return Dependencies(
             settings=settings,
             store=self.store,
-            credentials=HostedCredentials(self.vault, account),
+            credentials=HostedCredentials(self.vault, account, self.addresses),
             clock=self.clock,
             pool=self.pool,
             monotonic=self.monotonic,
