@@ -69,7 +69,7 @@ def test_a_plain_http_address_is_reported_while_the_password_is_missing_too(form
 def test_a_plain_http_address_on_this_machine_is_allowed_only_for_local_tests() -> None:
     """Issue 21: only with LINKUP_SYNC_ALLOW_LOOPBACK_NIGHTSCOUT=true (the tests' simulators)."""
     site = {**SITE, "NIGHTSCOUT_URL": "http://127.0.0.1:1337"}
-    raw = {"LINK_UP_USERNAME": EMAIL, "LINK_UP_PASSWORD": "pw", **site}
+    raw: dict[str, object] = {"LINK_UP_USERNAME": EMAIL, "LINK_UP_PASSWORD": "pw", **site}
     assert check_account(raw, addresses=SiteAddresses(allow_loopback=True)).people == 1
     assert [p for p in problems(raw) if "loopback" in p]
 
