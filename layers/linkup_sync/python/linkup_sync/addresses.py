@@ -186,11 +186,15 @@ class SiteAddresses:
 
     `allow_loopback` (LINKUP_SYNC_ALLOW_LOOPBACK_NIGHTSCOUT, local tests only) admits sites on this machine,
     over http or https. `resolve` looks names up (None: `check_resolved` only checks the spelling;
-    `connectable` always resolves, with the system's resolver when none is given).
+    `connectable` always resolves, with the system's resolver when none is given). `exempt`: the
+    (host, port) pairs `connectable` connects to unchecked.
     """
 
     allow_loopback: bool = False
     resolve: Resolve | None = None
+    # (host, port) the rule is not for: the stack's own LibreLink Up address (LINK_UP_API_URL, the
+    # operator's setting, a simulator on 127.0.0.1 in tests), which shares the worker's pool.
+    exempt: frozenset[tuple[str, int]] = frozenset()
 
     def allows(self, address: IPAddress) -> str | None:
         """None when the stack may connect to `address`, else what it is (LOOPBACK, PRIVATE, ...)."""
@@ -245,6 +249,8 @@ class SiteAddresses:
         is refused: a name that points inside is not a public site). Raises OSError when it does not
         resolve. Plain http (`tls` False) is only for loopback sites that allow_loopback admits."""
         address = literal_address(host)
+        if (host.strip("[]").lower().rstrip("."), port) in self.exempt:
+            return list((self.resolve or system_resolve)(host.strip("[]"), port)) if address is None else [str(address)]
         if address is not None:
             found = [str(address)]
         elif is_loopback_name(host) and not self.allow_loopback:

@@ -23,10 +23,12 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from ..addresses import AddressRefused, Resolve, SiteAddresses, loopback_allowed
 from ..errors import ConfigError, LinkupSyncError
 from ..http import make_pool
+from ..librelinkup.regions import DEFAULT_URL_TEMPLATE, REGIONS, base_url
 from ..log_context import account_logs, install
 from ..nightscout.url import normalize_nightscout_url
 from ..ports import Clock, Credentials
@@ -88,6 +90,17 @@ class BatchResult:
         return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in self.retry]}
 
 
+def linkup_endpoints(template: str) -> frozenset[tuple[str, int]]:
+    """(host, port) of the stack's LibreLink Up API in every region: the operator's setting, not an
+    account's, so the rule for the accounts' sites is not applied to it."""
+    found: set[tuple[str, int]] = set()
+    for region in REGIONS:
+        parts = urlsplit(base_url(template.strip() or DEFAULT_URL_TEMPLATE, region))
+        if parts.hostname:
+            found.add((parts.hostname.rstrip("."), parts.port or (443 if parts.scheme == "https" else 80)))
+    return frozenset(found)
+
+
 class HostedCredentials:
     """One account's credentials: its registry item's ciphertext, opened by the shared vault.
 
@@ -141,7 +154,11 @@ class Worker:
         self.clock = clock
         self.monotonic = monotonic
         self.max_parallel = max_parallel
-        self.addresses = SiteAddresses(allow_loopback=loopback_allowed(stack_env), resolve=resolve)
+        self.addresses = SiteAddresses(
+            allow_loopback=loopback_allowed(stack_env),
+            resolve=resolve,
+            exempt=linkup_endpoints(self.stack_env.get("LINK_UP_API_URL", "")),
+        )
         self.pool = guard_pool(pool if pool is not None else make_pool(maxsize=4 * max_parallel), self.addresses)
         self._settings: dict[tuple[tuple[str, str], ...], Settings] = {}
         self._quiet: OrderedDict[str, float] = OrderedDict()
@@ -190,7 +207,12 @@ class Worker:
         try:
             return self.run_account(account_id, due, interval)
         except Exception as exc:  # not the account's fault: SQS delivers it again
-            log.exception("Account %s: unexpected failure (%s); the message is retried", account_id, type(exc).__name__)
+            log.exception(
+                "Account %s: unexpected failure (%s); the message is retried",
+                account_id,
+                type(exc).__name__,
+                extra={"account": account_id},
+            )
             return Outcome(account=account_id, status="error", reason=type(exc).__name__)
 
     def run_account(self, account_id: str, due: int, interval: int = 0) -> Outcome:
