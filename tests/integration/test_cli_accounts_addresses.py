@@ -94,7 +94,11 @@ def test_add_refuses_every_bad_site_of_a_targets_list_at_once(stack: Stack) -> N
         "LINK_UP_USERNAME": "greg.guardian@example.invalid",
         "LINK_UP_PASSWORD": "greg-pass-0002",
         "TARGETS": [
-            {"LINK_UP_CONNECTION": patient, "NIGHTSCOUT_URL": f"https://{host}", "NIGHTSCOUT_API_TOKEN": f"tok-{i}-0123"}
+            {
+                "LINK_UP_CONNECTION": patient,
+                "NIGHTSCOUT_URL": f"https://{host}",
+                "NIGHTSCOUT_API_TOKEN": f"tok-{i}-0123",
+            }
             for i, (host, patient) in enumerate(entries)
         ],
     }

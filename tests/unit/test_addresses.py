@@ -209,7 +209,7 @@ def test_a_name_is_judged_by_every_address_it_resolves_to() -> None:
     for host, what in [("inside", PRIVATE), ("mapped", LINK_LOCAL)]:
         with pytest.raises(AddressRefused) as refused:
             sites.check_resolved(f"https://{host}.example.org/ns")
-        assert f"NIGHTSCOUT_URL's host name resolves to " in refused.value.message and what in refused.value.message
+        assert "NIGHTSCOUT_URL's host name resolves to " in refused.value.message and what in refused.value.message
         assert f"{host}.example.org" not in refused.value.message  # the operator's value is never echoed
         with pytest.raises(AddressRefused):
             sites.connectable(f"{host}.example.org", 443, tls=True)
@@ -236,7 +236,9 @@ def test_the_resolver_is_asked_with_the_port_of_the_url() -> None:
     assert resolver.asked == [("ns.example.org", 8443), ("ns.example.org", 443)]
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:9001", "https://127.0.0.1", "http://localhost:1337", "https://[::1]"])
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:9001", "https://127.0.0.1", "http://localhost:1337", "https://[::1]"]
+)
 def test_the_tests_variable_allows_loopback_sites_only(url: str) -> None:
     tests = SiteAddresses(allow_loopback=True, resolve=FakeResolver({"ns.example.org": ["127.0.0.1"]}))
     tests.check_resolved(url)

@@ -243,10 +243,11 @@ class Worker:
         try:
             report = run_once(deps)
         except LinkupSyncError as exc:
-            log.warning(
-                "Account %s: run failed (%s)",
+            log.warning(  # the message names cause and fix and never a secret (errors.py)
+                "Account %s: run failed (%s): %s",
                 account_id,
                 exc.reason,
+                exc.message,
                 extra={"account": account_id, "reason": exc.reason},
             )
             return Outcome(account=account_id, status="failed", report=exc.report, reason=exc.reason)
