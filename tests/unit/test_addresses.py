@@ -98,7 +98,7 @@ TABLE: list[tuple[str, str]] = [
     ("[::127.0.0.1]", RESERVED),  # the deprecated IPv4-compatible form
     ("[4000::1]", RESERVED),  # outside the global unicast range
     # unspecified ("this host")
-    ("0.0.0.0", UNSPECIFIED),
+    ("0.0.0.0", UNSPECIFIED),  # noqa: S104 - an address refused, not one bound to
     ("0", UNSPECIFIED),
     ("0x0", UNSPECIFIED),
     ("0.0.0.1", UNSPECIFIED),
