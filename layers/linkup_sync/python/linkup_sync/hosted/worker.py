@@ -114,17 +114,23 @@ class HostedCredentials:
 
     def get(self) -> Credentials:
         creds = account_credentials(self.account, self.vault.open(self.account.id, self.account.ciphertext))
-        problems: list[str] = []
-        for target in creds.targets:
-            try:
-                self.addresses.check_url(normalize_nightscout_url(target.nightscout_url))
-            except AddressRefused as exc:
-                problems.append(f"{exc.message} (then: {HOSTED_HINT})")
-            except ValueError:  # not an address at all: the run's own check says so, as in the personal stack
-                continue
+        problems = refused_sites(creds, self.addresses)
         if problems:
             raise ConfigError(problems, heading=ADDRESS_HEADING)
         return creds
+
+
+def refused_sites(creds: Credentials, addresses: SiteAddresses) -> list[str]:
+    """What is wrong with each Nightscout address of `creds` by the hosted rule (its spelling)."""
+    problems: list[str] = []
+    for target in creds.targets:
+        try:
+            addresses.check_url(normalize_nightscout_url(target.nightscout_url))
+        except AddressRefused as exc:
+            problems.append(f"{exc.message} (then: {HOSTED_HINT})")
+        except ValueError:  # not an address at all: the run's own check says so, as in the personal stack
+            continue
+    return problems
 
     def refresh_next(self) -> None:
         self.vault.forget(self.account.id)
