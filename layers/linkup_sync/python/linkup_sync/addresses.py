@@ -12,6 +12,8 @@ The personal stack and the command line's sync and doctor do not use this: their
 and may be on a home network. `LINKUP_SYNC_ALLOW_LOOPBACK_NIGHTSCOUT=true` lets local tests use sites on
 127.0.0.1 (plain http or https); hosted.yaml never sets it.
 
+What is refused and why, for operators: docs/hosted-addresses.md.
+
 The messages never repeat the address given (it comes from the account's JSON, where a pasted secret may
 sit); an address that DNS answered is named, it is not the operator's input.
 """
