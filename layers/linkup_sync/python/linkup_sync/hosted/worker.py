@@ -23,14 +23,11 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
-from ..addresses import AddressRefused, Resolve, SiteAddresses, loopback_allowed
+from ..addresses import Resolve, SiteAddresses, loopback_allowed
 from ..errors import ConfigError, LinkupSyncError
 from ..http import make_pool
-from ..librelinkup.regions import DEFAULT_URL_TEMPLATE, REGIONS, base_url
 from ..log_context import account_logs, install
-from ..nightscout.url import normalize_nightscout_url
 from ..ports import Clock, Credentials
 from ..public_pool import guard_pool
 from ..runtime import Dependencies, run_once
@@ -39,6 +36,7 @@ from ..state.dynamodb import DynamoDBStateStore
 from ..state.incidents import DynamoDBIncidentStore
 from .accounts import HOSTED_HINT, account_credentials
 from .registry import ACCOUNT_SETTING_KEYS, Account, Registry, incidents_partition
+from .sites import ADDRESS_HEADING, linkup_endpoints, refused_sites
 from .vault import Vault
 
 if TYPE_CHECKING:
@@ -57,7 +55,6 @@ STACK_SETTING_KEYS = (
     "STALE_AFTER_MINUTES",
     "STATE_TABLE_NAME",
 )
-ADDRESS_HEADING = "The account's Nightscout address is not allowed in the hosted stack"
 QUIET_MEMORY = 20_000  # accounts whose "no incident open" this container remembers
 
 
@@ -90,17 +87,6 @@ class BatchResult:
         return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in self.retry]}
 
 
-def linkup_endpoints(template: str) -> frozenset[tuple[str, int]]:
-    """(host, port) of the stack's LibreLink Up API in every region: the operator's setting, not an
-    account's, so the rule for the accounts' sites is not applied to it."""
-    found: set[tuple[str, int]] = set()
-    for region in REGIONS:
-        parts = urlsplit(base_url(template.strip() or DEFAULT_URL_TEMPLATE, region))
-        if parts.hostname:
-            found.add((parts.hostname.rstrip("."), parts.port or (443 if parts.scheme == "https" else 80)))
-    return frozenset(found)
-
-
 class HostedCredentials:
     """One account's credentials: its registry item's ciphertext, opened by the shared vault.
 
@@ -118,19 +104,6 @@ class HostedCredentials:
         if problems:
             raise ConfigError(problems, heading=ADDRESS_HEADING)
         return creds
-
-
-def refused_sites(creds: Credentials, addresses: SiteAddresses) -> list[str]:
-    """What is wrong with each Nightscout address of `creds` by the hosted rule (its spelling)."""
-    problems: list[str] = []
-    for target in creds.targets:
-        try:
-            addresses.check_url(normalize_nightscout_url(target.nightscout_url))
-        except AddressRefused as exc:
-            problems.append(f"{exc.message} (then: {HOSTED_HINT})")
-        except ValueError:  # not an address at all: the run's own check says so, as in the personal stack
-            continue
-    return problems
 
     def refresh_next(self) -> None:
         self.vault.forget(self.account.id)
