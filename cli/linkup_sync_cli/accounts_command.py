@@ -9,9 +9,10 @@ inside the commands, like --table and --secret-id of the other commands.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, TextIO
 
+from linkup_sync.addresses import Resolve, SiteAddresses, loopback_allowed, system_resolve
 from linkup_sync.errors import ConfigError, LinkupSyncError, StateUnavailable
 
 from .accounts_view import find_account, people_text, print_account, print_accounts, schedule_text
@@ -110,8 +111,17 @@ def add_accounts_parser(commands: argparse._SubParsersAction[argparse.ArgumentPa
 
 
 def cmd_accounts(
-    args: argparse.Namespace, clock: Callable[[], float], stdin: TextIO | None, out: TextIO, err: TextIO
+    args: argparse.Namespace,
+    clock: Callable[[], float],
+    stdin: TextIO | None,
+    out: TextIO,
+    err: TextIO,
+    *,
+    env: Mapping[str, str] | None = None,
+    resolve: Resolve | None = None,
 ) -> int:
+    """`env`: LINKUP_SYNC_ALLOW_LOOPBACK_NIGHTSCOUT (local tests' sites on 127.0.0.1); `resolve`: how `add`
+    looks the Nightscout sites' names up (default: the system's resolver)."""
     action = args.accounts_command
     if action is None:
         out.write(args.accounts_help())
@@ -122,7 +132,8 @@ def cmd_accounts(
     registry = Registry(args.table.strip(), clock=clock)
     try:
         if action == "add":
-            _add(args, registry, stdin, out, err)
+            sites = SiteAddresses(allow_loopback=loopback_allowed(env or {}), resolve=resolve or system_resolve)
+            _add(args, registry, stdin, out, err, sites)
         elif action == "list":
             print_accounts(registry, clock(), out, as_json=args.json)
         elif action == "show":
@@ -164,7 +175,9 @@ def _aws_text(detail: str, table: str) -> str:
 # --- add --------------------------------------------------------------------------------------------
 
 
-def _add(args: argparse.Namespace, registry: Registry, stdin: TextIO | None, out: TextIO, err: TextIO) -> None:
+def _add(
+    args: argparse.Namespace, registry: Registry, stdin: TextIO | None, out: TextIO, err: TextIO, sites: SiteAddresses
+) -> None:
     from linkup_sync.hosted.accounts import HEADING, check_account, seal_account
     from linkup_sync.hosted.registry import AccountExists
     from linkup_sync.hosted.vault import Vault
@@ -182,7 +195,7 @@ def _add(args: argparse.Namespace, registry: Registry, stdin: TextIO | None, out
         problems.append(unreadable)
     else:
         try:
-            new = check_account(text)
+            new = check_account(text, addresses=sites)
         except ConfigError as exc:
             problems += exc.problems
     if problems or new is None:

@@ -24,15 +24,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..addresses import Resolve, SiteAddresses, loopback_allowed
 from ..errors import ConfigError, LinkupSyncError
 from ..http import make_pool
+from ..log_context import account_logs, install
 from ..ports import Clock, Credentials
+from ..public_pool import guard_pool
 from ..runtime import Dependencies, run_once
 from ..settings import Settings
 from ..state.dynamodb import DynamoDBStateStore
 from ..state.incidents import DynamoDBIncidentStore
 from .accounts import HOSTED_HINT, account_credentials
 from .registry import ACCOUNT_SETTING_KEYS, Account, Registry, incidents_partition
+from .sites import ADDRESS_HEADING, linkup_endpoints, refused_sites
 from .vault import Vault
 
 if TYPE_CHECKING:
@@ -84,14 +88,22 @@ class BatchResult:
 
 
 class HostedCredentials:
-    """One account's credentials: its registry item's ciphertext, opened by the shared vault."""
+    """One account's credentials: its registry item's ciphertext, opened by the shared vault.
 
-    def __init__(self, vault: Vault, account: Account) -> None:
+    Their Nightscout addresses are checked against the hosted rule again: an item may predate the rule.
+    """
+
+    def __init__(self, vault: Vault, account: Account, addresses: SiteAddresses | None = None) -> None:
         self.vault = vault
         self.account = account
+        self.addresses = addresses if addresses is not None else SiteAddresses()
 
     def get(self) -> Credentials:
-        return account_credentials(self.account, self.vault.open(self.account.id, self.account.ciphertext))
+        creds = account_credentials(self.account, self.vault.open(self.account.id, self.account.ciphertext))
+        problems = refused_sites(creds, self.addresses)
+        if problems:
+            raise ConfigError(problems, heading=ADDRESS_HEADING)
+        return creds
 
     def refresh_next(self) -> None:
         self.vault.forget(self.account.id)
@@ -109,7 +121,11 @@ class Worker:
         monotonic: Callable[[], float] = time.monotonic,
         pool: urllib3.PoolManager | None = None,
         max_parallel: int = 10,
+        resolve: Resolve | None = None,
     ) -> None:
+        """`stack_env` is the function's environment (LINKUP_SYNC_ALLOW_LOOPBACK_NIGHTSCOUT is read from it);
+        `pool` (default: a new one) is made to connect only where the hosted rule allows, its names looked
+        up by `resolve` (default: the system's resolver)."""
         self.registry = registry
         self.vault = vault
         self.store = store
@@ -117,10 +133,16 @@ class Worker:
         self.clock = clock
         self.monotonic = monotonic
         self.max_parallel = max_parallel
-        self.pool = pool if pool is not None else make_pool(maxsize=4 * max_parallel)
+        self.addresses = SiteAddresses(
+            allow_loopback=loopback_allowed(stack_env),
+            resolve=resolve,
+            exempt=linkup_endpoints(self.stack_env.get("LINK_UP_API_URL", "")),
+        )
+        self.pool = guard_pool(pool if pool is not None else make_pool(maxsize=4 * max_parallel), self.addresses)
         self._settings: dict[tuple[tuple[str, str], ...], Settings] = {}
         self._quiet: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
+        install()  # the account of each run on its log lines, before the threads run
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, clock: Clock = time.time) -> Worker:
@@ -164,10 +186,20 @@ class Worker:
         try:
             return self.run_account(account_id, due, interval)
         except Exception as exc:  # not the account's fault: SQS delivers it again
-            log.exception("Account %s: unexpected failure (%s); the message is retried", account_id, type(exc).__name__)
+            log.exception(
+                "Account %s: unexpected failure (%s); the message is retried",
+                account_id,
+                type(exc).__name__,
+                extra={"account": account_id},
+            )
             return Outcome(account=account_id, status="error", reason=type(exc).__name__)
 
     def run_account(self, account_id: str, due: int, interval: int = 0) -> Outcome:
+        """One account's run; every log line it writes carries the account's id."""
+        with account_logs(account_id):
+            return self._run_account(account_id, due, interval)
+
+    def _run_account(self, account_id: str, due: int, interval: int) -> Outcome:
         now_minute = int(self.clock() // 60)
         # One minute of grace: the dispatcher's delays (up to 59 s after it started) carry the last
         # messages of a minute into the next one, every minute, and a 1-minute account must still run.
@@ -190,10 +222,11 @@ class Worker:
         try:
             report = run_once(deps)
         except LinkupSyncError as exc:
-            log.warning(
-                "Account %s: run failed (%s)",
+            log.warning(  # the message names cause and fix and never a secret (errors.py)
+                "Account %s: run failed (%s): %s",
                 account_id,
                 exc.reason,
+                exc.message,
                 extra={"account": account_id, "reason": exc.reason},
             )
             return Outcome(account=account_id, status="failed", report=exc.report, reason=exc.reason)
@@ -233,7 +266,7 @@ class Worker:
         return Dependencies(
             settings=settings,
             store=self.store,
-            credentials=HostedCredentials(self.vault, account),
+            credentials=HostedCredentials(self.vault, account, self.addresses),
             clock=self.clock,
             pool=self.pool,
             monotonic=self.monotonic,
