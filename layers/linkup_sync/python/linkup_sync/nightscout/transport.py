@@ -25,14 +25,19 @@ _HEX_RUN = re.compile(r"[0-9a-fA-F]{16,}")  # hashes, token digests, ids: never 
 _SPACE = re.compile(r"\s+")
 
 
-def existing_from(docs: list[Any], since_ms: int, limit: int) -> Existing:
-    """The instants of a read-back answer. A full page may have left older entries out: then the answer
-    is complete only from its oldest entry on."""
-    dates = sorted(
+def entry_dates(docs: list[Any]) -> list[int]:
+    """The numeric `date` (epoch ms) of each entry of a read-back answer; entries without one are skipped."""
+    return [
         int(d["date"])
         for d in docs
         if isinstance(d, dict) and isinstance(d.get("date"), int | float) and not isinstance(d.get("date"), bool)
-    )
+    ]
+
+
+def existing_from(docs: list[Any], since_ms: int, limit: int) -> Existing:
+    """The instants of a read-back answer. A full page may have left older entries out: then the answer
+    is complete only from its oldest entry on."""
+    dates = sorted(entry_dates(docs))
     complete = dates[0] if len(docs) >= limit and dates else since_ms
     return Existing(
         instants=tuple(sorted({ms // 1000 for ms in dates if ms >= since_ms})),
