@@ -19,6 +19,7 @@ from linkup_sync import __version__
 
 from .accounts_command import add_accounts_parser, cmd_accounts
 from .doctor import run_doctor
+from .import_command import add_import_parser, cmd_import
 from .output import PROG
 from .sync_command import cmd_sync
 
@@ -120,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(sync)
 
     add_accounts_parser(commands)
+    add_import_parser(commands)
     return parser
 
 
@@ -146,6 +148,8 @@ def main(
         now = args.now
         clock = time.time if now is None else (lambda: float(now))
     try:
+        if args.command == "import-csv":
+            return cmd_import(args, environment, clock, out, err)
         if args.command == "accounts":
             return cmd_accounts(args, clock, sys.stdin if stdin is None else stdin, out, err)
         if args.command == "sync":
