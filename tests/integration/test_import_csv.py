@@ -24,6 +24,7 @@ from tools.simulators.nightscout import NightscoutStandIn
 
 from linkup_sync.nightscout.treatments import v3_identifier
 from linkup_sync_cli import main as cli
+from tests.integration.harness import Harness
 
 SECRET = "test-secret-123456"
 NOW = datetime(2026, 12, 6, 2, 0, tzinfo=UTC)
@@ -300,3 +301,37 @@ def test_missing_nightscout_settings_are_listed(tmp_path: Path, capsys: pytest.C
     err = capsys.readouterr().err
     assert code == 2
     assert "NIGHTSCOUT_URL is not set." in err and "NIGHTSCOUT_API_TOKEN is not set." in err
+
+
+# --- the stack's secret ---------------------------------------------------------------------------
+
+
+def test_secret_id_and_connection_pick_the_persons_site(
+    harness: Harness, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A TARGETS secret (moto): --connection sends the export to that person's Nightscout and no other."""
+    from aws_lambda_powertools.utilities import parameters
+
+    h = harness
+    h.provision()
+    other = NightscoutStandIn(h.clock).start()
+    try:
+        child, sibling = "8b6e4d2c-1a3f-4c5e-9d7b-2f0a6c8e4b13", "1a2b3c4d-1a3f-4c5e-9d7b-2f0a6c8e4b13"
+        h.secret_targets(
+            [
+                {"LINK_UP_CONNECTION": sibling, "NIGHTSCOUT_URL": other.base_url, "NIGHTSCOUT_API_TOKEN": SECRET},
+                {"LINK_UP_CONNECTION": child, "NIGHTSCOUT_URL": h.ns.base_url, "NIGHTSCOUT_API_TOKEN": h.ns_token},
+            ]
+        )
+        parameters.clear_caches()  # type: ignore[no-untyped-call]
+        start = datetime.fromtimestamp(h.clock(), tz=UTC) - timedelta(days=2)
+        spec = ExportSpec(sensors=(Sensor("FreeStyle Libre 3", "5114dd15-f167-41ab-b12a-801e1604ed23", start, 6, 5),))
+        path, truth = _export(tmp_path, spec)
+        argv = ["import-csv", str(path), "--timezone", "Europe/Berlin", "--secret-id", h.secret_arn]
+        assert cli.main(argv, env={}, clock=h.clock) == 2
+        assert "add --connection" in capsys.readouterr().err
+        assert cli.main([*argv, "--connection", child], env={}, clock=h.clock) == 0, capsys.readouterr().err
+        assert {int(d["date"]) // 1000 for d in h.ns.sgv_entries()} == {t for t, _ in truth}
+        assert other.sgv_entries() == [] and other.requests == []
+    finally:
+        other.stop()
