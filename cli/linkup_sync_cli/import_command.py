@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -29,11 +29,10 @@ from .import_plan import (
     MIN_MG_DL,
     Choice,
     Plan,
-    batches,
     build_plan,
     choose,
     local_days,
-    readings_of,
+    reading_batches,
     span_ms,
 )
 from .libreview_export import DATE_FORMATS, HISTORIC, DateEvidence, ExportUnreadable, choose_date_format, open_export
@@ -159,14 +158,13 @@ def summary_lines(plan: Plan, choice: Choice, zone: ZoneInfo, *, dry_run: bool, 
         lines.append(f"outside --since/--until: {_count(plan.outside_dates, 'reading')}")
     if plan.other_types:
         lines.append(f"not imported (only historic readings are): {plan.not_imported_text()}")
-    chosen_epochs = [plan.epochs[i] for i in choice.chosen]
-    if chosen_epochs:
+    if choice.chosen:  # oldest first
         days = local_days(plan, choice.chosen)
-        first, last = min(chosen_epochs), max(chosen_epochs)
+        first, last = plan.epochs[choice.chosen[0]], plan.epochs[choice.chosen[-1]]
         lines.append(f"span: {_local(first, zone)} to {_local(last, zone)}")
         counts = sorted(days.values())
         lines.append(
-            f"readings per day: {len(chosen_epochs) / len(days):.0f} on average over {_count(len(days), 'day')} "
+            f"readings per day: {len(choice.chosen) / len(days):.0f} on average over {_count(len(days), 'day')} "
             f"(fewest {counts[0]}, most {counts[-1]})"
         )
     return lines
@@ -302,7 +300,7 @@ def cmd_import(
     choice = choose(plan, existing)
     outcome = Outcome()
     if not args.dry_run and choice.chosen:
-        outcome = _upload(sink, readings_of(plan, choice.chosen), out, monotonic)
+        outcome = _upload(sink, reading_batches(plan, choice.chosen, BATCH), len(choice.chosen), out, monotonic)
     for line in summary_lines(plan, choice, zone, dry_run=args.dry_run, imported=outcome.imported):
         out.write(line + "\n")
     if args.dry_run:
@@ -320,11 +318,13 @@ def cmd_import(
     return EXIT_OK
 
 
-def _upload(sink: ImportSink, readings: Sequence[Reading], out: TextIO, monotonic: Callable[[], float]) -> Outcome:
+def _upload(
+    sink: ImportSink, batches: Iterable[list[Reading]], total: int, out: TextIO, monotonic: Callable[[], float]
+) -> Outcome:
     outcome = Outcome()
     started = monotonic()
     show = out.isatty()
-    for batch in batches(readings, BATCH):
+    for batch in batches:
         try:
             outcome.imported += sink.upload(batch)
         except NightscoutPartialUpload as exc:
@@ -335,7 +335,7 @@ def _upload(sink: ImportSink, readings: Sequence[Reading], out: TextIO, monotoni
             outcome.failed = exc
             break
         if show:
-            out.write("\r" + progress_text(outcome.imported, len(readings), monotonic() - started) + "\033[K")
+            out.write("\r" + progress_text(outcome.imported, total, monotonic() - started) + "\033[K")
             out.flush()
     if show:
         out.write("\n")

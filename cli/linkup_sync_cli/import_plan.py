@@ -169,7 +169,7 @@ def build_plan(
 class Choice:
     """The readings to import (indexes into the plan's arrays, oldest first) and why the others are not."""
 
-    chosen: list[int]
+    chosen: array[int]
     already_there: int  # within GAP_S of an entry Nightscout holds
     repeated_in_file: int  # within GAP_S of an earlier reading of the file (another device, the same time)
 
@@ -183,7 +183,7 @@ def choose(plan: Plan, existing: Sequence[int]) -> Choice:
     """Oldest first, each reading unless Nightscout holds an entry within GAP_S of it (`existing`: sorted
     epoch seconds from any uploader) or an earlier chosen reading of the file is that close."""
     order = sorted(range(len(plan.epochs)), key=plan.epochs.__getitem__)
-    chosen: list[int] = []
+    chosen: array[int] = array("q")
     already = repeated = 0
     last: int | None = None
     for i in order:
@@ -208,30 +208,35 @@ def span_ms(plan: Plan) -> tuple[int, int] | None:
 # --- readings ----------------------------------------------------------------------------------------
 
 
-def set_directions(readings: list[Reading]) -> list[Reading]:
+def set_directions(batch: list[Reading], previous: Sequence[Reading]) -> list[Reading]:
     """THE place where imported readings get their direction. An export has no trend arrows; until the
-    derivation from the series exists (linkup_sync.trends.derive_directions), every one is NOT COMPUTABLE."""
-    return [replace(r, direction=NOT_COMPUTABLE) for r in readings]
+    derivation from the series exists (linkup_sync.trends.derive_directions), every one is NOT COMPUTABLE.
+    `previous` holds the readings just before the batch (the end of the batch before), for a derivation
+    that looks back."""
+    return [replace(r, direction=NOT_COMPUTABLE) for r in batch]
 
 
-def readings_of(plan: Plan, indexes: Sequence[int]) -> list[Reading]:
-    """The chosen readings as the uploaders take them (the same instant always gives the same identity)."""
-    series = [
-        Reading(
-            epoch_ms=plan.epochs[i] * 1000,
-            sgv=plan.values[i],
-            direction="",  # set_directions decides
-            source="graph",
-            utc_offset_min=plan.offsets[i],
-        )
-        for i in indexes
-    ]
-    return set_directions(series)
+CONTEXT = 6  # readings of the batch before that set_directions sees (30 minutes at Libre 3 spacing)
 
 
-def batches(items: Sequence[Reading], size: int) -> Iterator[Sequence[Reading]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def reading_batches(plan: Plan, indexes: Sequence[int], size: int) -> Iterator[list[Reading]]:
+    """The chosen readings, oldest first, `size` at a time, as the uploaders take them (the same instant
+    always gives the same identity). Made a batch at a time, so memory does not grow with the file."""
+    previous: list[Reading] = []
+    for start in range(0, len(indexes), size):
+        batch = [
+            Reading(
+                epoch_ms=plan.epochs[i] * 1000,
+                sgv=plan.values[i],
+                direction="",  # set_directions decides
+                source="graph",
+                utc_offset_min=plan.offsets[i],
+            )
+            for i in indexes[start : start + size]
+        ]
+        batch = set_directions(batch, previous)
+        previous = batch[-CONTEXT:]
+        yield batch
 
 
 def local_days(plan: Plan, indexes: Iterable[int]) -> Counter[date]:

@@ -24,7 +24,7 @@ from linkup_sync.errors import ConfigError, NightscoutRejected
 from linkup_sync.ports import Target
 from linkup_sync.readings import NOT_COMPUTABLE
 from linkup_sync_cli.import_command import chart_lines, progress_text
-from linkup_sync_cli.import_plan import Plan, build_plan, choose, readings_of, span_ms
+from linkup_sync_cli.import_plan import Plan, build_plan, choose, reading_batches, span_ms
 from linkup_sync_cli.import_target import choose_target, read_span
 from linkup_sync_cli.libreview_export import (
     DAY_FIRST,
@@ -244,10 +244,13 @@ def test_nothing_within_150_s_of_an_entry_there_or_of_another_reading_of_the_fil
 
 def test_imported_readings_carry_the_bridges_identity_and_one_direction() -> None:
     plan = Plan(zone="Europe/Berlin")
-    plan.add(1_795_730_940, 123, 60)
-    [reading] = readings_of(plan, [0])
+    for n in range(7):
+        plan.add(1_795_730_940 + 300 * n, 123 + n, 60)
+    batches = list(reading_batches(plan, [6, 5, 4, 3, 2, 1, 0][::-1], 3))
+    assert [len(b) for b in batches] == [3, 3, 1]
+    reading = batches[0][0]
     assert (reading.epoch_ms, reading.sgv, reading.utc_offset_min) == (1_795_730_940_000, 123, 60)
-    assert reading.direction == NOT_COMPUTABLE
+    assert {r.direction for b in batches for r in b} == {NOT_COMPUTABLE}
 
 
 # --- the paged read -------------------------------------------------------------------------------
