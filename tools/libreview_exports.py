@@ -52,6 +52,14 @@ TITLES = {
 }
 US_FORMAT = "MM-DD-YYYY hh:mm AM"
 DAY_FIRST_FORMAT = "DD-MM-YYYY HH:mm"
+# Further formats a LibreView account can choose (docs/libreview-export.md).
+STRFTIME = {
+    US_FORMAT: "%m-%d-%Y %I:%M %p",
+    DAY_FIRST_FORMAT: "%d-%m-%Y %H:%M",
+    "DD-MM-YYYY hh:mm AM": "%d-%m-%Y %I:%M %p",
+    "MM-DD-YYYY HH:mm": "%m-%d-%Y %H:%M",
+    "YYYY-MM-DD HH:mm": "%Y-%m-%d %H:%M",
+}
 MG_PER_MMOL = 18.0182
 FLOOR_MG_DL, CEILING_MG_DL = 40, 500
 COLUMNS = 19
@@ -86,10 +94,7 @@ def true_value(epoch_s: int) -> int:
 
 
 def _stamp(moment: datetime, zone: ZoneInfo, date_format: str) -> str:
-    local = moment.astimezone(zone)
-    if date_format == US_FORMAT:
-        return local.strftime("%m-%d-%Y %I:%M %p")
-    return local.strftime("%d-%m-%Y %H:%M")
+    return moment.astimezone(zone).strftime(STRFTIME[date_format])
 
 
 def _written(mg_dl: int, unit: str) -> str:

@@ -264,13 +264,12 @@ def choose_date_format(evidence: DateEvidence, given: str | None) -> str:
         return given
     if found is not None:
         return found
-    if evidence.am_pm and not evidence.year_first:
-        return MONTH_FIRST  # LibreView's default format, "MM-DD-YYYY hh:mm AM", is the only one with AM/PM
-    if evidence.year_first and not evidence.am_pm:
+    if evidence.year_first:
         return MONTH_FIRST  # irrelevant: year-first dates are read as YYYY-MM-DD
+    # AM/PM tells the clock, not the order: LibreView offers DD-MM-YYYY hh:mm AM too (docs/libreview-export.md).
     raise ExportUnreadable(
-        "The export's dates do not show whether the day or the month comes first (no day in it is above 12, "
-        "and its times have no AM/PM). Look at a date in the file, then repeat the command with "
+        "The export's dates do not show whether the day or the month comes first (no day in it is above 12). "
+        "Look at a date in the file, then repeat the command with "
         f"--date-format {DAY_FIRST} (e.g. 05-11-2026 for 5 November) or --date-format {MONTH_FIRST} "
         "(e.g. 11-05-2026 for 5 November)."
     )

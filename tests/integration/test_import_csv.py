@@ -174,7 +174,7 @@ def test_rows_grouped_by_type_and_sensor_are_imported_in_time_order(
 def test_nothing_within_150_s_of_12_hours_another_uploader_holds(
     site: Site, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    start = datetime(2026, 12, 4, 0, 0, tzinfo=UTC)
+    start = datetime(2026, 11, 14, 0, 0, tzinfo=UTC)
     spec = ExportSpec(sensors=(Sensor("FreeStyle Libre 3", "5114dd15-f167-41ab-b12a-801e1604ed21", start, 36, 5),))
     path, truth = _export(tmp_path, spec)
     # Another uploader (xDrip+) already sent 12 hours, one reading a minute, 20 seconds off the minute.
@@ -212,7 +212,7 @@ def test_the_read_of_what_is_there_pages_through_a_long_span(
     v1_site: Site, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Nightscout holds 2,500 entries over the file's span (more than one page of 1,000): each one is seen."""
-    start = datetime(2026, 11, 1, 0, 0, tzinfo=UTC)
+    start = datetime(2026, 11, 10, 0, 0, tzinfo=UTC)
     spec = ExportSpec(sensors=(Sensor("FreeStyle Libre 3", "5114dd15-f167-41ab-b12a-801e1604ed22", start, 240, 5),))
     path, truth = _export(tmp_path, spec)
     for t, _ in truth[:2500]:

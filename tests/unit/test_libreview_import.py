@@ -146,7 +146,9 @@ def _evidence(*stamps: str) -> DateEvidence:
 def test_the_date_format_is_told_by_days_above_12_or_am_pm() -> None:
     assert choose_date_format(_evidence("05-11-2026 10:00", "13-11-2026 10:00"), None) == DAY_FIRST
     assert choose_date_format(_evidence("11-05-2026 10:00", "11-13-2026 10:00"), None) == MONTH_FIRST
-    assert choose_date_format(_evidence("11-05-2026 10:00 AM"), None) == MONTH_FIRST  # LibreView's default
+    assert choose_date_format(_evidence("2026-11-05 10:00 AM"), None) == MONTH_FIRST  # year first: no doubt
+    with pytest.raises(ExportUnreadable, match="no day in it is above 12"):  # AM/PM exists day-first too
+        choose_date_format(_evidence("11-05-2026 10:00 AM", "11-06-2026 10:00 PM"), None)
     with pytest.raises(ExportUnreadable, match="--date-format DD-MM-YYYY"):
         choose_date_format(_evidence("05-11-2026 10:00", "06-11-2026 10:00"), None)
     assert choose_date_format(_evidence("05-11-2026 10:00"), DAY_FIRST) == DAY_FIRST
