@@ -54,7 +54,8 @@ def _import(path: Path, ns: NightscoutStandIn, timeout_s: float) -> dict[str, An
         "PYTHONDONTWRITEBYTECODE": "1",
     }
     command = [sys.executable, "-c", _CHILD, "import-csv", str(path), "--timezone", "Europe/Berlin"]
-    command += ["--now", str(END.timestamp() + 3600)]
+    # The generator writes MM-DD-YYYY; said here, since a short export in the first days of a month cannot show it.
+    command += ["--date-format", "MM-DD-YYYY", "--now", str(END.timestamp() + 3600)]
     posts0, gets0 = ns.count(method="POST"), ns.count(method="GET")
     here = resource.getrusage(resource.RUSAGE_SELF)
     with tempfile.TemporaryFile("w+") as out:
