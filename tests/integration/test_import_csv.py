@@ -335,3 +335,21 @@ def test_secret_id_and_connection_pick_the_persons_site(
         assert other.sgv_entries() == [] and other.requests == []
     finally:
         other.stop()
+
+
+def test_a_failed_upload_says_to_run_again_and_the_rerun_completes(
+    v1_site: Site, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    start = datetime(2026, 11, 14, 0, 0, tzinfo=UTC)
+    spec = ExportSpec(sensors=(Sensor("FreeStyle Libre 3", "5114dd15-f167-41ab-b12a-801e1604ed24", start, 30, 5),))
+    path, truth = _export(tmp_path, spec)
+    v1_site.ns.fail_next(1, status=503, body="busy", path="/api/v1/entries", method="POST")
+    code, _, err = v1_site.run(capsys, str(path), "--timezone", "Europe/Berlin")
+    assert code == 1
+    assert f"failed after 0 of {len(truth)} readings" in err and "Run the same command again" in err
+    code, out, err = v1_site.run(capsys, str(path), "--timezone", "Europe/Berlin")
+    assert code == 0, err
+    assert f"imported: {len(truth)} readings" in out
+    assert v1_site.stored() == dict(truth)
+    posts = [r for r in v1_site.ns.requests if r.method == "POST" and r.status == 200]
+    assert [len(r.body) for r in posts] == [288, 72]  # at most 288 per POST (v1), oldest first

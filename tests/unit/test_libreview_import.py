@@ -4,7 +4,9 @@ bookkeeping, the choice of a TARGETS entry, and what the summary prints."""
 
 from __future__ import annotations
 
+import io
 from collections import Counter
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -22,8 +24,8 @@ from tools.libreview_exports import (
 
 from linkup_sync.errors import ConfigError, NightscoutRejected
 from linkup_sync.ports import Target
-from linkup_sync.readings import NOT_COMPUTABLE
-from linkup_sync_cli.import_command import chart_lines, progress_text
+from linkup_sync.readings import NOT_COMPUTABLE, Reading
+from linkup_sync_cli.import_command import BATCH, _upload, chart_lines, progress_text
 from linkup_sync_cli.import_plan import Plan, build_plan, choose, reading_batches, span_ms
 from linkup_sync_cli.import_target import choose_target, read_span
 from linkup_sync_cli.libreview_export import (
@@ -333,3 +335,36 @@ def test_a_day_first_24_hour_export_round_trips_through_the_plan(tmp_path: Path)
     )
     assert list(plan.epochs) == [t for t, _ in truth]
     assert all(abs(v - t) <= 1 for v, (_, t) in zip(plan.values, truth, strict=True))
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+class Accepting:
+    requests_made = 0
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def upload(self, readings: Sequence[Reading]) -> int:
+        self.batches.append(len(readings))
+        return len(readings)
+
+    def sgv_dates_page(self, from_ms: int, before_ms: int) -> tuple[list[int], bool]:
+        return [], False
+
+
+def test_a_terminal_sees_a_progress_line_per_batch_and_a_pipe_none() -> None:
+    plan = Plan(zone="UTC")
+    for n in range(500):
+        plan.add(1_795_000_000 + 300 * n, 100, 0)
+    ticks = iter(float(n) for n in range(100))
+    for out, expected in ((Terminal(), True), (io.StringIO(), False)):
+        sink = Accepting()
+        outcome = _upload(sink, reading_batches(plan, range(500), BATCH), 500, out, lambda: next(ticks))
+        assert outcome.imported == 500 and outcome.failed is None and sink.batches == [288, 212]
+        text = out.getvalue()
+        assert ("\rimported 288 / 500 (" in text and "\rimported 500 / 500 (" in text) is expected
+        assert (text == "") is not expected
