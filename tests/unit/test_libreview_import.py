@@ -7,7 +7,7 @@ from __future__ import annotations
 import io
 from collections import Counter
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -16,6 +16,7 @@ from tools.libreview_exports import (
     DAY_FIRST_FORMAT,
     ENGLISH_HEADER,
     GERMAN_HEADER,
+    US_FORMAT,
     ExportSpec,
     Sensor,
     export_text,
@@ -368,3 +369,36 @@ def test_a_terminal_sees_a_progress_line_per_batch_and_a_pipe_none() -> None:
         text = out.getvalue()
         assert ("\rimported 288 / 500 (" in text and "\rimported 500 / 500 (" in text) is expected
         assert (text == "") is not expected
+
+
+def _transitions(zone: ZoneInfo, year: int) -> list[datetime]:
+    """The UTC hours in `year` at which the zone's offset changes."""
+    hour = datetime(year, 1, 1, tzinfo=UTC)
+    found = []
+    while hour.year == year:
+        after = hour + timedelta(hours=1)
+        if hour.astimezone(zone).utcoffset() != after.astimezone(zone).utcoffset():
+            found.append(after)
+        hour = after
+    return found
+
+
+@pytest.mark.parametrize("name", ["Europe/Berlin", "Europe/London", "America/New_York", "Australia/Sydney"])
+@pytest.mark.parametrize("date_format", [US_FORMAT, DAY_FIRST_FORMAT])
+def test_both_clock_changes_of_a_zone_round_trip(tmp_path: Path, name: str, date_format: str) -> None:
+    """A day of 5-minute readings around each of the zone's two changes in 2026: every local time written
+    the way LibreView writes it comes back as the instant it was taken, none lost, none moved."""
+    zone = ZoneInfo(name)
+    changes = _transitions(zone, 2026)
+    assert len(changes) == 2
+    sensors = tuple(
+        Sensor("FreeStyle Libre 3", f"sensor-{n}", change - timedelta(hours=12), 24, 5)
+        for n, change in enumerate(changes)
+    )
+    path = tmp_path / "e.csv"
+    truth = write_export_file(path, ExportSpec(sensors=sensors, zone=name, date_format=date_format))
+    layout, rows = open_export(path)
+    order = DAY_FIRST if date_format == DAY_FIRST_FORMAT else MONTH_FIRST
+    plan = build_plan(rows, unit=layout.unit, date_format=order, zone=zone, zone_name=name, now_s=NOW_S)
+    assert list(plan.epochs) == [t for t, _ in truth] and len(truth) == 2 * 288
+    assert (plan.nonexistent, plan.unplaceable, plan.unreadable) == (0, 0, 0)
