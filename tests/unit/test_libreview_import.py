@@ -322,18 +322,33 @@ def test_the_progress_line_and_the_chart() -> None:
     ]
 
 
-def test_a_day_first_24_hour_export_round_trips_through_the_plan(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("date_format", "order"),
+    [
+        (DAY_FIRST_FORMAT, DAY_FIRST),
+        ("DD-MM-YYYY hh:mm AM", DAY_FIRST),
+        ("MM-DD-YYYY HH:mm", MONTH_FIRST),
+        (US_FORMAT, MONTH_FIRST),
+        ("YYYY-MM-DD HH:mm", MONTH_FIRST),
+    ],
+)
+def test_every_date_format_is_told_and_round_trips_through_the_plan(
+    tmp_path: Path, date_format: str, order: str
+) -> None:
+    """Eight hours from 21:00 on the 12th into the 13th (mmol/L): the 13th tells the order of day and month."""
     spec = ExportSpec(
         sensors=(Sensor("FreeStyle Libre 3", "u", datetime(2026, 11, 12, 20, tzinfo=UTC), 8, 5),),
-        date_format=DAY_FIRST_FORMAT,
+        date_format=date_format,
         unit=MMOL_L,
     )
     path = tmp_path / "e.csv"
     truth = write_export_file(path, spec)
+    evidence = DateEvidence()
+    for row in open_export(path)[1]:
+        evidence.add(row.stamp)
+    assert choose_date_format(evidence, None) == order
     layout, rows = open_export(path)
-    plan = build_plan(
-        rows, unit=layout.unit, date_format=DAY_FIRST, zone=BERLIN, zone_name="Europe/Berlin", now_s=NOW_S
-    )
+    plan = build_plan(rows, unit=layout.unit, date_format=order, zone=BERLIN, zone_name="Europe/Berlin", now_s=NOW_S)
     assert list(plan.epochs) == [t for t, _ in truth]
     assert all(abs(v - t) <= 1 for v, (_, t) in zip(plan.values, truth, strict=True))
 
