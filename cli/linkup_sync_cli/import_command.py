@@ -158,14 +158,15 @@ def summary_lines(plan: Plan, choice: Choice, zone: ZoneInfo, *, dry_run: bool, 
         lines.append(f"outside --since/--until: {_count(plan.outside_dates, 'reading')}")
     if plan.other_types:
         lines.append(f"not imported (only historic readings are): {plan.not_imported_text()}")
-    if choice.chosen:  # oldest first
+    if plan.epochs:
+        first, last = min(plan.epochs), max(plan.epochs)
+        lines.append(f"span of the file's readings: {_local(first, zone)} to {_local(last, zone)}")
+    if choice.chosen:
         days = local_days(plan, choice.chosen)
-        first, last = plan.epochs[choice.chosen[0]], plan.epochs[choice.chosen[-1]]
-        lines.append(f"span: {_local(first, zone)} to {_local(last, zone)}")
         counts = sorted(days.values())
         lines.append(
-            f"readings per day: {len(choice.chosen) / len(days):.0f} on average over {_count(len(days), 'day')} "
-            f"(fewest {counts[0]}, most {counts[-1]})"
+            f"readings per day {'to import' if dry_run else 'imported'}: {len(choice.chosen) / len(days):.0f} on "
+            f"average over {_count(len(days), 'day')} (fewest {counts[0]}, most {counts[-1]})"
         )
     return lines
 

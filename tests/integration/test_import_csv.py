@@ -134,7 +134,8 @@ def test_german_mmol_day_first_across_the_spring_change(
     assert "29-03-2026 01:55" in text and "29-03-2026 03:00" in text and "29-03-2026 02:" not in text
     code, out, err = site.run(capsys, str(path), "--timezone", "Europe/Berlin")
     assert code == 0, err
-    assert "imported: 120 readings" in out and "span: 2026-03-28 21:00 CET to 2026-03-29 07:55 CEST" in out
+    assert "imported: 120 readings" in out
+    assert "span of the file's readings: 2026-03-28 21:00 CET to 2026-03-29 07:55 CEST" in out
     stored = site.stored()
     assert sorted(stored) == sorted(t for t, _ in truth)
     assert all(abs(stored[t] - v) <= 1 for t, v in truth)  # mmol/L with one decimal: within 1 mg/dL
@@ -206,6 +207,8 @@ def test_a_second_import_of_the_same_file_stores_nothing(
     assert site.ns.count(method="POST") == 0  # nothing was even sent
     assert site.ns.sgv_entries() == before
     assert "imported: 0 readings" in out and f"already there: {len(truth)} readings" in out
+    assert "span of the file's readings: 2026-10-24 22:00 CEST to 2026-10-25 08:45 CET" in out
+    assert "readings per day" not in out
 
 
 def test_the_read_of_what_is_there_pages_through_a_long_span(
@@ -235,6 +238,7 @@ def test_dry_run_prints_the_summary_and_a_chart_and_sends_nothing(
     assert code == 0
     assert site.ns.count(method="POST") == 0 and site.ns.sgv_entries() == []
     assert f"would import: {len(truth)} readings" in out
+    assert "readings per day to import: 24 on average over 2 days (fewest 8, most 40)" in out
     assert "days it would fill" in out and "2026-10-24 " in out and "2026-10-25 " in out
     assert "█" in out and "dry run: nothing was sent to Nightscout" in out
 
