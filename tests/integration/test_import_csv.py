@@ -212,19 +212,21 @@ def test_a_second_import_of_the_same_file_stores_nothing(
 
 
 def test_the_read_of_what_is_there_pages_through_a_long_span(
-    v1_site: Site, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    site: Site, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Nightscout holds 2,500 entries over the file's span (more than one page of 1,000): each one is seen."""
     start = datetime(2026, 11, 10, 0, 0, tzinfo=UTC)
     spec = ExportSpec(sensors=(Sensor("FreeStyle Libre 3", "5114dd15-f167-41ab-b12a-801e1604ed22", start, 240, 5),))
     path, truth = _export(tmp_path, spec)
     for t, _ in truth[:2500]:
-        v1_site.ns.add_entry({"type": "sgv", "sgv": 99, "date": (t + 30) * 1000, "device": "other"})
-    code, out, err = v1_site.run(capsys, str(path), "--timezone", "Europe/Berlin")
+        site.ns.add_entry({"type": "sgv", "sgv": 99, "date": (t + 30) * 1000, "device": "other"})
+    code, out, err = site.run(capsys, str(path), "--timezone", "Europe/Berlin")
     assert code == 0, err
-    assert v1_site.ns.count("/api/v1/entries/sgv.json", "GET") == 3
+    reads = site.ns.count("/api/v1/entries/sgv.json", "GET") + site.ns.count("/api/v3/entries", "GET")
+    assert reads == 3
     assert "already there: 2,500 readings" in out
     assert f"imported: {len(truth) - 2500:,} readings" in out
+    assert len(site.ns.sgv_entries()) == len(truth)
 
 
 # --- dry run, progress ----------------------------------------------------------------------------
