@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tools.bench_import import measure_import
 from tools.local_stack import (
     EMAIL,
     ROOT,
@@ -785,6 +786,9 @@ def run_bench(options: BenchOptions | None = None) -> dict[str, Any]:
             label: measure_steady_state(endpoint, interval_s=SCHEDULE_S[label]) for label in RUNS_PER_MONTH
         }
         phase("steady_state")
+    opts.progress("import-csv of a 90-day LibreView export ...")
+    results["import_csv"] = measure_import()
+    phase("import_csv")
     results["billing"] = template_billing()
     results["nightscout_librelink_up_per_run"] = NLU_PER_RUN
     results["bench_seconds"] = time.perf_counter() - began

@@ -21,6 +21,7 @@ from linkup_sync.addresses import Resolve
 
 from .accounts_command import add_accounts_parser, cmd_accounts
 from .doctor import run_doctor
+from .import_command import add_import_parser, cmd_import
 from .output import PROG, printable_stream
 from .sync_command import cmd_sync
 
@@ -122,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(sync)
 
     add_accounts_parser(commands)
+    add_import_parser(commands)
     return parser
 
 
@@ -167,6 +169,8 @@ def _main(
         now = args.now
         clock = time.time if now is None else (lambda: float(now))
     try:
+        if args.command == "import-csv":
+            return cmd_import(args, environment, clock, out, err)
         if args.command == "accounts":
             return cmd_accounts(
                 args, clock, sys.stdin if stdin is None else stdin, out, err, env=environment, resolve=resolve

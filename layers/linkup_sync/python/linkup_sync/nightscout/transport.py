@@ -26,9 +26,11 @@ _HEX_RUN = re.compile(r"[0-9a-fA-F]{16,}")  # hashes, token digests, ids: never 
 _SPACE = re.compile(r"\s+")
 
 
-def existing_from(docs: list[Any], since_ms: int, limit: int, *, what: str) -> Existing:
-    """The instants of a read-back answer. A full page may have left older entries out: then the answer
-    is complete only from its oldest entry on.
+READ_BACK = "the request for the readings already there"
+
+
+def entry_dates(docs: list[Any], *, what: str) -> list[int]:
+    """The `date` (epoch ms) of each entry of a read-back answer.
 
     Every sgv entry Nightscout stores has a date in epoch ms; an entry whose date is no finite number (NaN,
     Infinity, text, missing) means the answer cannot be trusted: a NightscoutRejected, which the run
@@ -41,7 +43,13 @@ def existing_from(docs: list[Any], since_ms: int, limit: int, *, what: str) -> E
             shown = "no date" if date is None else f"the date {str(date)[:20]!r}"
             raise NightscoutRejected(f"an entry in the answer has {shown}, not a time in epoch milliseconds", what=what)
         dates.append(int(date))
-    dates.sort()
+    return dates
+
+
+def existing_from(docs: list[Any], since_ms: int, limit: int, *, what: str) -> Existing:
+    """The instants of a read-back answer. A full page may have left older entries out: then the answer
+    is complete only from its oldest entry on."""
+    dates = sorted(entry_dates(docs, what=what))
     complete = dates[0] if len(docs) >= limit and dates else since_ms
     return Existing(
         instants=tuple(sorted({ms // 1000 for ms in dates if ms >= since_ms})),

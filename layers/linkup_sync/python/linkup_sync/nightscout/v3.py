@@ -34,7 +34,7 @@ from ..errors import (
 from ..http import Deadline, HttpResult, make_pool
 from ..ports import Existing
 from ..readings import Reading
-from .transport import JSON_HEADERS, NightscoutTransport, existing_from, json_or_none
+from .transport import JSON_HEADERS, READ_BACK, NightscoutTransport, entry_dates, existing_from, json_or_none
 from .treatments import announcement_v3, sensor_start_v3, v3_identifier
 
 log = logging.getLogger("linkup_sync")
@@ -242,8 +242,20 @@ class NightscoutV3(NightscoutTransport):
         """``GET /api/v3/entries?type$eq=sgv&date$gte=<ms>&sort$desc=date&limit=1000&fields=date`` (spec §5.7):
         every device's sgv entries in the window (v1 documents too; one collection), newest first.
         Needs api:entries:read, which the upload needs as well."""
-        query = f"?type$eq=sgv&date$gte={int(since_ms)}&sort$desc=date&limit={READ_LIMIT}&fields=date"
-        what = "the request for the readings already there"
+        docs = self._search_sgv(f"date$gte={int(since_ms)}")
+        return existing_from(docs, since_ms, READ_LIMIT, what=READ_BACK)
+
+    def sgv_dates_page(self, from_ms: int, before_ms: int) -> tuple[list[int], bool]:
+        """One page of a read over a longer span (the CSV import): the `date` (epoch ms) of every device's sgv
+        entries with from_ms <= date < before_ms, newest first, at most READ_LIMIT (API3_MAX_LIMIT), and
+        whether the page was full (then the caller asks again before the oldest date it got)."""
+        docs = self._search_sgv(f"date$gte={int(from_ms)}&date$lt={int(before_ms)}")
+        return entry_dates(docs, what=READ_BACK), len(docs) >= READ_LIMIT
+
+    def _search_sgv(self, dates: str) -> list[Any]:
+        """One SEARCH of the sgv entries whose `date` matches `dates`, newest first, at most READ_LIMIT."""
+        query = f"?type$eq=sgv&{dates}&sort$desc=date&limit={READ_LIMIT}&fields=date"
+        what = READ_BACK
         jwt = self._bearer()
         result = self._send_get(_ENTRIES_PATH + query, jwt)
         if result.status == 401:  # a stale JWT: one new one, one retry (as for uploads)
@@ -261,7 +273,7 @@ class NightscoutV3(NightscoutTransport):
         docs = parsed.get("result") if isinstance(parsed, dict) else None
         if not isinstance(docs, list):
             raise self._not_nightscout(what)
-        return existing_from(docs, since_ms, READ_LIMIT, what=what)
+        return docs
 
     # --- treatments --------------------------------------------------------------------------------
 
