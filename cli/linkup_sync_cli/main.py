@@ -88,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
         "follows (to fill LINK_UP_CONNECTION);\nthe newest reading's age; the Nightscout address, "
         "server version, and whether the token may upload.\n\n"
         "Logs in to LibreLink Up at most once, reuses a stored login, and respects the stored "
-        "circuit breakers.\nStores nothing in Nightscout. Exits with 1 when any check fails.",
+        "circuit breakers.\nStores nothing in Nightscout. Exits with 1 when any check fails, with 2 when the state table\n"
+        "(--table) is not in the region asked.",
     )
     _common(doctor)
 

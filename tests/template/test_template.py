@@ -51,6 +51,7 @@ CONTRACT_ENVIRONMENT: dict[str, Any] = {
     "NIGHTSCOUT_API_V3": {"Ref": "NightscoutApiV3"},
     "NIGHTSCOUT_SENSOR_START": {"Ref": "NightscoutSensorStart"},
     "NIGHTSCOUT_ANNOUNCE": {"Ref": "NightscoutAnnounce"},
+    "NIGHTSCOUT_DEVICE_NAME": {"Ref": "NightscoutDeviceName"},  # issue 23: nightscout-librelink-up's name
     "ALERT_TOPIC_ARN": {"Ref": "AlertTopic"},
     "STALE_AFTER_MINUTES": {"Ref": "StaleAfterMinutes"},
     "LINK_UP_AUTO_ACCEPT_TERMS": {"Ref": "LinkUpAutoAcceptTerms"},
@@ -333,6 +334,7 @@ def test_api_url_keeps_its_region_placeholder(cfn: dict[str, Any]) -> None:
         ("NightscoutApiV3", "false", ["true", "false"]),
         ("NightscoutSensorStart", "true", ["true", "false"]),
         ("NightscoutAnnounce", "true", ["true", "false"]),
+        ("NightscoutDeviceName", "linkup-sync", None),
         ("CreateDashboard", "false", ["true", "false"]),
         ("LinkUpAutoAcceptTerms", "false", ["true", "false"]),
         ("LinkUpApiUrl", "https://api-{region}.libreview.io", None),

@@ -117,7 +117,7 @@ def build_sink(deps: Dependencies, target: Target, stored: TargetState, deadline
         token=target.nightscout_token,
         pool=deps.pool,
         deadline=deadline,
-        device=DEVICE,
+        device=deps.settings.device_name,  # NIGHTSCOUT_DEVICE_NAME, "linkup-sync" unless set
         allow_http=deps.settings.allow_http,
     )
     try:
