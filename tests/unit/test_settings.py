@@ -110,3 +110,25 @@ def test_alert_settings_default_and_validation() -> None:
     with pytest.raises(ConfigError) as err:
         Settings.from_env({**BASE, "STALE_AFTER_MINUTES": "5"})
     assert "STALE_AFTER_MINUTES" in err.value.message
+
+
+def test_nightscout_device_name_as_nightscout_librelink_up_has_it() -> None:
+    """Issue 23, finding 9: its NIGHTSCOUT_DEVICE_NAME is accepted, checked, and defaults to linkup-sync."""
+    base = {"LINK_UP_REGION": "EU"}
+    assert Settings.from_env(base, need_aws=False).device_name == "linkup-sync"
+    named = Settings.from_env({**base, "NIGHTSCOUT_DEVICE_NAME": " nightscout-librelink-up "}, need_aws=False)
+    assert named.device_name == "nightscout-librelink-up"
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({**base, "NIGHTSCOUT_DEVICE_NAME": "x" * 65}, need_aws=False)
+    assert "NIGHTSCOUT_DEVICE_NAME must be 1 to 64" in err.value.message
+
+
+def test_the_template_allows_exactly_the_device_names_the_code_allows() -> None:
+    import re
+
+    from linkup_sync.settings import DEVICE_NAME_PATTERN
+    from tests.support.template import load_template
+
+    parameter = load_template()["Parameters"]["NightscoutDeviceName"]
+    assert parameter["AllowedPattern"] == DEVICE_NAME_PATTERN and parameter["Default"] == "linkup-sync"
+    assert re.match(DEVICE_NAME_PATTERN, parameter["Default"])
