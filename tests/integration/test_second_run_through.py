@@ -140,7 +140,7 @@ def test_dry_run_announces_what_the_real_run_uploads_when_nightscout_has_the_his
 
 def test_environment_variables_are_not_called_the_secret(sim: Sim, capsys: pytest.CaptureFixture[str]) -> None:
     healthy(sim)
-    code, out, err = sim.run(capsys, "sync", "--once", LINK_UP_USERNAME="not an address")
+    code, _out, err = sim.run(capsys, "sync", "--once", LINK_UP_USERNAME="not an address")
     assert code == 2
     assert "LINK_UP_USERNAME in the environment variables is not an e-mail address" in err
     assert "in the secret" not in err and "make secret" not in err
@@ -237,7 +237,7 @@ def test_sync_says_no_nightscout_at_this_address_for_a_404(sim: Sim, capsys: pyt
 
 def test_nightscout_device_name_is_the_entries_device(sim: Sim, capsys: pytest.CaptureFixture[str]) -> None:
     healthy(sim)
-    code, out, err = sim.run(capsys, "sync", "--once", NIGHTSCOUT_DEVICE_NAME="nightscout-librelink-up")
+    code, _out, err = sim.run(capsys, "sync", "--once", NIGHTSCOUT_DEVICE_NAME="nightscout-librelink-up")
     assert code == 0, err
     devices = {e.get("device") for e in sim.ns.sgv_entries()}
     assert devices == {"nightscout-librelink-up"}

@@ -65,12 +65,11 @@ def _unquoted(problem: str, given: list[str], secrets: list[str]) -> str:
 
 def _secret_values(raw: Mapping[str, object]) -> list[tuple[str, str]]:
     """The passwords and tokens of an account's JSON (top level and TARGETS entries): never shown."""
+    listed = raw.get("TARGETS")
+    entries: list[Mapping[str, object]] = [raw]
+    if isinstance(listed, list):
+        entries += [e for e in listed if isinstance(e, Mapping)]
     found: list[tuple[str, str]] = []
-    entries = (
-        [raw, *[e for e in raw.get("TARGETS") or [] if isinstance(e, Mapping)]]
-        if isinstance(raw.get("TARGETS"), list)
-        else [raw]
-    )
     for entry in entries:
         for key in ("LINK_UP_PASSWORD", "NIGHTSCOUT_API_TOKEN"):
             value = entry.get(key)
