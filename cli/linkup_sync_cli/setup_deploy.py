@@ -89,9 +89,12 @@ def override_args(overrides: Mapping[str, str]) -> list[str]:
     return tokens
 
 
-def deploy_command(sam: str, stack: str, region: str, overrides: Mapping[str, str]) -> list[str]:
+def deploy_command(
+    sam: str, stack: str, region: str, overrides: Mapping[str, str], version: str = __version__
+) -> list[str]:
+    """The deploy, tagged with the version it deploys (`update` reads the tag to tell what changed)."""
     argv = [sam, "deploy", "--stack-name", stack, "--region", region, "--no-confirm-changeset"]
-    argv += ["--tags", f"linkup-sync:version={__version__}"]
+    argv += ["--tags", f"linkup-sync:version={version}"]
     if overrides:
         argv += ["--parameter-overrides", *override_args(overrides)]
     return argv

@@ -102,7 +102,10 @@ def run_update(
         return 2
     deployed_text = stack_version(saved.stack, saved.region) or __version__
     deployed = version_of(deployed_text)
-    if step(["git", "fetch", "--tags", "--quiet"]) is None:
+    remotes = step(["git", "remote"], capture=True)
+    if remotes is None:
+        return 1
+    if remotes.strip() and step(["git", "fetch", "--tags", "--quiet"]) is None:
         return 1
     tags = step(["git", "tag", "--list"], capture=True)
     if tags is None:
@@ -126,7 +129,8 @@ def run_update(
         if step(argv) is None:
             return 1
     save_answers(checkout / "samconfig.toml", saved)  # the release's samconfig.toml, with the saved answers
-    for argv in ([args.sam, "build"], deploy_command(args.sam, saved.stack, saved.region, saved.overrides)):
+    release = ".".join(str(v) for v in version)
+    for argv in ([args.sam, "build"], deploy_command(args.sam, saved.stack, saved.region, saved.overrides, release)):
         if step(argv) is None:
             return 1
     output = step(invoke_command(args.sam, saved.stack, saved.region), capture=True)

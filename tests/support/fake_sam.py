@@ -77,7 +77,14 @@ def deploy(argv: list[str]) -> int:
     stack, region = _option(argv, "--stack-name"), _option(argv, "--region")
     cfn = boto3.client("cloudformation", region_name=region)
     state = _state(stack)
-    if not state.exists():
+    tags = []
+    if "--tags" in argv:
+        key, _, value = _option(argv, "--tags").partition("=")
+        tags.append({"Key": key, "Value": value})
+    if state.exists():  # an update: the same resources, the new tags (the version deployed)
+        body = cfn.get_template(StackName=stack)["TemplateBody"]
+        cfn.update_stack(StackName=stack, TemplateBody=body if isinstance(body, str) else json.dumps(body), Tags=tags)
+    else:
         table = create_state_table(boto3.client("dynamodb", region_name=region), f"{stack}-StateTable-FAKE")
         # moto's CloudFormation has no AWS::SecretsManager::Secret: the secret is made beside it, empty,
         # as the template deploys it.
@@ -95,10 +102,6 @@ def deploy(argv: list[str]) -> int:
                 "SyncFunctionName": {"Value": f"{stack}-SyncFunction-FAKE"},
             },
         }
-        tags = []
-        if "--tags" in argv:
-            key, _, value = _option(argv, "--tags").partition("=")
-            tags.append({"Key": key, "Value": value})
         cfn.create_stack(StackName=stack, TemplateBody=json.dumps(template), Tags=tags)
     state.write_text(json.dumps({"region": region, "overrides": _overrides(argv)}), encoding="utf-8")
     print(f"Successfully created/updated stack - {stack} in {region}")
