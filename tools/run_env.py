@@ -84,7 +84,7 @@ def build(env_dir: Path, root: Path = ROOT) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if sys.version_info < MINIMUM:
-        sys.stderr.write(too_old_text(tuple(sys.version_info)) + "\n")
+        sys.stderr.write(too_old_text(tuple(sys.version_info[:3])) + "\n")
         return 2
     env_dir = Path(args[0] if args else ".venv-run").resolve()
     expected = marker_for(sys.executable)
