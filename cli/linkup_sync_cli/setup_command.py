@@ -597,7 +597,10 @@ def run_setup(
     )
     try:
         try:
-            session.settings = Settings.from_env(env, need_aws=False)
+            # LINK_UP_CONNECTION answers "whom to follow" here (several patientIds, numbers or 'all'), so it
+            # goes into the secret, not into the settings.
+            setting_env = {k: v for k, v in env.items() if k != "LINK_UP_CONNECTION"}
+            session.settings = Settings.from_env(setting_env, need_aws=False)
         except ConfigError as exc:
             raise SetupAborted(exc.message) from None
         saved = load_answers(checkout / "samconfig.toml")

@@ -281,3 +281,68 @@ def test_make_setup_from_an_empty_checkout_to_uploaded_readings(sandbox: Sandbox
     assert "✔ The first run uploaded " in out and "readings" in out
     assert sandbox.commands() == [["sam", "--version"], ["sam", "build"], _expected_deploy(sandbox), _invoke(sandbox)]
     sandbox.assert_no_secret_in(out)
+
+
+def test_setup_for_two_people_in_another_region_stores_targets(
+    sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The login is redirected to EU2 (deployed as LinkUpRegion=EU2); two people, each with a Nightscout,
+    from TARGETS in the environment: the secret gets the TARGETS form."""
+    box = sandbox
+    second_ns = NightscoutStandIn(time.time).start()
+    try:
+        email = "greta.guardian@example.invalid"
+        box.llu.add_account(email, PASSWORD, home_region="eu2")
+        first = box.llu.add_patient(email, first_name="Ada", last_name="One").patient_id
+        second = box.llu.add_patient(email, first_name="Ben", last_name="Two").patient_id
+        second_ns.add_role("cgm-bridge", ROLE)
+        second_token = second_ns.add_subject("bridge", ["cgm-bridge"])
+        targets = [
+            {"LINK_UP_CONNECTION": first, "NIGHTSCOUT_URL": box.ns.base_url, "NIGHTSCOUT_API_TOKEN": box.token},
+            {"LINK_UP_CONNECTION": second, "NIGHTSCOUT_URL": second_ns.base_url, "NIGHTSCOUT_API_TOKEN": second_token},
+        ]
+        env = box.answers(LINK_UP_USERNAME=email, LINK_UP_CONNECTION="all", TARGETS=json.dumps(targets))
+        del env["NIGHTSCOUT_URL"], env["NIGHTSCOUT_API_TOKEN"]
+        code, out = _setup(box, capsys, env, "--yes")
+        assert code == 0, out
+        assert "LibreLink Up moved the login to region EU2" in out
+        assert "  1  AO" in out and "  2  BT" in out  # initials only
+        deploy = box.commands()[1]
+        assert "LinkUpRegion=EU2" in deploy
+        secret = box.secret()
+        assert "NIGHTSCOUT_URL" not in secret and secret["TARGETS"] == targets
+        assert "✔ The first run uploaded " in out
+        assert f"See them at {box.ns.base_url}" in out and f"See them at {second_ns.base_url}" in out
+        assert len(box.ns.sgv_entries()) > 100 and len(second_ns.sgv_entries()) > 100
+        assert second_token not in out
+        box.assert_no_secret_in(out)
+    finally:
+        second_ns.stop()
+
+
+def test_setup_explains_terms_to_accept_in_the_app_and_logs_in_after_them(
+    sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    box = sandbox
+    box.llu.force_steps(EMAIL, ["tou"])
+    prompts: list[str] = []
+
+    def ask(prompt: str) -> str:
+        prompts.append(prompt)
+        if "Press Enter when done" in prompt:
+            box.llu.force_steps(EMAIL, [])  # the person accepted the terms in the app
+        return ""
+
+    answers = box.answers()
+    args = Namespace(checkout=str(box.checkout), sam=str(box.sam), yes=False)
+    out = io.StringIO()
+    code = run_setup(args, answers, time.time, out, out, ask=ask, ask_secret=lambda p: "")
+    text = out.getvalue()
+    assert code == 0, text
+    assert any("open the LibreLink Up app on a phone" in p and "accept them" in p for p in prompts)
+    assert "✔ Logged in to LibreLink Up." in text
+    assert len([r for r in box.llu.requests if r.path == "/llu/auth/login"]) >= 2
+
+    box.llu.force_steps(EMAIL, ["tou"])  # with --yes nobody can accept them: it stops and says what to do
+    code, out_yes = _setup(box, capsys, box.answers(STACK_NAME=box.stack + "-b"), "--yes")
+    assert code == 2 and "open the LibreLink Up app" in out_yes and "run the set-up again" in out_yes
