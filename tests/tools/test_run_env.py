@@ -99,3 +99,28 @@ def test_make_says_how_to_get_python_3_11_before_installing_anything(tmp_path: P
         assert proc.returncode != 0, proc.stdout
         assert "sudo dnf install -y python3.11" in proc.stderr and "Python 3.9.16" in proc.stderr, proc.stderr
         assert not (tmp_path / "light").exists()  # nothing was installed
+
+
+def test_make_clean_removes_the_light_and_a_broken_environment_but_keeps_a_working_one(tmp_path: Path) -> None:
+    """A .venv left by a failed install (its Python cannot import linkup_sync) was reused by every later
+    make: `make clean` removes it, and .venv-run always. Run on a copy of the Makefile only."""
+    import shutil
+
+    make = shutil.which("make")
+    assert make is not None
+
+    def tree(working: bool) -> Path:
+        folder = tmp_path / ("working" if working else "broken")
+        (folder / ".venv" / "bin").mkdir(parents=True)
+        (folder / ".venv-run" / "bin").mkdir(parents=True)
+        shutil.copy2(ROOT / "Makefile", folder / "Makefile")
+        python = folder / ".venv" / "bin" / "python"
+        python.write_text(f"#!/bin/sh\nexit {0 if working else 1}\n")
+        python.chmod(0o755)
+        proc = subprocess.run([make, "--no-print-directory", "clean"], cwd=folder, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert not (folder / ".venv-run").exists()
+        return folder
+
+    assert (tree(working=True) / ".venv").exists()
+    assert not (tree(working=False) / ".venv").exists()
