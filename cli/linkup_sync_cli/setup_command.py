@@ -513,7 +513,7 @@ def change_deployed(s: Session, stack: str, region: str, outputs: Mapping[str, s
             )
             person = people[int(index) - 1]
 
-        def new_token() -> None:
+        def new_token() -> str:
             assert s.settings is not None
             token = s.asker.answer("NIGHTSCOUT_API_TOKEN", f"The new token for {person.url} (not shown)", secret=True)
             from linkup_sync.ports import Target
@@ -524,10 +524,15 @@ def change_deployed(s: Session, stack: str, region: str, outputs: Mapping[str, s
             if report.failed or not report.passed:
                 s.asker.spend("NIGHTSCOUT_API_TOKEN")
                 raise StepFailed("The token failed the checks above.")
-            person.token = token
+            return token
 
-        _step(s, "The Nightscout token", new_token)
-        value = secret_value(username, password, people)
+        token = _step(s, "The Nightscout token", new_token)
+        # Only the token changes: every other key of the secret (NIGHTSCOUT_API_V3, ...) stays as it was.
+        if isinstance(value.get("TARGETS"), list):
+            value["TARGETS"] = [dict(t) for t in value["TARGETS"]]
+            value["TARGETS"][people.index(person)]["NIGHTSCOUT_API_TOKEN"] = token
+        else:
+            value["NIGHTSCOUT_API_TOKEN"] = token
     else:  # the people followed
         client = _client(s)
         try:

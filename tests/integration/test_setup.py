@@ -346,3 +346,23 @@ def test_setup_explains_terms_to_accept_in_the_app_and_logs_in_after_them(
     box.llu.force_steps(EMAIL, ["tou"])  # with --yes nobody can accept them: it stops and says what to do
     code, out_yes = _setup(box, capsys, box.answers(STACK_NAME=box.stack + "-b"), "--yes")
     assert code == 2 and "open the LibreLink Up app" in out_yes and "run the set-up again" in out_yes
+
+
+def test_setup_again_changes_a_token_after_checking_it_without_a_redeploy(
+    sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    box = sandbox
+    assert _setup(box, capsys, box.answers(), "--yes")[0] == 0
+    deployed = len(box.commands())
+    code, out = _setup(
+        box, capsys, box.answers(SETUP_CHANGE="token", NIGHTSCOUT_API_TOKEN="not-a-known-token-42"), "--yes"
+    )
+    assert code == 2 and "fix NIGHTSCOUT_API_TOKEN" in out  # --yes: a token that fails the check stops it
+    assert box.secret()["NIGHTSCOUT_API_TOKEN"] == box.token  # nothing stored
+    new_token = box.ns.add_subject("bridge-two", ["cgm-bridge"])
+    code, out = _setup(box, capsys, box.answers(SETUP_CHANGE="token", NIGHTSCOUT_API_TOKEN=new_token), "--yes")
+    assert code == 0, out
+    assert box.commands()[deployed:] == [_invoke(box)]  # no build, no deploy
+    secret = box.secret()
+    assert secret["NIGHTSCOUT_API_TOKEN"] == new_token and secret["LINK_UP_PASSWORD"] == PASSWORD
+    assert new_token not in out
