@@ -132,3 +132,12 @@ def test_the_template_allows_exactly_the_device_names_the_code_allows() -> None:
     parameter = load_template()["Parameters"]["NightscoutDeviceName"]
     assert parameter["AllowedPattern"] == DEVICE_NAME_PATTERN and parameter["Default"] == "linkup-sync"
     assert re.match(DEVICE_NAME_PATTERN, parameter["Default"])
+
+
+def test_the_hint_for_a_secret_of_several_people_is_not_make_secret() -> None:
+    """Issue 23, finding 5: `make secret` writes one person; a TARGETS secret is changed with make setup."""
+    from linkup_sync.settings import set_secret_hint
+
+    assert "make secret" in set_secret_hint("s")
+    several = set_secret_hint("s", targets=True)
+    assert "make secret" not in several and "make setup" in several and "file://secret.json" in several
