@@ -124,3 +124,18 @@ def test_make_clean_removes_the_light_and_a_broken_environment_but_keeps_a_worki
 
     assert (tree(working=True) / ".venv").exists()
     assert not (tree(working=False) / ".venv").exists()
+
+
+def test_setup_update_and_secret_use_the_light_environment_not_the_development_one() -> None:
+    """In a fresh clone `make setup`, `make update` and `make secret` build .venv-run only, never .venv."""
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    rules = {}
+    for block in makefile.split("\n\n"):
+        for line in block.splitlines():
+            if line and not line.startswith(("\t", "#", " ")) and ":" in line and "=" not in line.split(":")[0]:
+                target, _, rest = line.partition(":")
+                rules[target.strip()] = (rest.split("##")[0].split(), block)
+    for target in ("setup", "update", "secret"):
+        prerequisites, block = rules[target]
+        assert "run-env" in prerequisites and "venv" not in prerequisites, target
+        assert "$(RUN_BIN)/" in block and "$(BIN)/" not in block, target
