@@ -11,13 +11,14 @@ from tests.unit.test_hosted_worker import aws as aws  # the fixtures, under thei
 from tests.unit.test_hosted_worker import runs as runs
 
 
-def test_an_account_may_choose_libre_and_a_wrong_value_is_named_not_echoed() -> None:
+def test_an_account_may_choose_libre_and_a_wrong_value_is_named_and_shown() -> None:
     from linkup_sync.hosted.accounts import check_account
 
     assert "TREND_ARROWS" in ACCOUNT_SETTING_KEYS
     assert check_account(flat(TREND_ARROWS="libre")).settings == {"TREND_ARROWS": "libre"}
     (problem,) = problems_of(flat(TREND_ARROWS="doubles-please"))
-    assert "TREND_ARROWS" in problem and "doubles-please" not in problem and "(the value given)" in problem
+    # Not a secret: shown, so the operator sees what was wrong (issue 23, finding 8).
+    assert "TREND_ARROWS" in problem and "'doubles-please'" in problem
 
 
 def test_the_worker_runs_each_account_with_its_own_arrows(aws: HostedAws, runs: FakeRuns) -> None:
