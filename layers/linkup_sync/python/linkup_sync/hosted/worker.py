@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, LinkupSyncError
+from ..fingerprint import sealed_fingerprint
 from ..http import make_pool
 from ..ports import Clock, Credentials
 from ..runtime import Dependencies, run_once
@@ -33,6 +34,7 @@ from ..state.dynamodb import DynamoDBStateStore
 from ..state.incidents import DynamoDBIncidentStore
 from .accounts import HOSTED_HINT, account_credentials
 from .registry import ACCOUNT_SETTING_KEYS, Account, Registry, incidents_partition
+from .sealed_state import VaultSealer
 from .vault import Vault
 
 if TYPE_CHECKING:
@@ -112,6 +114,8 @@ class Worker:
     ) -> None:
         self.registry = registry
         self.vault = vault
+        if store.sealer is None:  # tickets, fingerprints and JWTs are stored only as KMS ciphertexts
+            store.sealer = VaultSealer(vault)
         self.store = store
         self.stack_env = {key: stack_env[key] for key in STACK_SETTING_KEYS if key in stack_env}
         self.clock = clock
@@ -241,6 +245,7 @@ class Worker:
             alerts=None,  # a person hears of their incidents on their Nightscout; the operator by alarms
             incidents_quiet_until=quiet,
             secret_hint=HOSTED_HINT,
+            fingerprint=sealed_fingerprint,  # stored inside the account's KMS ciphertext only
         )
 
     def _remember_quiet(self, account_id: str, until: float) -> None:
