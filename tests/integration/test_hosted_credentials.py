@@ -10,12 +10,19 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import pytest
+from botocore import UNSIGNED
+from botocore.config import Config
 from moto import mock_aws
-
-from linkup_sync.hosted.vault import context
-from linkup_sync.state.dynamodb import SEALED_ACCOUNT, SEALED_ATTRIBUTE, SEALED_TARGET
 from tools.hosted_stack import HostedPerson, HostedStack
+
+from linkup_sync.hosted.registry import Registry
+from linkup_sync.hosted.vault import Vault, context
+from linkup_sync.hosted.worker import Worker
+from linkup_sync.state.dynamodb import SEALED_ACCOUNT, SEALED_ATTRIBUTE, SEALED_TARGET, DynamoDBStateStore
+from tests.support.iam import Recorder, dispatch_policy, worker_policy
+from tests.support.template import HOSTED_TEMPLATE_PATH, transformed_template
 
 HISTORY_S = 3600
 
@@ -155,3 +162,40 @@ def test_tickets_jwts_and_fingerprints_are_stored_only_sealed_and_cost_no_kms_ca
         assert statuses(stack, 5) == ["ran"] * 5
         assert sorted(kms.take()) == ["Decrypt", "Decrypt", "Decrypt"]
         assert stack.logins_by_email()[person.email] == 1
+
+
+def test_every_call_of_a_hosted_hour_is_allowed_by_the_functions_grants(aws: None) -> None:
+    """The real worker and dispatcher on their own recorded clients, through logins, uploads, a
+    rejected password with its incident, a replaced account: each DynamoDB and KMS request is
+    allowed by hosted.yaml's grants (the partitions, attributes and contexts of issue 21)."""
+    cfn = transformed_template(path=HOSTED_TEMPLATE_PATH)
+    with hosted() as stack:
+        worker_calls, dispatch_calls = Recorder(), Recorder()
+        unsigned = Config(signature_version=UNSIGNED)
+        ddb = worker_calls.attach(boto3.client("dynamodb", config=unsigned))
+        kms = worker_calls.attach(boto3.client("kms", config=unsigned))
+        stack.worker = Worker(
+            registry=Registry(stack.table, ddb, stack.clock),
+            vault=Vault(stack.key_arn, kms, clock=stack.clock),
+            store=DynamoDBStateStore(stack.table, ddb, stack.clock),
+            stack_env=stack.stack_env,
+            clock=stack.clock,
+        )
+        stack.dispatcher.registry = Registry(
+            stack.table, dispatch_calls.attach(boto3.client("dynamodb", config=unsigned)), stack.clock
+        )
+        people = [stack.add_person(interval=1, v3=number % 2 == 0) for number in range(3)]
+        stack.add_account(raw_account(people[0], LINK_UP_PASSWORD="wrong"), replace=True)
+        assert sorted(statuses(stack, 3)) == ["failed", *["ran"] * 6, "skipped", "skipped"]
+        stack.llu.set_password(people[1].email, "new")
+        stack.add_account(raw_account(people[1], LINK_UP_PASSWORD="new"), replace=True)
+        stack.clock.advance(3600)  # the credentials cache ends; the stale-reading check runs
+        statuses(stack, 2)
+        assert {call.action for call in worker_calls.calls} == {
+            "dynamodb:Query",
+            "dynamodb:UpdateItem",
+            "kms:Decrypt",
+            "kms:Encrypt",
+        }
+        assert worker_calls.denied(worker_policy(cfn)) == []
+        assert dispatch_calls.calls and dispatch_calls.denied(dispatch_policy(cfn)) == []

@@ -33,8 +33,8 @@ def store(monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoDBStateStore]:
 
 def expiry(store: DynamoDBStateStore, pk: str, sk: str) -> int | None:
     item = store.client.get_item(TableName=store.table_name, Key={"pk": {"S": pk}, "sk": {"S": sk}}).get("Item", {})
-    value: dict[str, Any] | None = item.get("expires_at")
-    return int(value["N"]) if value else None
+    value = item.get("expires_at")
+    return int(value["N"]) if value and "N" in value else None
 
 
 def test_the_account_item_outlives_its_ticket_by_a_week(store: DynamoDBStateStore) -> None:
@@ -45,7 +45,9 @@ def test_the_account_item_outlives_its_ticket_by_a_week(store: DynamoDBStateStor
 def test_a_bad_password_block_keeps_the_account_item_until_the_credentials_change(store: DynamoDBStateStore) -> None:
     saved = store.save_account(KEY, AccountState(ticket=OLD_TICKET))
     # the login that replaced the old ticket was refused: the ticket is dropped, the block stored
-    blocked = store.save_account(KEY, AccountState(bad_credentials_version="v1", bad_credentials_tag="x", rev=saved.rev))
+    blocked = store.save_account(
+        KEY, AccountState(bad_credentials_version="v1", bad_credentials_tag="x", rev=saved.rev)
+    )
     assert expiry(store, KEY, ACCOUNT_SK) is None  # never deleted while it holds
     assert store.load(KEY).account.bad_credentials_version == "v1"
     # new credentials logged in: the item follows the new ticket again
@@ -63,7 +65,9 @@ def test_a_bad_password_block_keeps_the_account_item_until_the_credentials_chang
     ],
     ids=["lockout", "backoff", "version"],
 )
-def test_a_timed_breaker_keeps_the_account_item_past_its_end(store: DynamoDBStateStore, breaker: dict[str, Any]) -> None:
+def test_a_timed_breaker_keeps_the_account_item_past_its_end(
+    store: DynamoDBStateStore, breaker: dict[str, Any]
+) -> None:
     store.save_account(KEY, AccountState(**breaker))
     assert expiry(store, KEY, ACCOUNT_SK) == NOW + 30 * DAY + ACCOUNT_TTL_GRACE_S
     # also when an old ticket is still stored: the later of the two decides

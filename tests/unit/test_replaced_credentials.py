@@ -17,20 +17,21 @@ import pytest
 from linkup_sync import errors, fingerprint, sync
 from linkup_sync.ports import Credentials, Graph, Target, Ticket
 from linkup_sync.readings import Reading
-from linkup_sync.state.model import account_key
+from linkup_sync.state.model import AccountState, account_key
 from linkup_sync.sync import SyncService
 from tests.fakes import FakeLinkUp, FakeNightscout, MemoryStateStore
 
 NOW = 1_800_000_000
 USER = "f@example.invalid"
 PATIENT = "p1"
+RIGHT = "right"  # the account's password at LibreLink Up
 
 
 @dataclass
 class CheckingLinkUp(FakeLinkUp):
     """LibreLink Up that knows the account's password: a wrong one is refused, like the real one."""
 
-    password: str = "right"
+    password: str = RIGHT
     attempts: list[str] = field(default_factory=list)  # the passwords tried, in order
 
     def login(self, username: str, password: str, region: str) -> Ticket:
@@ -49,7 +50,7 @@ class World:
         self.store = MemoryStateStore()
         self.now = NOW
 
-    def creds(self, password: str = "right", *, site: str = "https://one.example", version: str = "env") -> Credentials:
+    def creds(self, password: str = RIGHT, *, site: str = "https://one.example", version: str = "env") -> Credentials:
         target = Target(patient_id=None, nightscout_url=site, nightscout_token="token-one")
         return Credentials(username=USER, password=password, targets=(target,), version=version)
 
@@ -73,7 +74,7 @@ class World:
         return len(self.sites[site].entries) if site in self.sites else 0
 
     @property
-    def account(self) -> sync.AccountState:
+    def account(self) -> AccountState:
         return self.store.accounts[account_key(USER)]
 
 
@@ -150,7 +151,7 @@ def test_a_changed_password_lifts_the_block_of_the_rejected_one_in_the_same_secr
 def test_a_block_stored_before_fingerprints_holds_for_its_secret_version() -> None:
     world = World()
     key = account_key(USER)
-    world.store.accounts[key] = sync.AccountState(bad_credentials_version="env", rev=1)
+    world.store.accounts[key] = AccountState(bad_credentials_version="env", rev=1)
     skipped = world.run(world.creds("other"))
     assert isinstance(skipped, sync.RunReport) and skipped.skipped == "bad_credentials"
     ok(world.run(world.creds("right", version="v2")))  # a new version still ends it
@@ -178,5 +179,5 @@ def test_the_fingerprint_is_neither_the_password_nor_shown() -> None:
     assert slow != fingerprint.slow_fingerprint(World().creds("correct horse battery stapler"))
     other_user = dataclasses.replace(creds, username="g@example.invalid")
     assert slow != fingerprint.slow_fingerprint(other_user)
-    state = sync.AccountState(creds_tag=slow, bad_credentials_tag=sealed)
+    state = AccountState(creds_tag=slow, bad_credentials_tag=sealed)
     assert slow not in repr(state) and sealed not in repr(state)
