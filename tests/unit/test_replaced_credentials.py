@@ -17,7 +17,7 @@ import pytest
 from linkup_sync import errors, fingerprint, sync
 from linkup_sync.ports import Credentials, Graph, Target, Ticket
 from linkup_sync.readings import Reading
-from linkup_sync.state.model import AccountState, account_key
+from linkup_sync.state.model import AccountState, StoredState, account_key
 from linkup_sync.sync import SyncService
 from tests.fakes import FakeLinkUp, FakeNightscout, MemoryStateStore
 
@@ -181,3 +181,32 @@ def test_the_fingerprint_is_neither_the_password_nor_shown() -> None:
     assert slow != fingerprint.slow_fingerprint(other_user)
     state = AccountState(creds_tag=slow, bad_credentials_tag=sealed)
     assert slow not in repr(state) and sealed not in repr(state)
+
+
+def test_a_ticket_another_run_just_got_with_the_new_password_is_kept() -> None:
+    """Two runs with the new password: the second read the old ticket, but the first logged in with the
+    new credentials and stored that before the second could drop anything. The second keeps it."""
+    world = World()
+    ok(world.run(world.creds()))
+    world.llu.password = "new"
+    key = account_key(USER)
+    old = world.store.accounts[key]
+    ok(world.run(world.creds("new")))  # the first run
+    fresh = world.store.accounts[key]
+    assert fresh.creds_tag != old.creds_tag and fresh.ticket is not None
+
+    class StaleFirstLoad(MemoryStateStore):
+        """Hands out the state as it was before the first run's login, once (the second run's read)."""
+
+        stale = True
+
+        def load(self, key: str) -> StoredState:
+            state = super().load(key)
+            if self.stale:
+                self.stale = False
+                return dataclasses.replace(state, account=old)
+            return state
+
+    world.store = StaleFirstLoad(accounts=dict(world.store.accounts), targets=dict(world.store.targets))
+    ok(world.run(world.creds("new")))  # the second run
+    assert world.llu.logins == 2 and world.store.accounts[key].ticket == fresh.ticket

@@ -414,15 +414,20 @@ class SyncService:
         password, or a ticket stored before fingerprints existed): this run logs in with the ones given,
         so a wrong new password meets the bad-password breaker instead of riding on an old login."""
         self._tag = self.fingerprint(creds)
-        account = self.account
-        if account.creds_tag == self._tag or (account.ticket is None and account.patient_id is None):
-            return
-        log.warning(
-            "The stored LibreLink Up login was made with other credentials than the ones given now (the "
-            "username or password changed): it is not used, and this run logs in with the new ones",
-            extra={"reason": "credentials_changed"},
-        )
-        self._save_account(key, ticket=None, patient_id=None, creds_tag=None)
+        warned = False
+        for _ in range(3):
+            account = self.account
+            if account.creds_tag == self._tag or (account.ticket is None and account.patient_id is None):
+                return  # also when a concurrent run logged in with these credentials first
+            if not warned:
+                log.warning(
+                    "The stored LibreLink Up login was made with other credentials than the ones given now "
+                    "(the username or password changed): it is not used, and this run logs in with the new ones",
+                    extra={"reason": "credentials_changed"},
+                )
+                warned = True
+            # When another run wrote first, the store returns its version: looked at again above.
+            self.account = self.store.save_account(key, replace(account, ticket=None, patient_id=None, creds_tag=None))
 
     def _ticket(self, creds: Credentials, key: str) -> Ticket:
         ticket = self.account.ticket
