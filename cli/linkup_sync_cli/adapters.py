@@ -34,9 +34,9 @@ ENV_VERSION = "LINK_UP_CREDENTIALS_VERSION"
 class EnvCredentials:
     """The four secret keys from environment variables with the same names.
 
-    The bad-password breaker is keyed by a credentials version; environment variables have none, so it
-    is $LINK_UP_CREDENTIALS_VERSION (any text you change together with the password) or "env". After
-    fixing a rejected password, `--reset-login` clears the breaker instead.
+    The bad-password breaker is keyed by a credentials version and by a fingerprint of the refused
+    credentials; environment variables have no version, so it is $LINK_UP_CREDENTIALS_VERSION or "env",
+    and a corrected password lifts the breaker by its other fingerprint. `--reset-login` clears it too.
     """
 
     def __init__(self, env: Mapping[str, str]) -> None:

@@ -67,6 +67,14 @@ def _print_readings(sinks: list[CollectingSink], out: TextIO) -> None:
             out.write(f"  {utc_text(activated, seconds=True)}  Sensor Start treatment (sensor {serial})\n")
 
 
+# A corrected password lifts the bad-password block by itself (the block is tied to the credentials it
+# was recorded for); --reset-login is only for trying the very same password again.
+CORRECTED_PASSWORD = (
+    " Correct LINK_UP_PASSWORD: the next run tries the new password once. To try the same password again, "
+    f"run `{PROG} sync --once --reset-login`."
+)
+
+
 def cmd_sync(
     args: argparse.Namespace, env: Mapping[str, str], clock: Callable[[], float], out: TextIO, err: TextIO
 ) -> int:
@@ -74,7 +82,9 @@ def cmd_sync(
     from linkup_sync.state.model import account_key
 
     def fail(message: str, reason: str, needs_person: bool = False, report: RunReport | None = None) -> int:
-        if reason in ("bad_credentials", "action_required") and not args.secret_id:
+        if reason == "bad_credentials" and not args.secret_id:
+            message += CORRECTED_PASSWORD
+        elif reason == "action_required" and not args.secret_id:
             message += f" After fixing it, run `{PROG} sync --once --reset-login` once."
         # With TARGETS, one person's failure does not undo the others' uploads: say what they got.
         done = [t for t in (report.targets if report is not None else []) if t.error is None]
@@ -164,7 +174,9 @@ def cmd_sync(
         err.write(f"{PROG}: {message}\n")
     if report.skipped:
         text = report.skipped_message or report.skipped
-        if report.skipped in ("bad_credentials", "action_required"):
+        if report.skipped == "bad_credentials" and not args.secret_id:
+            text += CORRECTED_PASSWORD
+        elif report.skipped in ("bad_credentials", "action_required"):
             text += f" After fixing it, run `{PROG} sync --once --reset-login` once" + (
                 " (or change the secret)." if args.secret_id else "."
             )

@@ -201,12 +201,15 @@ def test_doctor_bad_password_trips_the_breaker_and_reset_login_clears_it(
     code, out, _ = sim.run(capsys, "doctor", LINK_UP_PASSWORD=wrong)  # the stored breaker: no new login
     assert code == 1 and "Recorded in" in out and sim.logins() == 1
 
-    code, out, _ = sim.run(capsys, "doctor")  # fixed, but the breaker still holds for this version ("env")
-    assert code == 1 and sim.logins() == 1
-    code, out, _ = sim.run(capsys, "doctor", "--reset-login")
-    assert code == 0, out
-    assert "--reset-login: cleared the block after LibreLink Up rejected the password" in out
+    # --reset-login clears the block: one more try (still the wrong password, so blocked again)
+    code, out, _ = sim.run(capsys, "doctor", "--reset-login", LINK_UP_PASSWORD=wrong)
+    assert code == 1 and "--reset-login: cleared the block after LibreLink Up rejected the password" in out
     assert sim.logins() == 2
+    # Issue 23 (finding 3) changed this: the block belongs to the refused credentials, so the corrected
+    # password is tried at once, without --reset-login (before, it held for the whole version "env").
+    code, out, _ = sim.run(capsys, "doctor")
+    assert code == 0, out
+    assert sim.logins() == 3
     assert all(wrong not in text for text in sim.outputs)
 
 

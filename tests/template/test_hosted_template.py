@@ -20,6 +20,16 @@ from moto import mock_aws
 
 from linkup_sync.hosted import vault as hosted_vault
 from linkup_sync.hosted.worker import STACK_SETTING_KEYS, Worker
+from tests.support.iam import (
+    WORKER_ROLE_ARN,
+    Call,
+    Recorder,
+    allowed,
+    dispatch_policy,
+    dynamodb_context,
+    key_statements,
+    worker_policy,
+)
 from tests.support.template import (
     HOSTED_TEMPLATE_PATH,
     LAYER_ID,
@@ -71,12 +81,21 @@ WORKER_ENVIRONMENT: dict[str, Any] = {
 DISPATCH_GRANTS = {"dynamodb:Query": [TABLE_ARN], "sqs:SendMessage": [QUEUE_ARN]}
 WORKER_GRANTS = {
     "dynamodb:Query": [TABLE_ARN],
-    "dynamodb:UpdateItem": [TABLE_ARN],
-    "kms:Decrypt": [KEY_ARN],
+    "dynamodb:UpdateItem": [TABLE_ARN, TABLE_ARN],  # its state and incidents; a registry item's claim
     # the three actions Lambda documents for polling an SQS event source
     "sqs:ReceiveMessage": [QUEUE_ARN],
     "sqs:DeleteMessage": [QUEUE_ARN],
     "sqs:GetQueueAttributes": [QUEUE_ARN],
+}
+# KMS is granted to the worker by CredentialsKey's key policy (issue 21), under the account context only.
+WORKER_KEY_ACTIONS = ["kms:Decrypt", "kms:Encrypt"]
+ACCOUNT_ROOT = {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}
+# The partitions each function may touch (issue 21): dynamodb:LeadingKeys of its statements.
+DISPATCH_CONDITION = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": "due#*"}}
+WORKER_STATE_CONDITION = {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["acct#*", "incidents#*"]}}
+WORKER_CLAIM_CONDITION = {
+    "ForAllValues:StringEquals": {"dynamodb:LeadingKeys": "registry", "dynamodb:Attributes": ["pk", "sk", "last_due"]},
+    "StringEqualsIfExists": {"dynamodb:ReturnValues": ["NONE", "ALL_OLD"]},
 }
 # What IAM authorizes a botocore operation as (the batch forms are authorized as the single ones).
 IAM_ACTION_OF = {"SendMessageBatch": "SendMessage", "DeleteMessageBatch": "DeleteMessage"}
@@ -148,8 +167,7 @@ def _context_keys_allowed(condition: dict[str, Any], keys: set[str]) -> bool:
 
 
 def _decrypt_condition(cfn: dict[str, Any]) -> dict[str, Any]:
-    statements, _ = function_role_statements(cfn, WORKER_ID)
-    (statement,) = [s for s in statements if "kms:Decrypt" in as_list(s["Action"])]
+    (statement,) = key_statements(cfn, WORKER_ROLE_ARN)
     condition: dict[str, Any] = statement["Condition"]
     return condition
 
@@ -382,7 +400,10 @@ def test_dispatcher_role_is_least_privilege(cfn: dict[str, Any]) -> None:
     granted, statements, managed = _granted(cfn, DISPATCH_ID)
     assert _managed_names(managed) == [BASIC_EXECUTION_ROLE]
     assert granted == DISPATCH_GRANTS
-    assert all("Condition" not in statement for statement in statements)
+    # the due partitions only: never the registry, nobody's state, credentials or incidents
+    (query,) = [statement for statement in statements if "dynamodb:Query" in as_list(statement["Action"])]
+    assert query["Condition"] == DISPATCH_CONDITION
+    assert [statement for statement in statements if "Condition" in statement] == [query]
 
 
 def test_worker_role_is_least_privilege(cfn: dict[str, Any]) -> None:
@@ -390,8 +411,17 @@ def test_worker_role_is_least_privilege(cfn: dict[str, Any]) -> None:
     # No AWSLambdaSQSQueueExecutionRole: it grants the SQS actions on every queue (Resource "*").
     assert _managed_names(managed) == [BASIC_EXECUTION_ROLE]
     assert granted == WORKER_GRANTS
-    conditioned = [statement for statement in statements if "Condition" in statement]
-    assert [as_list(statement["Action"]) for statement in conditioned] == [["kms:Decrypt"]]
+    conditioned = {
+        json.dumps(s["Condition"], sort_keys=True): as_list(s["Action"]) for s in statements if "Condition" in s
+    }
+    assert conditioned == {
+        json.dumps(WORKER_STATE_CONDITION, sort_keys=True): ["dynamodb:Query", "dynamodb:UpdateItem"],
+        json.dumps(WORKER_CLAIM_CONDITION, sort_keys=True): ["dynamodb:UpdateItem"],
+    }
+    dynamodb = [s for s in statements if any(a.startswith("dynamodb:") for a in as_list(s["Action"]))]
+    assert all("Condition" in statement for statement in dynamodb)
+    (key_grant,) = key_statements(cfn, WORKER_ROLE_ARN)
+    assert as_list(key_grant["Action"]) == WORKER_KEY_ACTIONS and key_grant["Resource"] == "*"
     roles = [r for r in cfn["Resources"].values() if r["Type"] == "AWS::IAM::Role"]
     assert "AWSLambdaSQSQueueExecutionRole" not in json.dumps(roles)
 
@@ -421,15 +451,23 @@ def test_credentials_key(template: dict[str, Any]) -> None:
     properties = key["Properties"]
     assert (properties["KeySpec"], properties["KeyUsage"]) == ("SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT")
     assert properties["EnableKeyRotation"] is True
-    assert properties["KeyPolicy"]["Statement"] == [
-        {
-            "Sid": "EnableIamPoliciesOfThisAccount",
-            "Effect": "Allow",
-            "Principal": {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}},
-            "Action": "kms:*",
-            "Resource": "*",
-        }
-    ]
+    statements = properties["KeyPolicy"]["Statement"]
+    assert {json.dumps(s["Principal"]) for s in statements} == {
+        json.dumps({"AWS": ACCOUNT_ROOT}),
+        json.dumps({"AWS": WORKER_ROLE_ARN}),
+    }
+    root = key_statements(template, ACCOUNT_ROOT)
+    assert [s.get("Condition") for s in root] == [None]
+    # the account administers the key and encrypts through IAM (the operator's accounts add) ...
+    for action in ("kms:PutKeyPolicy", "kms:ScheduleKeyDeletion", "kms:EnableKeyRotation", "kms:Encrypt"):
+        assert allowed(root, Call(action)), action
+    # ... but no IAM policy in the account (kms:Decrypt on "*" included) opens a ciphertext
+    context = {"kms:EncryptionContextKeys": {"linkup-sync-account"}}
+    for action in ("kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo"):
+        assert not allowed(root, Call(action, context)), action
+    (worker,) = key_statements(template, WORKER_ROLE_ARN)
+    assert allowed([worker], Call("kms:Decrypt", context)) and allowed([worker], Call("kms:Encrypt", context))
+    assert not allowed([worker], Call("kms:Decrypt")) and not allowed([worker], Call("kms:ReEncryptFrom", context))
     alias = _properties(template, "CredentialsKeyAlias")
     assert alias == {"AliasName": {"Fn::Sub": "alias/${AWS::StackName}-credentials"}, "TargetKeyId": {"Ref": KEY_ID}}
 
@@ -523,6 +561,8 @@ def _resolve_sub(value: Any) -> Any:
     """The few pseudo parameters the key policy names, as moto's account sees them."""
     if isinstance(value, dict) and set(value) == {"Fn::Sub"}:
         return str(value["Fn::Sub"]).replace("${AWS::Partition}", "aws").replace("${AWS::AccountId}", MOTO_ACCOUNT)
+    if isinstance(value, dict) and set(value) == {"Fn::GetAtt"}:  # the worker's role
+        return f"arn:aws:iam::{MOTO_ACCOUNT}:role/{value['Fn::GetAtt'][0]}"
     if isinstance(value, dict):
         return {k: _resolve_sub(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -614,24 +654,112 @@ def test_dispatch_and_claim_use_only_what_their_roles_grant(aws_region: None, cf
     Registry(table, client=boto3.client("dynamodb", region_name=REGION)).put(seal_account(new, Vault(key_arn)))
     minute = 29_000_000 - 29_000_000 % new.interval + offset(new.id, new.interval)
 
-    dispatch_calls = _Calls()
+    dispatch_calls, dispatch_conditions = _Calls(), Recorder()
     dispatcher = Dispatcher(
-        Registry(table, client=_recorded("dynamodb", dispatch_calls)),
+        Registry(table, client=dispatch_conditions.attach(_recorded("dynamodb", dispatch_calls))),
         SqsQueue(queue_url, client=_recorded("sqs", dispatch_calls)),
     )
     assert dispatcher.dispatch(minute).sent == 1
     assert dispatch_calls.actions <= set(DISPATCH_GRANTS), dispatch_calls.actions
     assert dispatch_calls.targets == {table, queue_url}
 
-    worker_calls = _Calls()
-    registry = Registry(table, client=_recorded("dynamodb", worker_calls))
+    assert dispatch_conditions.calls and dispatch_conditions.denied(dispatch_policy(cfn)) == []
+
+    # The worker: the claim, the account's credentials, and a whole run's state and incidents, sealed.
+    worker_calls, worker_conditions = _Calls(), Recorder()
+    dynamodb = worker_conditions.attach(_recorded("dynamodb", worker_calls))
+    kms = worker_conditions.attach(_recorded("kms", worker_calls))
+    registry = Registry(table, client=dynamodb)
     account = registry.claim(new.id, minute)
     assert account is not None
-    vault = Vault(key_arn, client=_recorded("kms", worker_calls))
+    vault = Vault(key_arn, client=kms)
     assert (
         json.loads(vault.open(account.id, account.ciphertext))["NIGHTSCOUT_URL"] == "https://fiona.nightscout.example"
     )
-    assert worker_calls.actions <= set(WORKER_GRANTS), worker_calls.actions
+    run_the_worker_steps(table, dynamodb, vault, account)
+    registry.release(account, minute, None)
+    assert worker_calls.actions <= set(WORKER_GRANTS) | set(WORKER_KEY_ACTIONS), worker_calls.actions
+    assert {"kms:Encrypt", "kms:Decrypt", "dynamodb:Query", "dynamodb:UpdateItem"} <= worker_calls.actions
     assert worker_calls.targets <= {table, key_arn}
     condition = _decrypt_condition(cfn)
     assert worker_calls.context_keys and all(_context_keys_allowed(condition, k) for k in worker_calls.context_keys)
+    assert worker_conditions.denied(worker_policy(cfn)) == []
+
+
+def run_the_worker_steps(table: str, client: Any, vault: Any, account: Any) -> None:
+    """What a run of the worker does to the table: its account's state (login lock, ticket, upload
+    record, sealed), its incidents (open, tell, remind, close, the people's initials)."""
+    from linkup_sync.hosted.registry import incidents_partition
+    from linkup_sync.hosted.sealed_state import VaultSealer
+    from linkup_sync.incidents import Incident
+    from linkup_sync.ports import Ticket
+    from linkup_sync.state.dynamodb import DynamoDBStateStore
+    from linkup_sync.state.incidents import DynamoDBIncidentStore
+    from linkup_sync.state.model import AccountState, TargetState
+
+    now = 1_800_000_000
+    store = DynamoDBStateStore(table, client=client, clock=lambda: now, sealer=VaultSealer(vault))
+    key = account.state_key
+    assert store.acquire_login_lock(key, now, 60)
+    ticket = Ticket(token="t", expires=now + 180 * 86400, user_id="u", account_id="a" * 64, region="eu")
+    store.save_account(key, AccountState(ticket=ticket, creds_tag="h1:x"))
+    store.record_upload(key, TargetState(target_id="p#site", jwt="jwt", jwt_exp=now + 3600), [now - 60])
+    assert store.load(key).account.ticket == ticket
+    incidents = DynamoDBIncidentStore(table, client=client, clock=lambda: now, pk=incidents_partition(account.id))
+    incidents.load_incidents()
+    incidents.remember_people({"abc": "F.F."})
+    record = incidents.open_incident(Incident(kind="stale", scope="", title="t", what="w", todo="d"), now)
+    assert record is not None and incidents.claim(record, "email_open", now)
+    assert incidents.remind(record, now + 2 * 86400, now + 86400)
+    assert incidents.close(record, now + 3 * 86400)
+
+
+def _update(pk: str, expression: str, **extra: Any) -> dict[str, Any]:
+    return {"TableName": "t", "Key": {"pk": {"S": pk}, "sk": {"S": "x"}}, "UpdateExpression": expression, **extra}
+
+
+def _query(pk: str) -> dict[str, Any]:
+    return {"TableName": "t", "KeyConditionExpression": "pk = :pk", "ExpressionAttributeValues": {":pk": {"S": pk}}}
+
+
+def test_calls_outside_the_grants_are_denied(cfn: dict[str, Any]) -> None:
+    """Issue 21: the dispatcher reads only due partitions; the worker changes only its claim on a
+    registry item, reads and writes only state and incidents; KMS only under an account's context."""
+    worker, dispatch = worker_policy(cfn), dispatch_policy(cfn)
+    claim = _update(
+        "registry",
+        "SET last_due = :due",
+        ConditionExpression="attribute_exists(pk) AND (attribute_not_exists(last_due) OR last_due < :due)",
+        ReturnValues="ALL_OLD",
+    )
+    assert dynamodb_context("UpdateItem", claim).keys["dynamodb:Attributes"] == {"pk", "sk", "last_due"}
+    assert allowed(worker, dynamodb_context("UpdateItem", claim))
+    release = _update("registry", "REMOVE #due", ConditionExpression="#due = :due")
+    release["ExpressionAttributeNames"] = {"#due": "last_due"}
+    assert allowed(worker, dynamodb_context("UpdateItem", release))
+    for forbidden in (
+        _update("registry", "SET credentials = :c"),  # the ciphertext
+        _update("registry", "SET last_due = :d, key_id = :k"),
+        _update("registry", "SET #c = :c", ExpressionAttributeNames={"#c": "settings"}),
+        _update("registry", "SET last_due = :d", ReturnValues="ALL_NEW"),
+        _update("due#5#3", "SET sk = :s"),
+    ):
+        assert not allowed(worker, dynamodb_context("UpdateItem", forbidden)), forbidden
+    assert allowed(worker, dynamodb_context("UpdateItem", _update("acct#0123", "SET ticket_expires = :t")))
+    assert allowed(worker, dynamodb_context("UpdateItem", _update("incidents#0123", "SET closed_at = :t")))
+    for pk in ("acct#0123", "incidents#0123"):
+        assert allowed(worker, dynamodb_context("Query", _query(pk)))
+    for pk in ("registry", "due#5#3"):
+        assert not allowed(worker, dynamodb_context("Query", _query(pk))), pk
+
+    assert allowed(dispatch, dynamodb_context("Query", _query("due#5#3")))
+    for pk in ("registry", "acct#0123", "incidents#0123"):
+        assert not allowed(dispatch, dynamodb_context("Query", _query(pk))), pk
+    assert not allowed(dispatch, dynamodb_context("UpdateItem", claim))
+
+    account = {"kms:EncryptionContextKeys": {"linkup-sync-account"}}
+    assert allowed(worker, Call("kms:Decrypt", account)) and allowed(worker, Call("kms:Encrypt", account))
+    assert not allowed(worker, Call("kms:Decrypt"))
+    assert not allowed(worker, Call("kms:Decrypt", {"kms:EncryptionContextKeys": {"linkup-sync-account", "x"}}))
+    assert not allowed(worker, Call("kms:ReEncryptFrom", account))
+    assert not allowed(dispatch, Call("kms:Decrypt", account))

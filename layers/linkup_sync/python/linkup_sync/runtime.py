@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from .errors import ConfigError, LinkupSyncError
+from .fingerprint import slow_fingerprint
 from .http import Deadline, make_pool
 from .ports import Clock, Credentials, NightscoutSink, Target
 from .settings import Settings
@@ -52,6 +53,9 @@ class Dependencies:
     incidents_quiet_until: float = 0.0
     # How the person stores fixed credentials, for the incident texts; None: the personal stack's secret.
     secret_hint: str | None = None
+    # What ties a stored ticket to the credentials it was issued for (fingerprint.py): the hosted worker
+    # stores it sealed with KMS and uses the cheap one.
+    fingerprint: Callable[[Credentials], str] = slow_fingerprint
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, *, clock: Clock = time.time) -> Dependencies:
@@ -161,6 +165,7 @@ def run_once(deps: Dependencies) -> RunReport:
         version_auto=settings.version_auto,
         sensor_start=settings.sensor_start,
         trend_arrows=settings.trend_arrows,
+        fingerprint=deps.fingerprint,
     )
     try:
         report = service.run(creds)

@@ -40,6 +40,7 @@ from .errors import (
     NightscoutRejected,
     NightscoutUnauthorized,
 )
+from .fingerprint import slow_fingerprint
 from .librelinkup.parsing import version_key
 from .plausibility import heal, latest_plausible_s, screen
 from .ports import Clock, Connection, Credentials, Graph, LinkUpSource, NightscoutSink, Target, Ticket
@@ -190,6 +191,7 @@ class SyncService:
         sensor_start: bool = True,
         trend_arrows: str = DEFAULT_TREND_MODE,
         jitter: Callable[[], float] = random.random,
+        fingerprint: Callable[[Credentials], str] = slow_fingerprint,
     ) -> None:
         self.source = source
         self.trend_arrows = trend_arrows
@@ -201,6 +203,8 @@ class SyncService:
         self.connection = connection
         self.version_auto = version_auto
         self.jitter = jitter
+        self.fingerprint = fingerprint
+        self._tag = ""  # the fingerprint of this run's credentials
         self.report = RunReport()
         self.account = AccountState()  # the account as stored, kept current through the run
         self._adopted = False  # LINK_UP_VERSION=auto adopted a minimum in this run
@@ -229,7 +233,12 @@ class SyncService:
 
     def _check_login_allowed(self, creds: Credentials, account: AccountState) -> None:
         now = self.clock()
-        if account.bad_credentials_version is not None and account.bad_credentials_version == creds.version:
+        if (
+            account.bad_credentials_version is not None
+            and account.bad_credentials_version == creds.version
+            # a block recorded before fingerprints existed holds for its whole secret version
+            and account.bad_credentials_tag in (None, self._tag)
+        ):
             raise Skipped(
                 "bad_credentials",
                 LinkUpBadCredentials().message,
@@ -261,7 +270,11 @@ class SyncService:
         account, now = self.account, int(self.clock())
         changes: dict[str, Any]
         if isinstance(exc, LinkUpBadCredentials):
-            changes = {"ticket": None, "bad_credentials_version": creds.version or "unknown"}
+            changes = {
+                "ticket": None,
+                "bad_credentials_version": creds.version or "unknown",
+                "bad_credentials_tag": self._tag,
+            }
         elif isinstance(exc, LinkUpLocked):
             changes = {"login_not_before": now + exc.lockout_seconds + LOCKOUT_MARGIN_S, "login_block_reason": "locked"}
         elif isinstance(exc, LinkUpActionRequired):
@@ -313,7 +326,9 @@ class SyncService:
             key,
             ticket=ticket,
             region=ticket.region,
+            creds_tag=self._tag,
             bad_credentials_version=None,
+            bad_credentials_tag=None,
             login_not_before=None,
             login_block_reason=None,
         )
@@ -370,6 +385,7 @@ class SyncService:
                 log.error("%s", exc.message, extra={"reason": exc.reason})
         if not targets:
             raise failures[0]
+        self._forget_other_credentials(state.key, creds)
         try:
             self._check_breakers(self.account)
             ticket = self._ticket(creds, state.key)
@@ -403,6 +419,26 @@ class SyncService:
         if failures:
             raise failures[0]
         return self.report
+
+    def _forget_other_credentials(self, key: str, creds: Credentials) -> None:
+        """Drop a ticket and a remembered person obtained with other credentials (a changed username or
+        password, or a ticket stored before fingerprints existed): this run logs in with the ones given,
+        so a wrong new password meets the bad-password breaker instead of riding on an old login."""
+        self._tag = self.fingerprint(creds)
+        warned = False
+        for _ in range(3):
+            account = self.account
+            if account.creds_tag == self._tag or (account.ticket is None and account.patient_id is None):
+                return  # also when a concurrent run logged in with these credentials first
+            if not warned:
+                log.warning(
+                    "The stored LibreLink Up login was made with other credentials than the ones given now "
+                    "(the username or password changed): it is not used, and this run logs in with the new ones",
+                    extra={"reason": "credentials_changed"},
+                )
+                warned = True
+            # When another run wrote first, the store returns its version: looked at again above.
+            self.account = self.store.save_account(key, replace(account, ticket=None, patient_id=None, creds_tag=None))
 
     def _ticket(self, creds: Credentials, key: str) -> Ticket:
         ticket = self.account.ticket

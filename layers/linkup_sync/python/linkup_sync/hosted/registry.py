@@ -182,7 +182,8 @@ class Registry(TableAccess):
             yield _account(item)
 
     def put(self, account: Account, *, replace_existing: bool = False) -> Account:
-        """Store a new account (or replace one: its state, ticket and breakers stay) and list it as due."""
+        """Store a new account (or replace one: its state and breakers stay; the first run drops a ticket
+        of other credentials, sync._forget_other_credentials) and list it as due."""
         now = int(self._clock())
         old = self.get(account.id)
         if old is not None and not replace_existing:

@@ -4,11 +4,16 @@ KMS encrypts the account's JSON directly (it is far below KMS's 4 KB limit), wit
 context naming the account: KMS refuses to decrypt one account's ciphertext as another's, and the
 worker's key policy only allows Decrypt with that context key. A warm worker keeps what it decrypted
 for a bounded time and number of accounts, because every Decrypt is billed.
+
+The worker seals what it stores itself the same way (the LibreLink Up ticket, the credentials'
+fingerprints, Nightscout's JWT: hosted/sealed_state.py). Those ciphertexts change only at a login, a
+breaker or a new JWT, so they are cached by content: a steady-state run makes no KMS call for them.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import threading
 import time
 from collections import OrderedDict
@@ -48,6 +53,10 @@ class Vault:
         self._lock = threading.Lock()  # the worker runs the accounts of a batch in threads
         self.decrypts = 0
         self.encrypts = 0
+        # the worker's own sealed state: ciphertext digest -> plaintext and plaintext digest -> ciphertext
+        self._state: OrderedDict[tuple[str, str, bytes], bytes] = OrderedDict()
+        self.state_decrypts = 0
+        self.state_encrypts = 0
 
     @property
     def client(self) -> Any:
@@ -90,6 +99,48 @@ class Vault:
             while len(self._cache) > self.max_entries:
                 self._cache.popitem(last=False)
         return plaintext
+
+    def seal_state(self, account_id: str, plaintext: bytes) -> bytes:
+        """Encrypt state for this account; the same plaintext sealed before gives the same ciphertext
+        without a KMS call (an unchanged ticket is written back unchanged)."""
+        known = self._state_get(("p", account_id, hashlib.sha256(plaintext).digest()))
+        if known is not None:
+            return known
+        ciphertext, _ = self.seal(account_id, plaintext)
+        with self._lock:
+            self.encrypts -= 1  # counted as state: `encrypts` stays the operator's credentials
+            self.state_encrypts += 1
+        self._state_put(account_id, plaintext, ciphertext)
+        return ciphertext
+
+    def open_state(self, account_id: str, ciphertext: bytes) -> bytes:
+        """Decrypt state of this account, once per ciphertext and container (it never changes)."""
+        known = self._state_get(("c", account_id, hashlib.sha256(ciphertext).digest()))
+        if known is not None:
+            return known
+        params: dict[str, Any] = {"CiphertextBlob": ciphertext, "EncryptionContext": context(account_id)}
+        if self.key_id:
+            params["KeyId"] = self.key_id
+        with _kms_errors(account_id):
+            plaintext = bytes(self.client.decrypt(**params)["Plaintext"])
+        with self._lock:
+            self.state_decrypts += 1
+        self._state_put(account_id, plaintext, ciphertext)
+        return plaintext
+
+    def _state_get(self, key: tuple[str, str, bytes]) -> bytes | None:
+        with self._lock:
+            found = self._state.get(key)
+            if found is not None:
+                self._state.move_to_end(key)
+            return found
+
+    def _state_put(self, account_id: str, plaintext: bytes, ciphertext: bytes) -> None:
+        with self._lock:
+            self._state[("c", account_id, hashlib.sha256(ciphertext).digest())] = plaintext
+            self._state[("p", account_id, hashlib.sha256(plaintext).digest())] = ciphertext
+            while len(self._state) > 4 * self.max_entries:  # an account item and a target or two each
+                self._state.popitem(last=False)
 
     def forget(self, account_id: str) -> None:
         with self._lock:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..addresses import Resolve, SiteAddresses, loopback_allowed
 from ..errors import ConfigError, LinkupSyncError
+from ..fingerprint import sealed_fingerprint
 from ..http import make_pool
 from ..log_context import account_logs, install
 from ..ports import Clock, Credentials
@@ -36,6 +37,7 @@ from ..state.dynamodb import DynamoDBStateStore
 from ..state.incidents import DynamoDBIncidentStore
 from .accounts import HOSTED_HINT, account_credentials
 from .registry import ACCOUNT_SETTING_KEYS, Account, Registry, incidents_partition
+from .sealed_state import VaultSealer
 from .sites import ADDRESS_HEADING, linkup_endpoints, refused_sites
 from .vault import Vault
 
@@ -128,6 +130,8 @@ class Worker:
         up by `resolve` (default: the system's resolver)."""
         self.registry = registry
         self.vault = vault
+        if store.sealer is None:  # tickets, fingerprints and JWTs are stored only as KMS ciphertexts
+            store.sealer = VaultSealer(vault)
         self.store = store
         self.stack_env = {key: stack_env[key] for key in STACK_SETTING_KEYS if key in stack_env}
         self.clock = clock
@@ -274,6 +278,7 @@ class Worker:
             alerts=None,  # a person hears of their incidents on their Nightscout; the operator by alarms
             incidents_quiet_until=quiet,
             secret_hint=HOSTED_HINT,
+            fingerprint=sealed_fingerprint,  # stored inside the account's KMS ciphertext only
         )
 
     def _remember_quiet(self, account_id: str, until: float) -> None:

@@ -6,11 +6,12 @@ The function's IAM role allows exactly dynamodb:Query and dynamodb:UpdateItem on
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from ..errors import StateConflict, StateUnavailable
 from ..ports import Ticket
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 ACCOUNT_SK = "account"
 TARGET_PREFIX = "target#"
 TARGET_TTL_S = 30 * 24 * 3600  # a target nobody syncs any more disappears after a month
+ACCOUNT_TTL_GRACE_S = 7 * 24 * 3600  # the account item outlives its ticket and its timed breakers by a week
 CONFLICT_RETRIES = 3
 
 
@@ -71,12 +73,27 @@ _ACCOUNT_STRINGS = (
     "region",
     "patient_id",
     "bad_credentials_version",
+    "bad_credentials_tag",
+    "creds_tag",
     "login_block_reason",
     "backoff_reason",
     "version",
     "rejected_version",
 )
 _ACCOUNT_NUMBERS = ("login_not_before", "backoff_until", "backoff_failures", "version_retry_at")
+# What a sealed store keeps only inside the KMS ciphertext: the ticket (a 180-day key to the person's
+# readings) and the credentials' fingerprints. Nightscout's JWT likewise, on the target items.
+SEALED_ACCOUNT = ("ticket_token", "ticket_user_id", "ticket_account_id", "creds_tag", "bad_credentials_tag")
+SEALED_TARGET = ("jwt",)
+SEALED_ATTRIBUTE = "sealed"
+
+
+class Sealer(Protocol):
+    """Encrypts what a state item must not hold in clear, for the account the state key belongs to."""
+
+    def seal(self, key: str, plaintext: bytes) -> bytes: ...
+
+    def open(self, key: str, ciphertext: bytes) -> bytes: ...
 
 
 def _account_from_item(item: dict[str, Any]) -> AccountState:
@@ -113,6 +130,10 @@ def _target_from_item(item: dict[str, Any]) -> TargetState:
     )
 
 
+def _breaker_ends(account: AccountState) -> tuple[int | None, ...]:
+    return (account.login_not_before, account.backoff_until, account.version_retry_at)
+
+
 class TableAccess:
     """The stack's table, its client made on first use, and the clock that stamps the items."""
 
@@ -121,10 +142,12 @@ class TableAccess:
         table_name: str,
         client: DynamoDBClient | None = None,
         clock: Callable[[], float] = time.time,
+        sealer: Sealer | None = None,
     ) -> None:
         self.table_name = table_name
         self._client = client
         self._clock = clock
+        self.sealer = sealer  # None: the personal stack, whose table is one person's own
 
     @property
     def client(self) -> DynamoDBClient:
@@ -145,10 +168,31 @@ class DynamoDBStateStore(TableAccess):
         }
         return query_all(self.client, params)
 
+    def _unsealed(self, key: str, item: dict[str, Any]) -> dict[str, Any]:
+        """The item with its sealed attributes opened in place (an item without any is returned as is)."""
+        blob = item.get(SEALED_ATTRIBUTE, {}).get("B")
+        if blob is None or self.sealer is None:
+            return item
+        opened = json.loads(self.sealer.open(key, bytes(blob)))
+        return {**item, **{name: {"S": str(value)} for name, value in opened.items()}}
+
+    def _seal(self, key: str, values: dict[str, dict[str, Any]], remove: list[str], names: tuple[str, ...]) -> None:
+        """Move `names` out of `values` into one ciphertext; their clear copies are always removed."""
+        if self.sealer is None:
+            return
+        secret = {name: values.pop(name)["S"] for name in names if name in values}
+        remove[:] = [name for name in remove if name not in names] + list(names)
+        if secret:
+            plaintext = json.dumps(secret, sort_keys=True, separators=(",", ":")).encode()
+            values[SEALED_ATTRIBUTE] = {"B": self.sealer.seal(key, plaintext)}
+        else:
+            remove.append(SEALED_ATTRIBUTE)
+
     def load(self, key: str) -> StoredState:
         account = AccountState()
         targets: dict[str, TargetState] = {}
         for item in self._query(key):
+            item = self._unsealed(key, item)
             sk = _s(item, "sk") or ""
             if sk == ACCOUNT_SK:
                 account = _account_from_item(item)
@@ -202,8 +246,6 @@ class DynamoDBStateStore(TableAccess):
                 ticket_expires={"N": str(ticket.expires)},
                 ticket_user_id={"S": ticket.user_id},
                 ticket_account_id={"S": ticket.account_id},
-                # the item outlives its ticket by a week, then DynamoDB removes it
-                expires_at={"N": str(ticket.expires + 7 * 24 * 3600)},
             )
         else:
             remove += ["ticket_token", "ticket_expires", "ticket_user_id", "ticket_account_id"]
@@ -222,6 +264,15 @@ class DynamoDBStateStore(TableAccess):
             else:
                 remove.append(name)
         remove.append("login_lock_until")
+        # The item outlives its ticket and every timed breaker by a week, then DynamoDB removes it. A
+        # bad-password block ends only when the credentials change: the item stays until then (deleting
+        # it would allow one more login with the rejected password).
+        ends = [t for t in (ticket.expires if ticket else None, *_breaker_ends(account)) if t]
+        if account.bad_credentials_version:
+            remove.append("expires_at")
+        elif ends:
+            values["expires_at"] = {"N": str(int(max(ends)) + ACCOUNT_TTL_GRACE_S)}
+        self._seal(key, values, remove, SEALED_ACCOUNT)
         if self._conditional_update(key, ACCOUNT_SK, account.rev, values, remove):
             return replace(account, rev=account.rev + 1)
         # Another run wrote first (it logged in or chose the patient too): its result is as good as ours.
@@ -272,8 +323,11 @@ class DynamoDBStateStore(TableAccess):
                     values[name] = {"N": str(int(number))}
                 else:
                     remove.append(name)
+            self._seal(key, values, remove, SEALED_TARGET)
             if self._conditional_update(key, sk, current.rev, values, remove):
                 return replace(updated, rev=current.rev + 1)
             items = self._query(key, sk)
-            current = _target_from_item(items[0]) if items else TargetState(target_id=target.target_id)
+            current = (
+                _target_from_item(self._unsealed(key, items[0])) if items else TargetState(target_id=target.target_id)
+            )
         raise StateConflict()

@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 INCIDENTS_PK = "incidents"
 INCIDENT_PREFIX = "incident#"
 PEOPLE_SK = "people"
-INCIDENT_TTL_S = 90 * 24 * 3600  # a closed incident nobody re-opens disappears after three months
+# A closed incident nobody re-opens disappears three months after it closed. An open one never
+# expires: deleting it would open it again as new (a first e-mail instead of a reminder).
+INCIDENT_TTL_S = 90 * 24 * 3600
 
 
 def _record(item: dict[str, Any]) -> IncidentRecord | None:
@@ -125,14 +127,14 @@ class DynamoDBIncidentStore:
         self.people = dict(people)
 
     def open_incident(self, incident: Incident, now: int) -> IncidentRecord | None:
-        removed = "closed_at, email_last, reminders"
+        removed = "closed_at, email_last, reminders, expires_at"
         item = self._update(
             incident.kind,
             incident.scope,
             UpdateExpression=(
                 "SET gen = if_not_exists(gen, :zero) + :one, opened_at = :now, #kind = :kind, #scope = :scope, "
                 "#title = :title, #what = :what, #todo = :todo, #person = :person, #email = :email, "
-                f"#announce = :announce, slots = :empty, expires_at = :expires REMOVE {removed}"
+                f"#announce = :announce, slots = :empty REMOVE {removed}"
             ),
             ConditionExpression="attribute_not_exists(opened_at) OR attribute_exists(closed_at)",
             ExpressionAttributeNames={
@@ -151,7 +153,6 @@ class DynamoDBIncidentStore:
                 ":person": {"S": incident.person},
                 ":email": {"BOOL": incident.email},
                 ":announce": {"BOOL": incident.announce},
-                ":expires": {"N": str(now + INCIDENT_TTL_S)},
             },
         )
         return _record(item) if item is not None else None
@@ -182,7 +183,8 @@ class DynamoDBIncidentStore:
         item = self._update(
             record.kind,
             record.scope,
-            UpdateExpression="SET email_last = :now ADD reminders :one",
+            # REMOVE: an incident opened by an earlier version carries an expiry; it must not lapse while open
+            UpdateExpression="SET email_last = :now ADD reminders :one REMOVE expires_at",
             ConditionExpression="gen = :gen AND attribute_not_exists(closed_at) AND email_last <= :cutoff",
             ExpressionAttributeValues={
                 ":now": {"N": str(now)},
@@ -197,8 +199,12 @@ class DynamoDBIncidentStore:
         item = self._update(
             record.kind,
             record.scope,
-            UpdateExpression="SET closed_at = :now",
+            UpdateExpression="SET closed_at = :now, expires_at = :expires",
             ConditionExpression="gen = :gen AND attribute_not_exists(closed_at)",
-            ExpressionAttributeValues={":now": {"N": str(now)}, ":gen": {"N": str(record.gen)}},
+            ExpressionAttributeValues={
+                ":now": {"N": str(now)},
+                ":gen": {"N": str(record.gen)},
+                ":expires": {"N": str(now + INCIDENT_TTL_S)},
+            },
         )
         return item is not None

@@ -86,8 +86,13 @@ class AccountState:
     ticket: Ticket | None = None
     region: str | None = None  # the region that last issued a ticket: the next login starts there
     patient_id: str | None = None
-    # Bad credentials: no login while the secret still has this version (one attempt per secret version).
+    # Bad credentials: no login while the secret still has this version and these credentials (one
+    # attempt per secret version, and one per changed username or password: fingerprint.py).
     bad_credentials_version: str | None = None
+    bad_credentials_tag: str | None = field(default=None, repr=False)
+    # The fingerprint of the credentials the ticket and patient_id were obtained with: other credentials
+    # never use them (a replaced password logs in, and meets the bad-password breaker if it is wrong).
+    creds_tag: str | None = field(default=None, repr=False)
     # Locked account or an action the person must take: no login before this time.
     login_not_before: int | None = None
     login_block_reason: str | None = None
