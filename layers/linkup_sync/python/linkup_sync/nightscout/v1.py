@@ -13,7 +13,7 @@ from ..http import Deadline, make_pool
 from ..ports import Existing
 from ..readings import Reading
 from .auth import api_secret_header
-from .transport import JSON_HEADERS, NightscoutTransport, existing_from, json_or_none
+from .transport import JSON_HEADERS, NightscoutTransport, existing_from, json_or_none, readback_limit
 from .treatments import announcement_v1, sensor_start_v1
 
 MAX_BATCH = 288  # one day at 5-minute spacing; keeps bodies far below Nightscout's limits
@@ -116,7 +116,7 @@ class NightscoutV1(NightscoutTransport):
         entries in the window, newest first. `date` is sent as epoch ms: the server parses it as an integer."""
         query = f"?find%5Bdate%5D%5B%24gte%5D={int(since_ms)}&count={READ_COUNT}"
         headers = {"Accept": "application/json", "api-secret": self._secret}
-        result = self._send("GET", _SGV_READ_PATH + query, None, headers)
+        result = self._send("GET", _SGV_READ_PATH + query, None, headers, max_body=readback_limit(READ_COUNT))
         what = "the request for the readings already there"
         if result.status == 401:
             raise NightscoutUnauthorized()
