@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from tools.simulators.hostile import HostileBody, HostileQueue, serve
 from tools.simulators.nightscout.auth import BUILTIN_ROLES, _Subject
 from tools.simulators.nightscout.constants import (
     _EXTENSIONS,
@@ -81,6 +82,7 @@ class NightscoutStandIn(V3Routes, V1Routes):
         self._subjects: list[_Subject] = []
         self._faults: list[_Fault] = []
         self._hangs: list[_Hang] = []
+        self._hostile = HostileQueue()
         self._unreachable = False
         self._delay_until: dict[str, float] = {}
         self._jwt_generation = 0
@@ -148,11 +150,19 @@ class NightscoutStandIn(V3Routes, V1Routes):
         with self._lock:
             self._hangs.append(_Hang(count, max(0.0, min(float(seconds), MAX_HANG_S)), path))
 
+    def hostile_next(
+        self, count: int, body: HostileBody, *, path: str | None = None, method: str | None = None
+    ) -> None:
+        """Answer the next ``count`` matching requests with a hostile body (tools/simulators/hostile.py):
+        too large, a gzip bomb, or dripped a byte at a time."""
+        self._hostile.add(count, body, path=path, method=method)
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
             self._hangs.clear()
             self._unreachable = False
+        self._hostile.clear()
 
     def _take_fault(self, path: str, method: str) -> _Fault | None:
         with self._lock:
@@ -375,6 +385,12 @@ def _make_handler(
             if hold > 0:
                 rec.fault = "hang_next"
                 site._stop_event.wait(hold)
+            hostile = site._hostile.take(raw_path, method)
+            if hostile is not None:
+                rec.fault = hostile.label
+                rec.status = 200
+                serve(self, hostile, site._stop_event)
+                return
             fault = site._take_fault(raw_path, method)
             if fault is not None:
                 resp = _Response(fault.status, fault.body, fault=("fail_next"))
