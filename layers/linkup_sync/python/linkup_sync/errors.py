@@ -291,8 +291,7 @@ class LinkUpTooLarge(LinkUpServerError):
         self.detail = detail
         LinkUpError.__init__(
             self,
-            f"LibreLink Up sent more than the bridge reads ({detail}). Nothing was stored; the bridge tries "
-            "again on its next runs.",
+            f"LibreLink Up sent too much: {detail}. Nothing was stored; the bridge tries again on its next runs.",
         )
 
 
@@ -363,7 +362,7 @@ class NightscoutTooLarge(NightscoutUnreachable):
         self.detail = detail
         NightscoutError.__init__(
             self,
-            f"Nightscout sent more than the bridge reads ({detail}). Nothing was stored and nothing is lost: "
+            f"Nightscout sent too much: {detail}. Nothing was stored and nothing is lost: "
             "the next run tries again. If this keeps happening, the site (or a proxy in front of it) is "
             "misbehaving: ask whoever runs it.",
         )

@@ -173,7 +173,8 @@ def size_text(limit: int) -> str:
 
 def too_large(host: str, limit: int) -> TransportError:
     return TransportError(
-        "too_large", f"{host or 'the server'} sent an answer larger than {size_text(limit)}, the most this bridge reads"
+        "too_large",
+        f"the answer of {host or 'the server'} is larger than {size_text(limit)}, the most the bridge reads",
     )
 
 
