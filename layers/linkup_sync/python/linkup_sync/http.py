@@ -218,10 +218,12 @@ def send(
     read_timeout = timeout.read_timeout if isinstance(timeout.read_timeout, int | float) else DEFAULT_READ_TIMEOUT
     complete = False
     try:
-        data = _read_body(resp, hdrs, host=host, limit=max_body, end=end, read_timeout=read_timeout)
-        complete = True
-    except TransportError:
-        raise
+        if method.upper() == "HEAD":  # no body, whatever Content-Length says
+            data = b""
+            complete = True
+        else:
+            data = _read_body(resp, hdrs, host=host, limit=max_body, end=end, read_timeout=read_timeout)
+            complete = True
     except (_ux.HTTPError, http.client.HTTPException, OSError) as exc:
         raise _transport_error(exc) from None
     finally:
