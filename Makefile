@@ -17,7 +17,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 # The unit tier: folders whose tests open no socket (make unit enforces it with --disable-socket).
 UNIT_TESTS := tests/unit tests/property tests/template
 
-.PHONY: help venv lock test unit integration lint type demo sandbox bench scale soak sam-cli build validate package-bucket package publish deploy logs invoke-local secret clean
+.PHONY: help venv lock test unit integration lint type docs docs-figures demo sandbox bench scale soak sam-cli build validate package-bucket package publish deploy logs invoke-local secret clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -51,6 +51,7 @@ test: venv sam-cli ## the whole suite: lint, types, unit, integration (moto + si
 	$(BIN)/ruff check layers cli functions tools tests
 	$(BIN)/ruff format --check layers cli functions tools tests
 	$(MAKE) type
+	$(MAKE) docs
 	LINKUP_SYNC_SAM="$(SAM)" $(BIN)/pytest -n 2 -q
 
 unit: venv ## the unit tier: no sockets at all (pytest-socket), in-process fakes and moto only
@@ -59,14 +60,25 @@ unit: venv ## the unit tier: no sockets at all (pytest-socket), in-process fakes
 integration: venv ## everything not in the unit tier: loopback HTTP clients, simulators, the real handler, soak
 	$(BIN)/pytest -n 2 -q $(addprefix --ignore=,$(UNIT_TESTS))
 
-demo: venv ## several simulated hours against local simulators and moto: no AWS, no credentials
+# The documentation site (mkdocs.yml, docs/): --strict turns every warning into a failure, and mkdocs.yml's
+# `validation` makes a page missing from the nav or a broken link a warning. Offline: no plugin fetches.
+# Never --quiet: it hides the warnings from --strict too, and a broken site would pass.
+docs: venv ## build the documentation site into site/ (mkdocs --strict: a broken link or a page not in the nav fails)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+docs-figures: venv ## rewrite the figure blocks of README.md and docs/ from docs/results/*.json, measuring nothing
+	$(BIN)/python -m tools.docs_figures
+
+demo: venv ## several simulated hours against local simulators and moto: no AWS, no credentials -> docs/results/demo.json
 	$(BIN)/python -m tools.demo
 
-bench: venv ## cold start, warm run, requests per run, memory, package size -> bench-results.json
+bench: venv ## cold start, warm run, requests per run, memory, package size, the bill -> docs/results/bench.json
 	$(BIN)/python -m tools.bench
 
-scale: venv ## the hosted stack: 10,000 accounts, one simulated hour; LibreLink Up rate, AWS units, cost per account -> scale-results.json
-	$(BIN)/python -m tools.scale --json scale-results.json
+# SCALE_ARGS=--accounts 1000 for a shorter run (the published block names the count measured).
+SCALE_ARGS ?=
+scale: venv ## the hosted stack: 10,000 accounts, one simulated hour; LibreLink Up rate, AWS units, cost per account -> docs/results/scale.json
+	$(BIN)/python -m tools.scale $(SCALE_ARGS)
 
 soak: venv ## 90 simulated days of scheduled runs with seeded faults; prints the summary table (a few minutes)
 	$(BIN)/python -m tools.soak --days 90 --seed 1
@@ -129,4 +141,4 @@ sandbox: venv ## LibreLink Up simulator, Nightscout stand-in and moto on 127.0.0
 	@$(BIN)/python -m tools.sandbox
 
 clean: ## remove build output and caches
-	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache bench-results.json scale-results.json
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache site

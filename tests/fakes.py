@@ -130,7 +130,8 @@ class MemoryStateStore:
                 current = stored
                 continue
             ours = replace(current, sensor=target.sensor, jwt=target.jwt, jwt_exp=target.jwt_exp)
-            saved = replace(ours.with_uploaded(added).checked_at_least(target.checked_until), rev=current.rev + 1)
+            ours = ours.with_uploaded(added).checked_at_least(target.checked_until).with_recent(target.recent)
+            saved = replace(ours, rev=current.rev + 1)
             self.targets[(key, target.target_id)] = saved
             return saved
         raise StateConflict()

@@ -1,10 +1,13 @@
 """`make bench`: cold start, warm run, requests per run, logins, memory, package size and a cost estimate.
 
-    python -m tools.bench [--cold-starts 5] [--warm-runs 50] [--days 200] [--output bench-results.json]
+    python -m tools.bench [--cold-starts 5] [--warm-runs 50] [--days 200] [--output docs/results/bench.json]
 
 Everything runs against the LibreLink Up simulator, the Nightscout stand-in and a moto server on
-127.0.0.1 (no AWS account, no credentials). Prints one Markdown report (for the README's Performance
-section) and writes every raw number to bench-results.json in the repository root. Not part of CI.
+127.0.0.1 (no AWS account, no credentials). Writes every raw number to docs/results/bench.json (kept in
+the repository), prints the Markdown report and rewrites the blocks of the documentation that come from
+it (tools/docs_figures.py: performance, the personal bill). The bill is computed from the measured
+units at the price constants below each time a block is written, so a price change needs no new
+measurement (`make docs-figures`). Not part of CI.
 
 Cold starts and warm runs are timed in fresh `python -c` processes that hold nothing but the handler:
 the simulators and moto run in this process, so their CPU time does not count against the function.
@@ -30,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tools.bench_import import measure_import
 from tools.local_stack import (
     EMAIL,
     ROOT,
@@ -42,14 +46,15 @@ from tools.local_stack import (
 )
 
 DAY_S = 86_400
-RESULTS_FILE = ROOT / "bench-results.json"
+RESULTS_FILE = ROOT / "docs" / "results" / "bench.json"
 PACKAGE_DIRS = {"function": ROOT / "functions" / "sync", "layer": ROOT / "layers" / "linkup_sync"}
 
-# us-east-1 list prices (2026); the free tier is ignored throughout.
+# us-east-1 list prices (checked December 2026); the free tier is ignored throughout.
 PRICE_LAMBDA_GB_S_ARM = 0.0000133334
 PRICE_LAMBDA_REQUEST = 0.20 / 1_000_000
-PRICE_DDB_WRITE_UNIT = 1.25 / 1_000_000
-PRICE_DDB_READ_UNIT = 0.25 / 1_000_000
+# DynamoDB on demand since 1 November 2024 (halved from $1.25 / $0.25 per million).
+PRICE_DDB_WRITE_UNIT = 0.625 / 1_000_000
+PRICE_DDB_READ_UNIT = 0.125 / 1_000_000
 PRICE_SECRET_MONTH = 0.40
 PRICE_SECRET_CALL = 0.05 / 10_000
 PRICE_LOGS_GB = 0.50  # ingestion
@@ -560,6 +565,40 @@ def machine() -> dict[str, Any]:
     }
 
 
+def personal_bill(results: dict[str, Any]) -> dict[str, Any]:
+    """The basis and the monthly bill per schedule, from the measured figures at today's price constants.
+
+    Computed whenever a report is written, never stored: a price change re-renders without measuring."""
+    billing = results.get("billing") or template_billing()
+    basis = {
+        "billed_ms": max(1, math.ceil(results["warm"]["wall_s"] * 1000)),
+        "memory_mb": results["memory_mb"],
+        "secret_calls_per_hour": 1,  # the cache's max age; every new container reads it once too
+        "log_bytes": results["warm"]["log_bytes"],
+        "custom_metrics": len(results["custom_metrics_seen"]),
+        "custom_metric_names": sorted({m.split("[")[0] for m in results["custom_metrics_seen"]}),
+        **billing,
+    }
+    cost = {
+        label: monthly_cost(
+            runs=runs,
+            billed_ms=basis["billed_ms"],
+            memory_mb=basis["memory_mb"],
+            read_units=results["steady_state"][label]["query_read_units"],
+            write_units=results["steady_state"][label]["update_write_units"],
+            secret_calls=min(1.0, SCHEDULE_S[label] / SECRET_MAX_AGE_S),
+            log_bytes=basis["log_bytes"],
+            custom_metrics=basis["custom_metrics"],
+            alarms=basis["alarms"],
+            dashboards=basis["dashboards"],
+            retention_days=basis["retention_days"],
+            stored_bytes=sum(results["steady_state"][label]["item_bytes"].values()),
+        )
+        for label, runs in RUNS_PER_MONTH.items()
+    }
+    return {"basis": basis, "cost": cost}
+
+
 # --- the report ------------------------------------------------------------------------------------
 
 
@@ -572,6 +611,11 @@ def _usd(value: float) -> str:
 
 
 def markdown(results: dict[str, Any]) -> str:
+    """The whole report `make bench` prints: the performance table, then the monthly bill."""
+    return performance_markdown(results) + "\n\n" + cost_markdown(results)
+
+
+def performance_markdown(results: dict[str, Any]) -> str:
     m, cold, warm, req = results["machine"], results["cold_start"], results["warm"], results["requests"]
     logins, sizes, imports, state = results["logins"], results["package"], results["importtime"], results["state"]
     aws_warm = " + ".join(req["warm"]["aws_calls"])
@@ -620,7 +664,13 @@ def markdown(results: dict[str, Any]) -> str:
         "|---|---|---|",
     ]
     lines += [f"| {p['package']} | {p['ms']:,.0f} ms | {p['share']:.0%} |" for p in imports["top"]]
-    cost, basis, steady = results["cost"], results["cost_basis"], results["steady_state"]
+    return "\n".join(lines)
+
+
+def cost_markdown(results: dict[str, Any]) -> str:
+    """The monthly bill of the personal stack, from the measured units at the price constants."""
+    bill = personal_bill(results)
+    cost, basis, steady = bill["cost"], bill["basis"], results["steady_state"]
     five, one = cost["5 minutes"], cost["1 minute"]
 
     def units(label: str) -> str:
@@ -663,8 +713,7 @@ def markdown(results: dict[str, Any]) -> str:
         for label, key in items
     ]
     rows.append(("**Total**", f"**{_usd(five['total'])}**", f"**{_usd(one['total'])}**"))
-    lines += [
-        "",
+    lines = [
         "Monthly AWS cost from these measurements (us-east-1 list prices, 30-day month, free tier ignored):",
         "",
         "| Item | 5-minute schedule | 1-minute schedule |",
@@ -737,37 +786,14 @@ def run_bench(options: BenchOptions | None = None) -> dict[str, Any]:
             label: measure_steady_state(endpoint, interval_s=SCHEDULE_S[label]) for label in RUNS_PER_MONTH
         }
         phase("steady_state")
-    billing = template_billing()
-    basis = {
-        "billed_ms": max(1, math.ceil(results["warm"]["wall_s"] * 1000)),
-        "memory_mb": results["memory_mb"],
-        "secret_calls_per_hour": 1,  # the cache's max age; every new container reads it once too
-        "log_bytes": results["warm"]["log_bytes"],
-        "custom_metrics": len(results["custom_metrics_seen"]),
-        "custom_metric_names": sorted({m.split("[")[0] for m in results["custom_metrics_seen"]}),
-        **billing,
-    }
-    results["cost_basis"] = basis
-    results["cost"] = {
-        label: monthly_cost(
-            runs=runs,
-            billed_ms=basis["billed_ms"],
-            memory_mb=basis["memory_mb"],
-            read_units=results["steady_state"][label]["query_read_units"],
-            write_units=results["steady_state"][label]["update_write_units"],
-            secret_calls=min(1.0, SCHEDULE_S[label] / SECRET_MAX_AGE_S),
-            log_bytes=basis["log_bytes"],
-            custom_metrics=basis["custom_metrics"],
-            alarms=basis["alarms"],
-            dashboards=basis["dashboards"],
-            retention_days=basis["retention_days"],
-            stored_bytes=sum(results["steady_state"][label]["item_bytes"].values()),
-        )
-        for label, runs in RUNS_PER_MONTH.items()
-    }
+    opts.progress("import-csv of a 90-day LibreView export ...")
+    results["import_csv"] = measure_import()
+    phase("import_csv")
+    results["billing"] = template_billing()
     results["nightscout_librelink_up_per_run"] = NLU_PER_RUN
     results["bench_seconds"] = time.perf_counter() - began
     if opts.output is not None:
+        opts.output.parent.mkdir(parents=True, exist_ok=True)
         opts.output.write_text(json.dumps(results, indent=2, default=str) + "\n")
     return results
 
@@ -778,12 +804,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warm-runs", type=int, default=50)
     parser.add_argument("--days", type=int, default=200, help="simulated days for the login count")
     parser.add_argument("--output", type=Path, default=RESULTS_FILE)
+    parser.add_argument(
+        "--no-docs", action="store_true", help="do not rewrite the documentation's blocks (e.g. with another --output)"
+    )
     args = parser.parse_args(argv)
     results = run_bench(
         BenchOptions(cold_starts=args.cold_starts, warm_runs=args.warm_runs, login_days=args.days, output=args.output)
     )
     print(markdown(results))
-    print(f"\nRaw numbers: {args.output.name} ({results['bench_seconds']:.0f} s)", file=sys.stderr)
+    print(f"\nRaw numbers: {args.output} ({results['bench_seconds']:.0f} s)", file=sys.stderr)
+    if not args.no_docs:
+        from tools.docs_figures import render_all
+
+        for page in render_all():
+            print(f"updated {page}", file=sys.stderr)
     return 0
 
 

@@ -11,17 +11,23 @@ text chart shows the glucose curve that reached the Nightscout stand-in.
 
 Exits 0 only if Nightscout holds no duplicates, there was exactly one login, and every reading
 LibreLink Up offered is in Nightscout (current readings exactly, history points within 150 s).
+
+The output and its totals go to docs/results/demo.json (kept in the repository), and the documentation's
+blocks that show them are rewritten from it (tools/docs_figures.py), so the pages show this run exactly.
 """
 
 from __future__ import annotations
 
 import argparse
 import bisect
+import json
 import math
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from tools.local_stack import EMAIL, ByteCounter, LocalStack, aws_environment, moto_server
@@ -36,6 +42,7 @@ CHART_ROWS = 12
 GAP_S = 150  # a history point counts as present when an entry lies within this many seconds
 TZ = "Europe/Berlin"
 NS_DOWN = "NS down — nothing lost, state held"
+RESULTS_FILE = Path(__file__).resolve().parent.parent / "docs" / "results" / "demo.json"
 
 
 @dataclass
@@ -351,20 +358,62 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=RUNS)
     parser.add_argument("--interval", type=int, default=INTERVAL_S, help="seconds of virtual time between runs")
+    parser.add_argument("--output", type=Path, default=RESULTS_FILE, help="where the output and totals are kept")
+    parser.add_argument(
+        "--no-docs", action="store_true", help="do not rewrite the documentation's blocks (e.g. with another --output)"
+    )
     args = parser.parse_args(argv)
     runs = max(args.runs, 2)
     cold_at = runs // 2
     # after the cold start; then 25 minutes of runs, since LibreLink Up's history lags the current reading
     outage_runs = min(OUTAGE_RUNS, max(0, runs - cold_at - 1 - RUNS_AFTER_OUTAGE))
     outage_at = min(max(runs * 2 // 3, cold_at + 1), runs - outage_runs - RUNS_AFTER_OUTAGE)
+    lines: list[str] = []
+
+    def emit(line: str) -> None:
+        print(line, flush=True)
+        lines.append(line)
+
     summary = run_demo(
         runs=runs,
         interval_s=args.interval,
         cold_at=cold_at,
         outage_at=outage_at if outage_runs else None,
         outage_runs=outage_runs,
+        emit=emit,
     )
+    given = sys.argv[1:] if argv is None else argv
+    command = "make demo" if not given else "python -m tools.demo " + " ".join(given)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(
+        json.dumps({"command": command, "lines": lines, "summary": results(summary)}, indent=1) + "\n"
+    )
+    if not args.no_docs:
+        from tools.docs_figures import render_all
+
+        for page in render_all():
+            print(f"updated {page}", file=sys.stderr)
     return 0 if summary.ok else 1
+
+
+def results(summary: DemoSummary) -> dict[str, object]:
+    """The totals the documentation quotes, as `make demo` counted them."""
+    return {
+        "ok": summary.ok,
+        "runs": len(summary.runs),
+        "failed_runs": summary.failed_runs,
+        "readings_in_nightscout": summary.readings_in_nightscout,
+        "uploaded": summary.uploaded,
+        "duplicates": summary.duplicates,
+        "logins": summary.logins,
+        "missing": len(summary.missing_current) + len(summary.history_holes),
+        "first_run": {
+            "linkup_requests": summary.runs[0].llu_requests,
+            "nightscout_requests": summary.runs[0].ns_requests,
+            "gap_filled": summary.runs[0].gap_filled,
+        },
+        "wall_s": round(summary.wall_s, 1),
+    }
 
 
 if __name__ == "__main__":

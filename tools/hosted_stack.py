@@ -23,6 +23,7 @@ import boto3
 from botocore import UNSIGNED
 from botocore.config import Config
 
+from linkup_sync.addresses import ALLOW_LOOPBACK_ENV, SiteAddresses, loopback_allowed
 from linkup_sync.hosted.accounts import check_account, seal_account
 from linkup_sync.hosted.dispatch import Dispatcher, DispatchReport, SqsQueue
 from linkup_sync.hosted.registry import Account, Registry
@@ -151,7 +152,13 @@ class HostedStack:
         self.operator_vault = Vault(self.key_arn, self.kms, clock=self.clock)  # the command line's
         self.queue = SqsQueue(self.queue_url, self.sqs)
         self.dispatcher = Dispatcher(self.registry, self.queue, self.clock)
-        self.stack_env = {"LINK_UP_API_URL": self.llu.url_template, "STATE_TABLE_NAME": self.table}
+        # The simulators run on 127.0.0.1, which a hosted stack refuses unless this test variable is set.
+        self.stack_env = {
+            "LINK_UP_API_URL": self.llu.url_template,
+            "STATE_TABLE_NAME": self.table,
+            ALLOW_LOOPBACK_ENV: "true",
+        }
+        self.sites = SiteAddresses(allow_loopback=loopback_allowed(self.stack_env))  # the operator's check
         self.worker = self.new_worker()
         self.people: list[HostedPerson] = []
         self._patches = contextlib.ExitStack()
@@ -221,7 +228,8 @@ class HostedStack:
         return person
 
     def add_account(self, raw: dict[str, Any], *, replace: bool = False) -> Account:
-        return self.registry.put(seal_account(check_account(raw), self.operator_vault), replace_existing=replace)
+        sealed = seal_account(check_account(raw, addresses=self.sites), self.operator_vault)
+        return self.registry.put(sealed, replace_existing=replace)
 
     # --- time ------------------------------------------------------------------------------------
 

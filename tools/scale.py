@@ -1,6 +1,6 @@
 """`make scale`: the hosted stack with 10,000 accounts for one simulated hour, and what it costs a month.
 
-    python -m tools.scale [--accounts 10000] [--minutes 60] [--shards N] [--json FILE]
+    python -m tools.scale [--accounts 10000] [--minutes 60] [--shards N] [--json docs/results/scale.json]
 
 Everything runs on this machine: moto in-process (DynamoDB, SQS, KMS), the LibreLink Up simulator and
 one Nightscout site per account on 127.0.0.1, all on one virtual clock. The accounts are shared out
@@ -13,6 +13,10 @@ the measured `--minutes` in steady state. Measured: LibreLink Up requests per vi
 request log), DynamoDB units (tools/dynamodb_units.py), SQS SendMessageBatch and KMS Decrypt calls,
 log bytes. Modelled, with the assumptions printed: invocation durations, Lambda's poller requests,
 cold starts. Month = the measured hour x 730, free tier ignored, at tools/bench.py's list prices.
+
+The figures go to docs/results/scale.json (kept in the repository), and the documentation's scale block
+is rewritten from it (tools/docs_figures.py). The bill is recomputed from the measured units each time a
+block is written, so a price change needs no new measurement (`make docs-figures`).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from tools.bench import (
     PRICE_SCHEDULER_INVOCATION,
     RESULTS_FILE,
 )
+from tools.bench import personal_bill as bench_bill
 from tools.dynamodb_units import read_units
 from tools.local_stack import ROOT
 from tools.scale_shard import Shard, ShardConfig, serve
@@ -55,6 +60,7 @@ PRICE_KMS_KEY_MONTH = 1.00  # customer-managed key
 HOURS_PER_MONTH = 730
 GOAL_PER_ACCOUNT = 0.05
 HOSTED_TEMPLATE = ROOT / "hosted.yaml"
+SCALE_RESULTS_FILE = ROOT / "docs" / "results" / "scale.json"
 
 # The model of a run's duration in AWS (the loopback here says nothing about the internet): each run
 # makes its requests one after the other; the runs of a batch go side by side in threads, so an
@@ -483,18 +489,16 @@ def monthly_cost(results: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def personal_bill() -> dict[str, Any]:
-    """The personal stack's monthly bill at the 5-minute schedule: bench-results.json, else the README."""
-    if RESULTS_FILE.exists():
-        try:
-            total = json.loads(RESULTS_FILE.read_text())["cost"]["5 minutes"]["total"]
-            return {"usd": float(total), "source": RESULTS_FILE.name}
-        except (ValueError, KeyError, TypeError):
-            pass
-    import re
-
-    found = re.search(r"About \$([0-9.]+) a month at the 5-minute schedule", (ROOT / "README.md").read_text())
-    return {"usd": float(found.group(1)) if found else None, "source": "README.md (make bench)"}
+def personal_bill(bench_file: Path = RESULTS_FILE) -> dict[str, Any]:
+    """The personal stack's monthly bill at the 5-minute schedule, from the kept `make bench` results at
+    today's prices (never from the documentation's text)."""
+    try:
+        bench = json.loads(bench_file.read_text())
+        total = bench_bill(bench)["cost"]["5 minutes"]["total"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {"usd": None, "source": f"no {bench_file.name}: run make bench"}
+    shown = bench_file.relative_to(ROOT) if bench_file.is_relative_to(ROOT) else bench_file
+    return {"usd": float(total), "source": f"make bench, {shown}"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -504,12 +508,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accounts", type=int, default=10_000)
     parser.add_argument("--minutes", type=int, default=60, help="measured minutes after the warm-up")
     parser.add_argument("--shards", type=int, default=0, help="processes (default: one per CPU core)")
-    parser.add_argument("--json", type=Path, default=None, help="write every figure to this file")
+    parser.add_argument("--json", type=Path, default=SCALE_RESULTS_FILE, help="write every figure to this file")
+    parser.add_argument(
+        "--no-docs", action="store_true", help="do not rewrite the documentation's blocks (e.g. with another --json)"
+    )
     args = parser.parse_args(argv)
     results = run_scale(ScaleOptions(accounts=args.accounts, minutes=args.minutes, shards=args.shards))
     print(report(results))
-    if args.json is not None:
-        args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    if not args.no_docs:
+        from tools.docs_figures import render_all
+
+        for page in render_all():
+            print(f"updated {page}", file=sys.stderr)
     return 0
 
 

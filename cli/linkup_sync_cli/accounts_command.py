@@ -9,9 +9,10 @@ inside the commands, like --table and --secret-id of the other commands.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, TextIO
 
+from linkup_sync.addresses import Resolve, SiteAddresses, loopback_allowed, system_resolve
 from linkup_sync.errors import ConfigError, LinkupSyncError, StateUnavailable
 
 from .accounts_view import find_account, people_text, print_account, print_accounts, schedule_text
@@ -48,7 +49,8 @@ Reads ONE JSON object on standard input, with the keys of the personal stack's s
    "NIGHTSCOUT_API_TOKEN": "...", "LINK_UP_CONNECTION": "<patientId, optional>"}
 or with a TARGETS list (one entry per person followed, each with LINK_UP_CONNECTION, NIGHTSCOUT_URL,
 NIGHTSCOUT_API_TOKEN and an optional NIGHTSCOUT_API_V3). Optional settings of this account:
-LINK_UP_REGION, LINK_UP_VERSION, NIGHTSCOUT_API_V3 and SYNC_INTERVAL_MINUTES (default 5).
+LINK_UP_REGION, LINK_UP_VERSION, NIGHTSCOUT_API_V3, TREND_ARROWS (derived or libre) and
+SYNC_INTERVAL_MINUTES (default 5).
 
 Every problem is listed at once, by key name; no credential is ever printed. On success the
 account's id is the only line on standard output (a line for people, with its schedule, goes to
@@ -109,8 +111,17 @@ def add_accounts_parser(commands: argparse._SubParsersAction[argparse.ArgumentPa
 
 
 def cmd_accounts(
-    args: argparse.Namespace, clock: Callable[[], float], stdin: TextIO | None, out: TextIO, err: TextIO
+    args: argparse.Namespace,
+    clock: Callable[[], float],
+    stdin: TextIO | None,
+    out: TextIO,
+    err: TextIO,
+    *,
+    env: Mapping[str, str] | None = None,
+    resolve: Resolve | None = None,
 ) -> int:
+    """`env`: LINKUP_SYNC_ALLOW_LOOPBACK_NIGHTSCOUT (local tests' sites on 127.0.0.1); `resolve`: how `add`
+    looks the Nightscout sites' names up (default: the system's resolver)."""
     action = args.accounts_command
     if action is None:
         out.write(args.accounts_help())
@@ -121,7 +132,8 @@ def cmd_accounts(
     registry = Registry(args.table.strip(), clock=clock)
     try:
         if action == "add":
-            _add(args, registry, stdin, out, err)
+            sites = SiteAddresses(allow_loopback=loopback_allowed(env or {}), resolve=resolve or system_resolve)
+            _add(args, registry, stdin, out, err, sites)
         elif action == "list":
             print_accounts(registry, clock(), out, as_json=args.json)
         elif action == "show":
@@ -163,7 +175,9 @@ def _aws_text(detail: str, table: str) -> str:
 # --- add --------------------------------------------------------------------------------------------
 
 
-def _add(args: argparse.Namespace, registry: Registry, stdin: TextIO | None, out: TextIO, err: TextIO) -> None:
+def _add(
+    args: argparse.Namespace, registry: Registry, stdin: TextIO | None, out: TextIO, err: TextIO, sites: SiteAddresses
+) -> None:
     from linkup_sync.hosted.accounts import HEADING, check_account, seal_account
     from linkup_sync.hosted.registry import AccountExists
     from linkup_sync.hosted.vault import Vault
@@ -181,7 +195,7 @@ def _add(args: argparse.Namespace, registry: Registry, stdin: TextIO | None, out
         problems.append(unreadable)
     else:
         try:
-            new = check_account(text)
+            new = check_account(text, addresses=sites)
         except ConfigError as exc:
             problems += exc.problems
     if problems or new is None:

@@ -350,7 +350,14 @@ def _check_linkup(
     for t in targets:
         title = "Newest reading" + (f" (patient {t.patient})" if len(targets) > 1 else "")
         age = t.newest_reading_age_s
-        if age is None:
+        if age is None and t.implausible:
+            r.fail(
+                title,
+                f"LibreLink Up sent {t.implausible} reading{'s' if t.implausible != 1 else ''} but none is "
+                "plausible (dated in the future or more than a day ago, or a value no sensor gives), so none "
+                "is sent. Check the date and time of the wearer's phone.",
+            )
+        elif age is None:
             r.fail(
                 title,
                 "LibreLink Up has no reading for this person right now. Is a sensor running, and is the "

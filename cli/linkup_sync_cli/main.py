@@ -9,6 +9,7 @@ This package is not shipped in the Lambda layer and knows nothing of the reposit
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -16,10 +17,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TextIO
 
 from linkup_sync import __version__
+from linkup_sync.addresses import Resolve
 
 from .accounts_command import add_accounts_parser, cmd_accounts
 from .doctor import run_doctor
-from .output import PROG
+from .import_command import add_import_parser, cmd_import
+from .output import PROG, printable_stream
 from .sync_command import cmd_sync
 
 DEMO_TEXT = (
@@ -120,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(sync)
 
     add_accounts_parser(commands)
+    add_import_parser(commands)
     return parser
 
 
@@ -129,10 +133,29 @@ def main(
     env: Mapping[str, str] | None = None,
     clock: Callable[[], float] | None = None,
     stdin: TextIO | None = None,
+    resolve: Resolve | None = None,
 ) -> int:
-    """Entry point of the `linkup-sync` console script and `python -m linkup_sync_cli`."""
+    """Entry point of the `linkup-sync` console script and `python -m linkup_sync_cli`.
+
+    Everything printed, argparse's own messages included, goes through one PrintableText per stream: a
+    value from outside cannot send the terminal control codes. `resolve` looks host names up for
+    `accounts add` (default: the system's resolver).
+    """
+    out, err = printable_stream(sys.stdout), printable_stream(sys.stderr)
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        return _main(argv, env, clock, stdin, resolve, out, err)
+
+
+def _main(
+    argv: Sequence[str] | None,
+    env: Mapping[str, str] | None,
+    clock: Callable[[], float] | None,
+    stdin: TextIO | None,
+    resolve: Resolve | None,
+    out: TextIO,
+    err: TextIO,
+) -> int:
     arguments = list(sys.argv[1:] if argv is None else argv)
-    out, err = sys.stdout, sys.stderr
     if arguments[:1] == ["demo"]:  # the former subcommand: the demo needs the repository's simulators
         err.write(DEMO_TEXT)
         return 2
@@ -146,8 +169,12 @@ def main(
         now = args.now
         clock = time.time if now is None else (lambda: float(now))
     try:
+        if args.command == "import-csv":
+            return cmd_import(args, environment, clock, out, err)
         if args.command == "accounts":
-            return cmd_accounts(args, clock, sys.stdin if stdin is None else stdin, out, err)
+            return cmd_accounts(
+                args, clock, sys.stdin if stdin is None else stdin, out, err, env=environment, resolve=resolve
+            )
         if args.command == "sync":
             if not args.once:
                 err.write(

@@ -1,4 +1,5 @@
-"""What the command line prints: the program's name, ages and times, and the package's log lines.
+"""What the command line prints: the program's name, ages and times, the package's log lines, and the
+stream everything goes through, which drops control characters.
 
 Shared by `sync --once` and `doctor` (both import it; it imports neither), so no module of the command
 line imports one that imports it back.
@@ -9,12 +10,60 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO, cast
 
 PROG = "linkup-sync"
+# What a terminal acts on instead of showing: C0 controls but tab and newline (escape, carriage return,
+# backspace, bell ...), DEL, C1 controls (0x9b starts a command on some terminals) and the bidirectional
+# overrides and isolates, which reorder what follows them. A name from outside (a LibreLink Up user name,
+# an incident's title from a table) must not move the cursor, recolour, retitle or hide the lines around it.
+_CONTROLS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """`text` without the characters a terminal would act on (tab and newline stay)."""
+    return _CONTROLS.sub("", text)
+
+
+class PrintableText:
+    """A text stream that passes on only printable text: everything the command line prints goes through
+    one (main wraps standard output and standard error). `control` writes the command's own terminal codes
+    (doctor's progress line), which are the only ones that reach the terminal."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.stream.write(printable(text))
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def control(self, codes: str) -> None:
+        self.stream.write(codes)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    @property
+    def encoding(self) -> str:
+        return str(getattr(self.stream, "encoding", None) or "utf-8")
+
+    def __getattr__(self, name: str) -> Any:  # fileno, buffer, errors ...: the stream's own
+        return getattr(self.stream, name)
+
+
+def printable_stream(stream: TextIO) -> TextIO:
+    """`stream` wrapped in a PrintableText (once)."""
+    return stream if isinstance(stream, PrintableText) else cast(TextIO, PrintableText(stream))
 
 
 def shorten_home(path: Path) -> str:

@@ -30,8 +30,8 @@ class Reporter:
         self._pending = False
 
     def _write(self, text: str) -> None:
-        if self._pending:
-            self.out.write("\r\x1b[K")
+        if self._pending:  # erase the progress line: our own codes, past the filter of control characters
+            getattr(self.out, "control", self.out.write)("\r\x1b[K")
             self._pending = False
         self.out.write(text)
         self.out.flush()

@@ -36,7 +36,9 @@ EXIT_FAILED = 1  # the run failed; the next runs try again
 EXIT_NEEDS_PERSON = 2  # a person has to act (password, terms, app version, settings...): every run until fixed
 
 
-def _target_line(prefix: str, uploaded: int, gap_filled: int, age: float | None, dry: bool) -> str:
+def _target_line(
+    prefix: str, uploaded: int, gap_filled: int, age: float | None, dry: bool, implausible: int = 0
+) -> str:
     if uploaded:
         verb = "would upload" if dry else "uploaded"
         text = f"{verb} {uploaded} reading{'s' if uploaded != 1 else ''}"
@@ -46,6 +48,8 @@ def _target_line(prefix: str, uploaded: int, gap_filled: int, age: float | None,
         text = "nothing new to upload"
     if age is not None:
         text += f"; newest reading {age_text(age)} old"
+    if implausible:  # never sent: a value no sensor gives or a date outside the plausible window
+        text += f"; {implausible} implausible reading{'s' if implausible != 1 else ''} dropped"
     return prefix + text
 
 
@@ -154,10 +158,21 @@ def cmd_sync(
     if len(targets) > 1:
         for t in targets:
             lines.append(
-                _target_line(f"patient {t.patient}: ", t.uploaded, t.gap_filled, t.newest_reading_age_s, args.dry_run)
+                _target_line(
+                    f"patient {t.patient}: ",
+                    t.uploaded,
+                    t.gap_filled,
+                    t.newest_reading_age_s,
+                    args.dry_run,
+                    t.implausible,
+                )
             )
     else:
-        lines.append(_target_line("", report.uploaded, report.gap_filled, report.newest_reading_age_s, args.dry_run))
+        lines.append(
+            _target_line(
+                "", report.uploaded, report.gap_filled, report.newest_reading_age_s, args.dry_run, report.implausible
+            )
+        )
     if report.logins:
         lines[-1] += " (logged in to LibreLink Up)"
     if args.dry_run:

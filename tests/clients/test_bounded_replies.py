@@ -1,7 +1,7 @@
 """Replies are bounded in size and time (issue 21): what a hostile LibreLink Up or Nightscout sends.
 
 The simulators answer with a 1 GiB gzip bomb (1 MB on the wire), a 64 MB body, or a body dripped a byte
-at a time (tools/simulators/hostile.py). The clients stop at their cap with a typed error naming the host
+at a time (tools/simulators/hostile_bodies.py). The clients stop at their cap with a typed error naming the host
 and the limit, keep none of it, and end a dripping body with the deadline. The raw server below sends what
 the simulators do not: chunked bodies, bodies without a length, raw deflate, a chunk header that never ends.
 """
@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import urllib3
 from tools.simulators.clock import VirtualClock
-from tools.simulators.hostile import GIB, HostileBody
+from tools.simulators.hostile_bodies import GIB, HostileBody
 from tools.simulators.librelinkup import LinkUpSimulator
 from tools.simulators.nightscout import NightscoutStandIn
 

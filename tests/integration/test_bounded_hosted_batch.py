@@ -20,7 +20,7 @@ from moto import mock_aws
 from tools.hosted_stack import HostedStack
 from tools.local_stack import HOSTED_TEMPLATE_PATH, load_function, read_template
 from tools.run_handler import LocalContext
-from tools.simulators.hostile import HostileBody
+from tools.simulators.hostile_bodies import HostileBody
 
 from linkup_sync.hosted import worker as worker_module
 from linkup_sync.hosted.worker import AFTER_DEADLINE_S, INVOCATION_BUDGET_S, RETURN_MARGIN_S

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from tools.local_stack import ROOT, local_aws_variables, read_template
-from tools.simulators.hostile import GIB, HostileBody
+from tools.simulators.hostile_bodies import GIB, HostileBody
 
 from tests.integration.harness import EMAIL, Harness
 from tests.support.processes import Measured, run_measured

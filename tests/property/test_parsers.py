@@ -185,7 +185,7 @@ def test_any_timestamp_text_gives_an_instant_or_a_value_error(value: Any) -> Non
 
 def assert_valid_reading(reading: Reading, source: str) -> None:
     assert reading.epoch_ms % 1000 == 0
-    assert 1 <= reading.sgv <= parsing.MAX_SGV and isinstance(reading.sgv, int)
+    assert 40 <= reading.sgv <= parsing.MAX_SGV == 500 and isinstance(reading.sgv, int)
     assert reading.direction in DIRECTIONS
     assert reading.source == source
     assert reading.utc_offset_min is None or isinstance(reading.utc_offset_min, int)

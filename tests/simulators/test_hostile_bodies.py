@@ -10,7 +10,7 @@ import zlib
 
 import pytest
 from tools.simulators.clock import VirtualClock
-from tools.simulators.hostile import GIB, HostileBody, HostileQueue
+from tools.simulators.hostile_bodies import GIB, HostileBody, HostileQueue
 from tools.simulators.librelinkup import LinkUpSimulator
 from tools.simulators.nightscout import NightscoutStandIn
 

@@ -44,10 +44,15 @@ def readme() -> str:
     return (REPO_ROOT / "README.md").read_text(encoding="utf-8")
 
 
-def _section(readme: str, heading: str) -> str:
-    """The text of one `## heading` section of the README (up to the next ## heading)."""
-    match = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", readme, re.M | re.S)
-    assert match, f"README has no section '## {heading}'"
+def _page(name: str) -> str:
+    """A page of the documentation site (docs/); the deploy texts moved there from the README (issue 22)."""
+    return (REPO_ROOT / "docs" / name).read_text(encoding="utf-8")
+
+
+def _section(text: str, heading: str) -> str:
+    """The text of one `## heading` section of a page (up to the next ## heading)."""
+    match = re.search(rf"^## {re.escape(heading)}\n(.*?)(?=^## |\Z)", text, re.M | re.S)
+    assert match, f"no section '## {heading}'"
     return match.group(1)
 
 
@@ -123,7 +128,7 @@ def test_semantic_version_is_the_package_version(application: dict[str, Any]) ->
 
 
 def test_source_code_url_is_the_repository_the_readme_clones(application: dict[str, Any], readme: str) -> None:
-    clones = re.findall(r"git clone (\S+)", readme)
+    clones = re.findall(r"git clone (\S+)", readme + _page("setup.md"))
     assert clones, "README shows no git clone command"
     for url in clones:
         assert url.removesuffix(".git") == application["SourceCodeUrl"]
@@ -184,8 +189,8 @@ def test_outputs_show_the_json_to_paste(template: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- README
 
 
-def test_readme_walks_through_the_console_deploy_and_the_secret(readme: str) -> None:
-    section = _section(readme, "Deploy from the AWS Serverless Application Repository")
+def test_readme_walks_through_the_console_deploy_and_the_secret() -> None:
+    section = _section(_page("setup.md"), "Deploy from the AWS Serverless Application Repository")
     for text in (
         "CredentialsSecretConsoleUrl",
         "SecretJsonShape",
@@ -199,16 +204,16 @@ def test_readme_walks_through_the_console_deploy_and_the_secret(readme: str) -> 
         assert key in section, key
 
 
-def test_readme_cloudshell_section(readme: str) -> None:
-    section = _section(readme, "Deploy from your browser with AWS CloudShell")
+def test_readme_cloudshell_section() -> None:
+    section = _section(_page("setup.md"), "Deploy from your browser with AWS CloudShell")
     for command in ("git clone ", "make deploy", "make secret", "linkup-sync doctor"):
         assert command in section, command
     assert "Docker" in section
     assert "python3.13" in section
 
 
-def test_readme_development_section_documents_package_and_publish(readme: str) -> None:
-    section = _section(readme, "Development")
+def test_readme_development_section_documents_package_and_publish() -> None:
+    section = _section(_page("contributing.md"), "Make targets") + _section(_page("contributing.md"), "Releasing")
     assert "make package PACKAGE_BUCKET=" in section
     assert "make publish" in section
     assert "sam publish" in section

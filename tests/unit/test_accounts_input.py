@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from linkup_sync.addresses import SiteAddresses
 from linkup_sync.errors import ConfigError
 from linkup_sync.hosted.accounts import check_account
 from linkup_sync.hosted.registry import account_id_for
@@ -65,9 +66,12 @@ def test_a_plain_http_address_is_reported_while_the_password_is_missing_too(form
     assert http.endswith(" (TARGETS entry 1)") == (form == "targets")
 
 
-def test_a_plain_http_address_on_this_machine_is_allowed() -> None:
+def test_a_plain_http_address_on_this_machine_is_allowed_only_for_local_tests() -> None:
+    """Issue 21: only with LINKUP_SYNC_ALLOW_LOOPBACK_NIGHTSCOUT=true (the tests' simulators)."""
     site = {**SITE, "NIGHTSCOUT_URL": "http://127.0.0.1:1337"}
-    assert check_account({"LINK_UP_USERNAME": EMAIL, "LINK_UP_PASSWORD": "pw", **site}).people == 1
+    raw: dict[str, object] = {"LINK_UP_USERNAME": EMAIL, "LINK_UP_PASSWORD": "pw", **site}
+    assert check_account(raw, addresses=SiteAddresses(allow_loopback=True)).people == 1
+    assert [p for p in problems(raw) if "loopback" in p]
 
 
 @pytest.mark.parametrize("interval", INTERVALS)

@@ -11,6 +11,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from linkup_sync.addresses import SiteAddresses
 from linkup_sync.errors import ConfigError
 from linkup_sync.hosted.accounts import HOSTED_HINT, account_credentials, check_account, seal_account
 from linkup_sync.hosted.registry import account_id_for, mask_email
@@ -148,9 +149,13 @@ def test_an_http_site_is_reported_next_to_a_missing_password_in_targets() -> Non
     assert any(p.startswith("NIGHTSCOUT_URL starts with http://") and "(TARGETS entry 1)" in p for p in problems)
 
 
-def test_http_to_loopback_is_allowed() -> None:
-    """The simulators of the tests run on 127.0.0.1; plain http to them sends nothing over a network."""
-    assert check_account(flat(NIGHTSCOUT_URL="http://127.0.0.1:8080")).people == 1
+def test_http_to_loopback_is_allowed_only_for_local_tests() -> None:
+    """The simulators of the tests run on 127.0.0.1; plain http to them sends nothing over a network. Issue 21:
+    a hosted account may use such a site only with LINKUP_SYNC_ALLOW_LOOPBACK_NIGHTSCOUT=true (the tests')."""
+    raw = flat(NIGHTSCOUT_URL="http://127.0.0.1:8080")
+    assert check_account(raw, addresses=SiteAddresses(allow_loopback=True)).people == 1
+    (problem,) = problems_of(raw)
+    assert problem.startswith("NIGHTSCOUT_URL is a loopback address (this machine itself)")
 
 
 def test_the_stack_settings_are_not_the_accounts() -> None:

@@ -43,6 +43,7 @@ from linkup_sync.librelinkup.regions import (
     normalize_region,
     redirect_region,
 )
+from linkup_sync.plausibility import ImplausibleValue
 from linkup_sync.readings import NOT_COMPUTABLE
 from tests.support.librelinkup import (
     ACCOUNT_ID,
@@ -144,17 +145,25 @@ def test_reading_direction(arrow: Any, direction: str) -> None:
     assert reading_from_item(item(TrendArrow=arrow), "current").direction == direction
 
 
-@pytest.mark.parametrize(("value", "sgv"), [(1, 1), (40, 40), (152.0, 152), (1000, 1000)])
+# Issue 21 narrowed the range from 1..1000 to the sensor's 40..500 (LO and HI stay valid).
+@pytest.mark.parametrize(("value", "sgv"), [(40, 40), (40.0, 40), (152.0, 152), (500, 500)])
 def test_reading_value_kept(value: Any, sgv: int) -> None:
     assert reading_from_item(item(ValueInMgPerDl=value), "graph").sgv == sgv
 
 
 @pytest.mark.parametrize(
-    "value", [None, ..., "152", True, False, 0, -5, 1001, 152.5, float("nan"), float("inf"), [152], {"v": 1}]
+    "value",
+    [None, ..., "152", True, False, 0, -5, 1, 12, 39, 501, 1000, 1001, 152.5, float("nan"), float("inf"), [152]],
 )
-def test_reading_value_rejected(value: Any) -> None:
-    with pytest.raises(ValueError):
+def test_reading_value_rejected_as_implausible(value: Any) -> None:
+    with pytest.raises(ImplausibleValue):
         reading_from_item(item(ValueInMgPerDl=value), "graph")
+
+
+def test_an_undated_item_is_malformed_not_implausible() -> None:
+    with pytest.raises(ValueError) as caught:
+        reading_from_item(item(FactoryTimestamp="soon", ValueInMgPerDl=1000), "graph")
+    assert not isinstance(caught.value, ImplausibleValue)
 
 
 def test_reading_offset_optional() -> None:
@@ -252,7 +261,9 @@ def test_graph_malformed_items_skipped_and_counted(caplog: pytest.LogCaptureFixt
         g = parse_graph(PATIENT, payload)
     assert len(g.history) == 136
     assert g.current is None
-    assert g.skipped_items == 6
+    # Issue 21: items without a usable date stay "skipped"; dated items whose value is no sensor's (null,
+    # "HI", true) are dropped as implausible. Before, all six counted as skipped.
+    assert (g.skipped_items, g.implausible_items) == (3, 3)
     assert len([r for r in caplog.records if r.name == "linkup_sync"]) == 6
     assert all(r.levelno == logging.WARNING for r in caplog.records)
 

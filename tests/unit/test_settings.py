@@ -110,3 +110,15 @@ def test_alert_settings_default_and_validation() -> None:
     with pytest.raises(ConfigError) as err:
         Settings.from_env({**BASE, "STALE_AFTER_MINUTES": "5"})
     assert "STALE_AFTER_MINUTES" in err.value.message
+
+
+def test_trend_arrows_is_derived_by_default_or_libre_and_listed_with_the_other_problems() -> None:
+    """Issue 24: TREND_ARROWS, validated once with the other settings."""
+    assert Settings.from_env(BASE).trend_arrows == "derived"
+    assert Settings.from_env({**BASE, "TREND_ARROWS": " Libre "}).trend_arrows == "libre"
+    assert Settings.from_env({**BASE, "TREND_ARROWS": ""}).trend_arrows == "derived"
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({**BASE, "TREND_ARROWS": "double", "NIGHTSCOUT_API_V3": "maybe"})
+    assert len(err.value.problems) == 2
+    (problem,) = [p for p in err.value.problems if "TREND_ARROWS" in p]
+    assert "derived" in problem and "libre" in problem and "'double'" in problem

@@ -145,3 +145,16 @@ def test_version_breaker_and_read_back_horizon_round_trip(store: StateStore) -> 
     assert store.load(KEY).targets["p1#site"].checked_until == NOW
     store.record_upload(KEY, TargetState(target_id="p1#site", checked_until=NOW - 900), [])  # stale: never back
     assert store.load(KEY).targets["p1#site"].checked_until == NOW
+
+
+def test_recent_readings_round_trip_and_merge_with_a_concurrent_writer(store: StateStore) -> None:
+    """Issue 24: the current readings behind the next arrow survive a cold start, and two runs that
+    wrote at once keep each other's."""
+    base = TargetState(target_id="p1#site")
+    store.record_upload(KEY, base.with_recent([(NOW - 120, 110), (NOW - 60, 114)]), [NOW - 60])
+    assert store.load(KEY).targets["p1#site"].recent == ((NOW - 120, 110), (NOW - 60, 114))
+    store.record_upload(KEY, base.with_recent([(NOW, 119)]), [NOW])  # read before the first wrote: stale
+    assert store.load(KEY).targets["p1#site"].recent == ((NOW - 120, 110), (NOW - 60, 114), (NOW, 119))
+    later = store.load(KEY).targets["p1#site"].with_recent([(NOW + 3600, 150)])  # an hour later
+    store.record_upload(KEY, later, [NOW + 3600])
+    assert store.load(KEY).targets["p1#site"].recent == ((NOW + 3600, 150),)  # older than 15 minutes: gone

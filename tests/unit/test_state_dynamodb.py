@@ -64,3 +64,35 @@ def test_packed_ledger_keeps_the_target_item_in_one_write_unit() -> None:
     packed = pack_ledger(instants)
     assert unpack_ledger(packed) == tuple(instants)
     assert len(packed) < 700 < 4 * len(instants)
+
+
+def test_recent_readings_keep_the_target_item_in_one_write_unit(store: DynamoDBStateStore) -> None:
+    """Issue 24: a full ledger of one-minute readings plus 15 minutes of remembered current readings,
+    with the sensor and a v3 JWT: the item a steady-state run writes stays below 1 KB."""
+    from tools.bench import dynamodb_item_size
+
+    rng = random.Random(11)
+    instants = sorted({NOW - 60 * i - rng.randrange(0, 5) for i in range(13 * 60)})
+    recent = [(t, rng.randrange(40, 500)) for t in instants[-16:]]
+    target = TargetState(
+        target_id="p1#site", sensor="0E1A2B3C4D@1799990000", jwt="x" * 200, jwt_exp=NOW + 8 * 3600, checked_until=NOW
+    ).with_recent(recent)
+    store.record_upload(KEY, target, instants)
+    (item,) = store.client.query(
+        TableName=store.table_name, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": KEY}}
+    )["Items"]
+    assert len(item["recent"]["B"]) <= 3 * 16 + 8
+    assert dynamodb_item_size(item) < 1024
+    assert store.load(KEY).targets["p1#site"].recent == tuple(sorted(recent))[-16:]
+
+
+def test_damaged_recent_readings_are_forgotten_not_fatal(store: DynamoDBStateStore) -> None:
+    store.record_upload(KEY, TargetState(target_id="p1#site").with_recent([(NOW, 120)]), [NOW])
+    store.client.update_item(
+        TableName=store.table_name,
+        Key={"pk": {"S": KEY}, "sk": {"S": "target#p1#site"}},
+        UpdateExpression="SET recent = :r",
+        ExpressionAttributeValues={":r": {"B": b"\x01\x85"}},
+    )
+    loaded = store.load(KEY).targets["p1#site"]
+    assert loaded.recent == () and loaded.uploaded == (NOW,)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+from tools.simulators.clock import VirtualClock
 
 from linkup_sync.errors import LinkUpNoConnections, LinkUpPatientNotFound, LinkUpUnauthorized, NightscoutUnreachable
 from linkup_sync.ports import Credentials, Graph, Target
@@ -160,10 +161,14 @@ def test_steady_state_does_not_read_back() -> None:
     llu = FakeLinkUp(connection_ids=["p1"], graphs={"p1": g("p1", NOW - 60, [NOW - 3600])})
     ns, store = FakeNightscout(), MemoryStateStore()
     service(llu, ns, store).run(CREDS)
+    # the clock moves with the readings (issue 21: a reading dated after the clock is not sent)
+    clock = VirtualClock(NOW)
     for minute in range(1, 13):  # a new current reading every 5 minutes, history already covered
         llu.graphs["p1"] = g("p1", NOW - 60 + 300 * minute, [NOW - 3600])
         ns.requests_made = 0
-        report = service(llu, ns, store).run(CREDS)
+        clock.advance(300)
+        later = SyncService(source=llu, sinks=lambda target, stored: ns, store=store, clock=clock, region="eu")
+        report = later.run(CREDS)
         assert report.uploaded == 1 and ns.requests_made == 1
     assert len(ns.reads) == 1
 

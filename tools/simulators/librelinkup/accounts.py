@@ -131,10 +131,12 @@ class Accounts(LoopbackServer):
         target_low: int = 70,
         target_high: int = 180,
         country: str = "DE",
+        profile: str = "steady",
     ) -> SimPatient:
         """Let the account ``email`` follow a patient (an existing ``patient_id`` is shared as is).
 
-        ``start`` (default: ~24 h before now) is the time of the first per-minute sample.
+        ``start`` (default: ~24 h before now) is the time of the first per-minute sample; ``profile``
+        "fast" makes a patient whose glucose often changes by more than 3 mg/dL a minute.
         """
         with self._lock:
             acc = self._account(email)
@@ -163,6 +165,7 @@ class Accounts(LoopbackServer):
                     target_low=target_low,
                     target_high=target_high,
                     country=country,
+                    profile=profile,
                 )
                 self.patients[pid] = pat
             if pat.id not in acc.patient_ids:

@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tools.simulators.clock import VirtualClock
-from tools.simulators.hostile import HostileQueue, serve
+from tools.simulators.hostile_bodies import HostileQueue, serve
 from tools.simulators.librelinkup.accounts import SimAccount
 from tools.simulators.librelinkup.constants import _REASONS, MAX_BODY, REGIONS
 from tools.simulators.librelinkup.faults import _Fault

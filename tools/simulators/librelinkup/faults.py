@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from tools.simulators.hostile import HostileBody, HostileQueue
+from tools.simulators.hostile_bodies import HostileBody, HostileQueue
 from tools.simulators.librelinkup.accounts import Accounts
 from tools.simulators.librelinkup.constants import _REASONS, MAX_HANG_S
 from tools.simulators.librelinkup.glucose import SimPatient
+from tools.simulators.librelinkup.tampering import Tamper, Where
 
 CLOUDFLARE_1015_HTML = (
     "<!DOCTYPE html>\n"
@@ -172,7 +173,7 @@ class Faults(Accounts):
         self, count: int, body: HostileBody, *, path: str | None = None, method: str | None = None
     ) -> None:
         """Answer the next ``count`` matching requests (path prefix after /{region}) with a hostile body
-        (tools/simulators/hostile.py): too large, a gzip bomb, or dripped a byte at a time."""
+        (tools/simulators/hostile_bodies.py): too large, a gzip bomb, or dripped a byte at a time."""
         self._hostile.add(count, body, path=path, method=method)
 
     def hang(self, count: int, seconds: float, *, path: str | None = None) -> None:
@@ -250,6 +251,24 @@ class Faults(Accounts):
         with self._lock:
             for p in self._patients_for(patient_id):
                 p.graph_empty = self._flag(patient_id, on)
+
+    def future_readings(
+        self, seconds: float, patient_id: str | None = None, *, where: Where = "current", replies: int | None = 1
+    ) -> None:
+        """The next ``replies`` graph replies (None: until clear_faults) date the current reading, the
+        history or both ``seconds`` later than they are (negative: earlier), like a phone clock far off."""
+        with self._lock:
+            for p in self._patients_for(patient_id):
+                p.tampers.append(Tamper(where, replies, shift_s=int(seconds)))
+
+    def absurd_readings(
+        self, value: object, patient_id: str | None = None, *, where: Where = "current", replies: int | None = 1
+    ) -> None:
+        """The next ``replies`` graph replies carry ``value`` as ValueInMgPerDl (and Value) of the current
+        reading, the history or both: 1000, 12, float("nan") (sent as NaN), 152.5, "152", None..."""
+        with self._lock:
+            for p in self._patients_for(patient_id):
+                p.tampers.append(Tamper(where, replies, value=value))
 
     # -- dispatch ---------------------------------------------------------------------------------
 

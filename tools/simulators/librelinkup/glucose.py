@@ -73,6 +73,22 @@ def measurement_color(mg: int, target_low: int, target_high: int) -> int:
     return 3
 
 
+def _curve(rng: random.Random, profile: str) -> tuple[float, list[tuple[float, float, float]]]:
+    """The base value and the (amplitude, period, phase) of each sine of a patient's glucose curve."""
+    if profile == "fast":
+        return rng.uniform(180.0, 190.0), [
+            (rng.uniform(65.0, 75.0), rng.uniform(90.0, 110.0) * 60.0, rng.uniform(0.0, 2 * math.pi)),
+            (rng.uniform(8.0, 12.0), rng.uniform(35.0, 45.0) * 60.0, rng.uniform(0.0, 2 * math.pi)),
+            (rng.uniform(25.0, 35.0), rng.uniform(6.0, 8.0) * 3600.0, rng.uniform(0.0, 2 * math.pi)),
+        ]
+    return rng.uniform(140.0, 160.0), [
+        (rng.uniform(40.0, 55.0), rng.uniform(4.5, 7.0) * 3600.0, rng.uniform(0.0, 2 * math.pi)),
+        (rng.uniform(20.0, 30.0), rng.uniform(80.0, 120.0) * 60.0, rng.uniform(0.0, 2 * math.pi)),
+        (rng.uniform(5.0, 10.0), rng.uniform(25.0, 40.0) * 60.0, rng.uniform(0.0, 2 * math.pi)),
+        (rng.uniform(10.0, 20.0), rng.uniform(20.0, 30.0) * 3600.0, rng.uniform(0.0, 2 * math.pi)),
+    ]
+
+
 @dataclass
 class _LateRule:
     delay_s: float
@@ -86,6 +102,9 @@ class SimPatient:
     Sample ``i`` (``i ≥ 0``) lies at ``t_i = start + 60*i + jitter_i`` with ``jitter_i ∈ {-1,0,1}``
     derived from ``(seed, i)``; its value is a smooth seeded curve (sum of sines + slow drift) clamped
     to 40..400 mg/dL; its TrendArrow comes from the slope over the preceding 15 minutes.
+
+    ``profile="fast"``: a patient whose glucose swings fast (meals, corrections): a wave of about
+    75 mg/dL every 1.5 to 2 hours on top, so rises and falls of 3 to 6 mg/dL/min come several times a day.
     """
 
     def __init__(
@@ -106,9 +125,12 @@ class SimPatient:
         target_high: int = 180,
         country: str = "DE",
         created: int = 1700000000,
+        profile: str = "steady",
     ) -> None:
         if units not in ("mgdl", "mmol"):
             raise ValueError("units must be 'mgdl' or 'mmol'")
+        if profile not in ("steady", "fast"):
+            raise ValueError("profile must be 'steady' or 'fast'")
         self.id = patient_id
         self.patient_id = patient_id
         self.connection_id = connection_id
@@ -131,17 +153,11 @@ class SimPatient:
         self.sensor_is_null = False
         self.active_sensors_mode = "normal"  # "normal" | "empty" | "missing"
         self.graph_empty = False
+        self.tampers: list[Any] = []  # tampering.Tamper rules: readings no sensor gives (issue 21)
         self._offline: list[tuple[float, float]] = []
         self._late: list[_LateRule] = []
         # curve parameters
-        rng = random.Random(seed)
-        self._base = rng.uniform(140.0, 160.0)
-        self._waves: list[tuple[float, float, float]] = [
-            (rng.uniform(40.0, 55.0), rng.uniform(4.5, 7.0) * 3600.0, rng.uniform(0.0, 2 * math.pi)),
-            (rng.uniform(20.0, 30.0), rng.uniform(80.0, 120.0) * 60.0, rng.uniform(0.0, 2 * math.pi)),
-            (rng.uniform(5.0, 10.0), rng.uniform(25.0, 40.0) * 60.0, rng.uniform(0.0, 2 * math.pi)),
-            (rng.uniform(10.0, 20.0), rng.uniform(20.0, 30.0) * 3600.0, rng.uniform(0.0, 2 * math.pi)),
-        ]
+        self._base, self._waves = _curve(random.Random(seed), profile)
 
     # -- switches ---------------------------------------------------------------------------------
 
@@ -163,6 +179,7 @@ class SimPatient:
         self.sensor_is_null = False
         self.active_sensors_mode = "normal"
         self.graph_empty = False
+        self.tampers.clear()
 
     # -- series -----------------------------------------------------------------------------------
 

@@ -26,6 +26,7 @@ from tools.simulators.librelinkup.constants import (
 from tools.simulators.librelinkup.faults import Faults
 from tools.simulators.librelinkup.glucose import SimPatient
 from tools.simulators.librelinkup.plumbing import ServedGraph, _json, _mix64, _Response, compare_versions
+from tools.simulators.librelinkup.tampering import apply_rules
 
 _ERR_JWT = {"message": "invalid or expired jwt"}
 _ERR_HEADER = {"message": "RequiredHeaderMissing"}
@@ -241,7 +242,9 @@ class Routes(Faults):
         elif pat.active_sensors_mode == "empty":
             data["activeSensors"] = []
         data["graphData"] = [pat.glucose_item(t, mg, item_type=0, trend=None) for t, mg in hist]
-        self.served.append(ServedGraph(now, pat.id, cur, tuple(t for t, _ in hist), region, "graph"))
+        current_changed, history_changed = apply_rules(pat.tampers, data)
+        real = tuple(t for i, (t, _) in enumerate(hist) if i not in history_changed)  # ground truth: real items only
+        self.served.append(ServedGraph(now, pat.id, None if current_changed else cur, real, region, "graph"))
         return {"status": 0, "data": data}
 
     def _logbook(self, acc: SimAccount, patient_id: str | None, now: float, region: str) -> JsonObj:

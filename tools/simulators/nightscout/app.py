@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from tools.simulators.hostile import HostileBody, HostileQueue, serve
+from tools.simulators.hostile_bodies import HostileBody, HostileQueue, serve
 from tools.simulators.nightscout.auth import BUILTIN_ROLES, _Subject
 from tools.simulators.nightscout.constants import (
     _EXTENSIONS,
@@ -26,6 +26,7 @@ from tools.simulators.nightscout.constants import (
     MAX_HANG_S,
     JsonObj,
 )
+from tools.simulators.nightscout.hostile import _HostileRead, is_read_back, with_hostile_dates
 from tools.simulators.nightscout.plumbing import (
     RecordedRequest,
     _cannot,
@@ -83,6 +84,7 @@ class NightscoutStandIn(V3Routes, V1Routes):
         self._faults: list[_Fault] = []
         self._hangs: list[_Hang] = []
         self._hostile = HostileQueue()
+        self._hostile_reads: list[_HostileRead] = []
         self._unreachable = False
         self._delay_until: dict[str, float] = {}
         self._jwt_generation = 0
@@ -153,14 +155,21 @@ class NightscoutStandIn(V3Routes, V1Routes):
     def hostile_next(
         self, count: int, body: HostileBody, *, path: str | None = None, method: str | None = None
     ) -> None:
-        """Answer the next ``count`` matching requests with a hostile body (tools/simulators/hostile.py):
+        """Answer the next ``count`` matching requests with a hostile body (tools/simulators/hostile_bodies.py):
         too large, a gzip bomb, or dripped a byte at a time."""
         self._hostile.add(count, body, path=path, method=method)
+
+    def hostile_read_back(self, dates: Sequence[Any], *, count: int = 1) -> None:
+        """The next ``count`` read-backs (GET of sgv entries, v1 or v3) also list one entry per value of
+        ``dates`` as its ``date``: ``float("nan")``, ``float("inf")``, ``"soon"``, None... (hostile.py)."""
+        with self._lock:
+            self._hostile_reads.append(_HostileRead(count, tuple(dates)))
 
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
             self._hangs.clear()
+            self._hostile_reads.clear()
             self._unreachable = False
         self._hostile.clear()
 
@@ -250,9 +259,17 @@ class NightscoutStandIn(V3Routes, V1Routes):
 
     def _handle(self, req: _Req) -> _Response:
         try:
-            return self._route(req)
+            resp = self._route(req)
         except _V3Error as exc:
             return exc.response
+        if resp.status == 200 and is_read_back(req.method, req.lpath):
+            with self._lock:
+                hostile = next((h for h in self._hostile_reads if h.count > 0), None)
+                body = with_hostile_dates(resp.body, hostile.dates) if hostile is not None else None
+                if hostile is not None and body is not None:
+                    hostile.count -= 1
+                    resp.body = body
+        return resp
 
     def _route(self, req: _Req) -> _Response:
         p = req.lpath

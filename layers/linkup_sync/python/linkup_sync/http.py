@@ -139,9 +139,18 @@ def check_url_scheme(url: str, *, name: str = "The URL") -> None:
 # --- one request, with failures reduced to a few safe kinds -------------------------------------------
 
 
+class AddressNotAllowed(_ux.NewConnectionError):
+    """The pool refused to open a connection: the host is, or resolves to, an address it may not reach
+    (linkup_sync.public_pool, the hosted stack's). `detail` names the cause and the fix, never the URL."""
+
+    def __init__(self, conn: object, detail: str) -> None:
+        super().__init__(conn, detail)  # type: ignore[arg-type]
+        self.detail = detail
+
+
 class TransportError(Exception):
     """A request did not produce a usable response. `kind` is one of timeout, dns, tls, connect, decode,
-    too_large.
+    address, too_large.
 
     The message never contains a URL, header or body (too_large names the host and the limit): adapters
     map it to their own typed errors.
@@ -353,6 +362,8 @@ class _Decoder:
 
 def _transport_error(exc: BaseException | None) -> TransportError:
     # Order matters: NewConnectionError subclasses ConnectTimeoutError (a TimeoutError) in urllib3.
+    if isinstance(exc, AddressNotAllowed):
+        return TransportError("address", exc.detail)
     name_resolution = getattr(_ux, "NameResolutionError", None)
     if name_resolution is not None and isinstance(exc, name_resolution):
         return TransportError("dns", "the host name could not be resolved")

@@ -58,6 +58,8 @@ class Graph:
     history: tuple[Reading, ...]
     sensor: Sensor | None = None
     skipped_items: int = 0  # malformed items that were left out (each logged as a warning)
+    # readings left out as implausible: a value no sensor gives, or (sync.py) a date outside the run's window
+    implausible_items: int = 0
     initials: str = ""  # the person's initials, for alerts in a stack serving several; never logged
 
 

@@ -173,6 +173,7 @@ def _run(deps: Dependencies) -> RunReport:
         connection=settings.connection,
         version_auto=settings.version_auto,
         sensor_start=settings.sensor_start,
+        trend_arrows=settings.trend_arrows,
     )
     try:
         report = service.run(creds)

@@ -16,6 +16,7 @@ from .errors import ConfigError, SecretError
 from .http import check_url_scheme
 from .librelinkup.regions import ALIASES, DEFAULT_URL_TEMPLATE, REGIONS
 from .ports import Credentials, Target
+from .trends import DEFAULT_TREND_MODE, TREND_MODES
 
 DEFAULT_VERSION = "4.16.0"  # the built-in version: sent until LibreLink Up names a higher minimum
 DEFAULT_VERSION_SETTING = "auto"  # LINK_UP_VERSION when unset: follow LibreLink Up's minimum (issue #10)
@@ -86,6 +87,7 @@ class Settings:
     announce: bool = True  # NIGHTSCOUT_ANNOUNCE: post incidents as Nightscout Announcement treatments
     alert_topic_arn: str | None = None  # ALERT_TOPIC_ARN: the SNS topic the bridge's own e-mails go to
     stale_after_minutes: int = 30  # STALE_AFTER_MINUTES: announce "no new reading" after this long
+    trend_arrows: str = DEFAULT_TREND_MODE  # TREND_ARROWS: "derived" (double arrows, every entry) or "libre"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, need_aws: bool = True, need_secret: bool = True) -> Settings:
@@ -140,6 +142,14 @@ class Settings:
                 f"STALE_AFTER_MINUTES must be a whole number of minutes from 10 to 1440, not '{stale_raw}'."
             )
 
+        trend_arrows = env.get("TREND_ARROWS", "").strip().lower() or DEFAULT_TREND_MODE
+        if trend_arrows not in TREND_MODES:
+            problems.append(
+                f"TREND_ARROWS must be derived (arrows from the readings, with double arrows for fast changes) "
+                f"or libre (the current reading keeps exactly LibreLink Up's arrow), not '{env['TREND_ARROWS']}'."
+            )
+            trend_arrows = DEFAULT_TREND_MODE
+
         template = env.get("LINK_UP_API_URL", "").strip() or DEFAULT_URL_TEMPLATE
         template = template.rstrip("/")
         problem = check_api_url_template(template)
@@ -171,6 +181,7 @@ class Settings:
             announce=announce,
             alert_topic_arn=alert_topic_arn,
             stale_after_minutes=stale_after_minutes,
+            trend_arrows=trend_arrows,
         )
 
 

@@ -41,10 +41,12 @@ from .errors import (
     NightscoutUnauthorized,
 )
 from .librelinkup.parsing import version_key
+from .plausibility import heal, latest_plausible_s, screen
 from .ports import Clock, Connection, Credentials, Graph, LinkUpSource, NightscoutSink, Target, Ticket
 from .readings import Reading
 from .selection import GAP_S, select_new
 from .state.model import AccountState, StateStore, StoredState, TargetState, account_key, target_id
+from .trends import DEFAULT_TREND_MODE, with_directions
 
 log = logging.getLogger("linkup_sync")
 _T = TypeVar("_T")
@@ -96,6 +98,7 @@ class TargetReport:
     uploaded: int = 0
     gap_filled: int = 0
     skipped_items: int = 0
+    implausible: int = 0  # readings dropped: a value no sensor gives or a date outside the run's window
     newest_reading_age_s: float | None = None
     sensor_start_posted: bool = False
     error: str | None = None  # the failure's reason, when this target failed
@@ -112,6 +115,7 @@ class TargetReport:
             "uploaded": self.uploaded,
             "gap_filled": self.gap_filled,
             "skipped_items": self.skipped_items,
+            "implausible": self.implausible,
             "newest_reading_age_s": self.newest_reading_age_s,
         }
         if self.sensor_start_posted:
@@ -142,6 +146,10 @@ class RunReport:
         return sum(t.gap_filled for t in self.targets)
 
     @property
+    def implausible(self) -> int:
+        return sum(t.implausible for t in self.targets)
+
+    @property
     def newest_reading_age_s(self) -> float | None:
         ages = [t.newest_reading_age_s for t in self.targets if t.newest_reading_age_s is not None]
         return max(ages) if ages else None  # the stalest patient decides whether data is fresh
@@ -153,6 +161,7 @@ class RunReport:
             "uploaded": self.uploaded,
             "gap_filled": self.gap_filled,
             "skipped_items": sum(t.skipped_items for t in self.targets),
+            "implausible": self.implausible,
             "newest_reading_age_s": self.newest_reading_age_s,
             "logins": self.logins,
             "linkup_requests": self.linkup_requests,
@@ -179,9 +188,11 @@ class SyncService:
         connection: str | None = None,
         version_auto: bool = False,
         sensor_start: bool = True,
+        trend_arrows: str = DEFAULT_TREND_MODE,
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self.source = source
+        self.trend_arrows = trend_arrows
         self.sinks = sinks
         self.sensor_start = sensor_start
         self.store = store
@@ -467,6 +478,18 @@ class SyncService:
         stored = state.target(target_id(graph.patient_id, target.nightscout_url))
         report.readings_seen = len(graph.history) + (1 if graph.current else 0)
         report.skipped_items = graph.skipped_items
+        # From here on only plausible readings exist: no other one is uploaded, enters the ledger, moves a
+        # cut-off, serves as another reading's trend reference or decides whether the data is stale. An
+        # earlier version's future instants are forgotten.
+        graph = screen(graph, self.clock()).graph
+        report.implausible = graph.implausible_items
+        healed = heal(stored, self.clock())
+        healing, stored = healed is not stored, healed
+        # Every entry's direction is decided here, before anything is chosen or sent (trends.py); the
+        # current reading is remembered with the next write, for the arrow of the next one.
+        graph = with_directions(graph, stored.recent, self.trend_arrows)
+        if graph.current is not None:
+            stored = stored.with_recent([(graph.current.epoch_s, graph.current.sgv)])
         newest = max(
             [r.epoch_ms for r in graph.history] + ([graph.current.epoch_ms] if graph.current else []), default=None
         )
@@ -500,7 +523,7 @@ class SyncService:
                 )
             sensor = self._sensor_start(graph, stored, sink, report)
             changed = sensor != stored.sensor or self._jwt_of(sink) != (stored.jwt, stored.jwt_exp)
-            if accepted or found or changed or checked:
+            if accepted or found or changed or checked or healing:
                 # Only now, after Nightscout accepted them, does the state move forward.
                 self._record(state.key, replace(stored, sensor=sensor), accepted + found, sink)
         except NightscoutError as exc:
@@ -539,7 +562,7 @@ class SyncService:
         # Only instants inside the graph's window: a future-dated entry (a wrong clock elsewhere) must not
         # move the ledger's horizon, which would hide the current readings from the selection.
         newest = max(r.epoch_s for r in [*graph.history, *([graph.current] if graph.current else [])])
-        found = [t for t in existing.instants if t <= newest + GAP_S]
+        found = [t for t in existing.instants if t <= min(newest + GAP_S, latest_plausible_s(self.clock()))]
         if covered_before is not None:  # not seen, treated as covered: remember so no run reads for them again
             found += [r.epoch_s for r in history if r.epoch_s < covered_before]
         skipped = len(history) - sum(1 for r in chosen if r.source == "graph")

@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..addresses import AddressRefused, SiteAddresses
 from ..errors import ConfigError
 from ..ports import Credentials, Target
 from ..runtime import nightscout_base_url
@@ -25,6 +26,7 @@ PLACE = "the account's JSON"
 HEADING = "The account cannot be added"
 # What an incident announced on the person's Nightscout tells them to do about credentials.
 HOSTED_HINT = "tell whoever runs your LibreLink Up bridge the new value (they run: linkup-sync accounts add --replace)"
+PUBLIC_SITES = SiteAddresses()  # the spelling of the address only: no lookup
 SECRET_FORM_KEYS = (*FLAT_SECRET_KEYS, "TARGETS")
 ACCOUNT_KEYS = (*SECRET_FORM_KEYS, *(k for k in ACCOUNT_SETTING_KEYS if k not in SECRET_FORM_KEYS), INTERVAL_KEY)
 
@@ -53,8 +55,12 @@ def _unquoted(problem: str, given: list[str]) -> str:
     return problem
 
 
-def check_account(raw: object) -> NewAccount:
-    """The account to store, or a ConfigError listing every problem of the JSON."""
+def check_account(raw: object, *, addresses: SiteAddresses = PUBLIC_SITES) -> NewAccount:
+    """The account to store, or a ConfigError listing every problem of the JSON.
+
+    `addresses`: the hosted rule for the Nightscout sites (public https sites only; with a resolver, their
+    names are looked up too, as `accounts add` does).
+    """
     if isinstance(raw, (str, bytes)):
         try:
             raw = json.loads(raw)
@@ -93,9 +99,11 @@ def check_account(raw: object) -> NewAccount:
     site_settings = Settings.from_env({}, need_aws=False)
     for where, url in _nightscout_urls(secret_part):  # also while other keys are wrong: every problem at once
         try:
-            nightscout_base_url(Target(None, url, ""), site_settings, heading=HEADING)
+            addresses.check_resolved(nightscout_base_url(Target(None, url, ""), site_settings, heading=HEADING))
         except ConfigError as exc:
             problems += [p + where for p in exc.problems]
+        except AddressRefused as exc:
+            problems.append(exc.message + where)
     if problems or creds is None:
         raise ConfigError(problems, heading=HEADING)
     return NewAccount(

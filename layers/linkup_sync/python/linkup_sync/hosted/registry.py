@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 REGISTRY_PK = "registry"
 INCIDENTS_PREFIX = "incidents#"
 # The settings an account may carry besides its credentials (all others are the stack's).
-ACCOUNT_SETTING_KEYS = ("LINK_UP_REGION", "LINK_UP_VERSION", "NIGHTSCOUT_API_V3")
+# TREND_ARROWS is how the person's own Nightscout shows arrows: theirs to choose, like the API version.
+ACCOUNT_SETTING_KEYS = ("LINK_UP_REGION", "LINK_UP_VERSION", "NIGHTSCOUT_API_V3", "TREND_ARROWS")
 
 
 class AccountExists(LinkupSyncError):

@@ -29,16 +29,20 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..addresses import Resolve, SiteAddresses, loopback_allowed
 from ..aws import AWS_CALL_WORST_S
 from ..errors import ConfigError, LinkupSyncError
 from ..http import make_pool
+from ..log_context import account_logs, install
 from ..ports import Clock, Credentials
+from ..public_pool import guard_pool
 from ..runtime import RUN_AWS_UNTIL_S, RUN_DEADLINE_S, Dependencies, run_once
 from ..settings import Settings
 from ..state.dynamodb import DynamoDBStateStore
 from ..state.incidents import DynamoDBIncidentStore
 from .accounts import HOSTED_HINT, account_credentials
 from .registry import ACCOUNT_SETTING_KEYS, Account, Registry, incidents_partition
+from .sites import ADDRESS_HEADING, linkup_endpoints, refused_sites
 from .vault import Vault
 
 if TYPE_CHECKING:
@@ -97,14 +101,22 @@ class BatchResult:
 
 
 class HostedCredentials:
-    """One account's credentials: its registry item's ciphertext, opened by the shared vault."""
+    """One account's credentials: its registry item's ciphertext, opened by the shared vault.
 
-    def __init__(self, vault: Vault, account: Account) -> None:
+    Their Nightscout addresses are checked against the hosted rule again: an item may predate the rule.
+    """
+
+    def __init__(self, vault: Vault, account: Account, addresses: SiteAddresses | None = None) -> None:
         self.vault = vault
         self.account = account
+        self.addresses = addresses if addresses is not None else SiteAddresses()
 
     def get(self) -> Credentials:
-        return account_credentials(self.account, self.vault.open(self.account.id, self.account.ciphertext))
+        creds = account_credentials(self.account, self.vault.open(self.account.id, self.account.ciphertext))
+        problems = refused_sites(creds, self.addresses)
+        if problems:
+            raise ConfigError(problems, heading=ADDRESS_HEADING)
+        return creds
 
     def refresh_next(self) -> None:
         self.vault.forget(self.account.id)
@@ -122,7 +134,11 @@ class Worker:
         monotonic: Callable[[], float] = time.monotonic,
         pool: urllib3.PoolManager | None = None,
         max_parallel: int = 10,
+        resolve: Resolve | None = None,
     ) -> None:
+        """`stack_env` is the function's environment (LINKUP_SYNC_ALLOW_LOOPBACK_NIGHTSCOUT is read from it);
+        `pool` (default: a new one) is made to connect only where the hosted rule allows, its names looked
+        up by `resolve` (default: the system's resolver)."""
         self.registry = registry
         self.vault = vault
         self.store = store
@@ -130,10 +146,16 @@ class Worker:
         self.clock = clock
         self.monotonic = monotonic
         self.max_parallel = max_parallel
-        self.pool = pool if pool is not None else make_pool(maxsize=4 * max_parallel)
+        self.addresses = SiteAddresses(
+            allow_loopback=loopback_allowed(stack_env),
+            resolve=resolve,
+            exempt=linkup_endpoints(self.stack_env.get("LINK_UP_API_URL", "")),
+        )
+        self.pool = guard_pool(pool if pool is not None else make_pool(maxsize=4 * max_parallel), self.addresses)
         self._settings: dict[tuple[tuple[str, str], ...], Settings] = {}
         self._quiet: OrderedDict[str, float] = OrderedDict()
         self._lock = threading.Lock()
+        install()  # the account of each run on its log lines, before the threads run
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, clock: Clock = time.time) -> Worker:
@@ -185,12 +207,21 @@ class Worker:
         try:
             return self.run_account(account_id, due, interval, ends=ends)
         except Exception as exc:  # not the account's fault: SQS delivers it again
-            log.exception("Account %s: unexpected failure (%s); the message is retried", account_id, type(exc).__name__)
+            log.exception(
+                "Account %s: unexpected failure (%s); the message is retried",
+                account_id,
+                type(exc).__name__,
+                extra={"account": account_id},
+            )
             return Outcome(account=account_id, status="error", reason=type(exc).__name__)
 
     def run_account(self, account_id: str, due: int, interval: int = 0, *, ends: float | None = None) -> Outcome:
-        """One account's run. `ends`: the monotonic time by which the batch returns; the run's deadline
-        leaves room before it for what a run stores after its deadline."""
+        """One account's run; every log line it writes carries the account's id. `ends`: the monotonic time
+        by which the batch returns; the run's deadline leaves room before it for what a run stores after."""
+        with account_logs(account_id):
+            return self._run_account(account_id, due, interval, ends)
+
+    def _run_account(self, account_id: str, due: int, interval: int, ends: float | None) -> Outcome:
         deadline_s = RUN_DEADLINE_S
         if ends is not None:
             deadline_s = min(deadline_s, ends - time.monotonic() - AFTER_DEADLINE_S)
@@ -222,10 +253,11 @@ class Worker:
         try:
             report = run_once(deps)
         except LinkupSyncError as exc:
-            log.warning(
-                "Account %s: run failed (%s)",
+            log.warning(  # the message names cause and fix and never a secret (errors.py)
+                "Account %s: run failed (%s): %s",
                 account_id,
                 exc.reason,
+                exc.message,
                 extra={"account": account_id, "reason": exc.reason},
             )
             return Outcome(account=account_id, status="failed", report=exc.report, reason=exc.reason)
@@ -265,7 +297,7 @@ class Worker:
         return Dependencies(
             settings=settings,
             store=self.store,
-            credentials=HostedCredentials(self.vault, account),
+            credentials=HostedCredentials(self.vault, account, self.addresses),
             clock=self.clock,
             pool=self.pool,
             monotonic=self.monotonic,
@@ -297,8 +329,16 @@ def _unfinished(record: Mapping[str, Any], future: Future[Outcome]) -> Outcome:
     parsed = _message(record)
     account_id = parsed[0] if parsed is not None else ""
     if future.cancelled():  # never started: nothing was claimed, SQS delivers it again
-        log.warning("Account %s: no time left in this invocation; the message is retried", account_id)
+        log.warning(
+            "Account %s: no time left in this invocation; the message is retried",
+            account_id,
+            extra={"account": account_id},
+        )
         return Outcome(account=account_id, status="error", reason="no_time")
     # Started and claimed, maybe uploaded: not delivered again (the next interval is the retry).
-    log.error("Account %s: the run did not end within the invocation's time; the next interval retries", account_id)
+    log.error(
+        "Account %s: the run did not end within the invocation's time; the next interval retries",
+        account_id,
+        extra={"account": account_id},
+    )
     return Outcome(account=account_id, status="failed", reason="timeout")

@@ -31,13 +31,14 @@ from ..errors import (
     LinkUpVersionContradicted,
     LinkUpVersionRejected,
 )
+from ..plausibility import SGV_MAX, ImplausibleValue, sgv_value
 from ..ports import Connection, Graph, Sensor, Ticket
 from ..readings import Reading, Source, direction_for
 
 log = logging.getLogger("linkup_sync")
 
 DEFAULT_LOCKOUT_S = 300
-MAX_SGV = 1000
+MAX_SGV = SGV_MAX  # a sensor's HI; the plausibility rules live in plausibility.py
 
 # --- timestamps (§11) ----------------------------------------------------------------------------
 
@@ -65,28 +66,13 @@ def parse_factory_timestamp(s: object) -> int:
 # --- readings (§10) ------------------------------------------------------------------------------
 
 
-def _sgv(value: object) -> int:
-    if isinstance(value, bool):
-        raise ValueError("ValueInMgPerDl is a boolean")
-    if isinstance(value, int):
-        sgv = value
-    elif isinstance(value, float):
-        if not math.isfinite(value) or not value.is_integer():
-            raise ValueError(f"ValueInMgPerDl {value!r} is not a whole number")
-        sgv = int(value)
-    else:
-        raise ValueError(f"ValueInMgPerDl is {type(value).__name__}, not a number")
-    if not 1 <= sgv <= MAX_SGV:
-        raise ValueError(f"ValueInMgPerDl {sgv} is outside 1..{MAX_SGV}")
-    return sgv
-
-
 def reading_from_item(item: object, source: Source) -> Reading:
-    """One GlucoseItem -> Reading. Raises ValueError when the item cannot be used."""
+    """One GlucoseItem -> Reading. Raises ValueError when the item cannot be used: ImplausibleValue (a
+    ValueError) when it is a dated item whose value no sensor gives."""
     if not isinstance(item, Mapping):
         raise ValueError(f"glucose item is {type(item).__name__}, not an object")
     epoch_s = parse_factory_timestamp(item.get("FactoryTimestamp"))
-    sgv = _sgv(item.get("ValueInMgPerDl"))
+    sgv = sgv_value(item.get("ValueInMgPerDl"))
     offset: int | None = None
     try:
         local_s = parse_factory_timestamp(item.get("Timestamp"))
@@ -127,9 +113,10 @@ def _data(payload: object, kind: type) -> Any:
 
 
 def parse_graph(patient_id: str, payload: object) -> Graph:
-    """Current reading + history from a graph reply. Malformed items are skipped, logged and counted."""
+    """Current reading + history from a graph reply. Malformed items are skipped, logged and counted, and so
+    are dated items whose value no sensor gives (`implausible_items`; plausibility.py)."""
     data = _data(payload, Mapping)
-    skipped = 0
+    skipped = implausible = 0
     connection = data.get("connection")
     if not isinstance(connection, Mapping):
         connection = {}
@@ -141,6 +128,9 @@ def parse_graph(patient_id: str, payload: object) -> Graph:
     if item is not None:
         try:
             current = reading_from_item(item, "current")
+        except ImplausibleValue as exc:
+            implausible += 1
+            log.warning("LibreLink Up: dropped the current reading as implausible: %s", exc)
         except ValueError as exc:
             skipped += 1
             log.warning("LibreLink Up: skipped the current reading: %s", exc)
@@ -155,6 +145,9 @@ def parse_graph(patient_id: str, payload: object) -> Graph:
     for index, gitem in enumerate(items):
         try:
             history.append(reading_from_item(gitem, "graph"))
+        except ImplausibleValue as exc:
+            implausible += 1
+            log.warning("LibreLink Up: dropped history item %d as implausible: %s", index, exc)
         except ValueError as exc:
             skipped += 1
             log.warning("LibreLink Up: skipped history item %d: %s", index, exc)
@@ -173,6 +166,7 @@ def parse_graph(patient_id: str, payload: object) -> Graph:
         history=tuple(history),
         sensor=sensor,
         skipped_items=skipped,
+        implausible_items=implausible,
         initials=_initial(connection.get("firstName")) + _initial(connection.get("lastName")),
     )
 

@@ -4,6 +4,7 @@ redirects and failed answers, and a body excerpt with anything secret-looking re
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 from collections.abc import Mapping
@@ -43,14 +44,30 @@ def readback_limit(count: int) -> int:
     return count * READBACK_ENTRY_BYTES + 64 * 1024
 
 
-def existing_from(docs: list[Any], since_ms: int, limit: int) -> Existing:
+READ_BACK = "the request for the readings already there"
+
+
+def entry_dates(docs: list[Any], *, what: str) -> list[int]:
+    """The `date` (epoch ms) of each entry of a read-back answer.
+
+    Every sgv entry Nightscout stores has a date in epoch ms; an entry whose date is no finite number (NaN,
+    Infinity, text, missing) means the answer cannot be trusted: a NightscoutRejected, which the run
+    treats like any failed read-back (it uploads the current reading and fills the gap later).
+    """
+    dates: list[int] = []
+    for doc in docs:
+        date = doc.get("date") if isinstance(doc, dict) else None
+        if isinstance(date, bool) or not isinstance(date, int | float) or not math.isfinite(date):
+            shown = "no date" if date is None else f"the date {str(date)[:20]!r}"
+            raise NightscoutRejected(f"an entry in the answer has {shown}, not a time in epoch milliseconds", what=what)
+        dates.append(int(date))
+    return dates
+
+
+def existing_from(docs: list[Any], since_ms: int, limit: int, *, what: str) -> Existing:
     """The instants of a read-back answer. A full page may have left older entries out: then the answer
     is complete only from its oldest entry on."""
-    dates = sorted(
-        int(d["date"])
-        for d in docs
-        if isinstance(d, dict) and isinstance(d.get("date"), int | float) and not isinstance(d.get("date"), bool)
-    )
+    dates = sorted(entry_dates(docs, what=what))
     complete = dates[0] if len(docs) >= limit and dates else since_ms
     return Existing(
         instants=tuple(sorted({ms // 1000 for ms in dates if ms >= since_ms})),
@@ -58,10 +75,23 @@ def existing_from(docs: list[Any], since_ms: int, limit: int) -> Existing:
     )
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 is read as Infinity
+        raise ValueError(f"{text[:20]} is not a finite number")
+    return value
+
+
 def json_or_none(data: bytes) -> Any:
+    """The JSON of an answer; None when it is none. NaN and Infinity are not JSON (Python's parser would
+    accept them): an answer holding them is not Nightscout's, so the callers' fallback applies."""
     try:
-        return json.loads(data)
-    except (ValueError, UnicodeDecodeError):
+        return json.loads(data, parse_constant=_no_constant, parse_float=_finite_float)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
 
 

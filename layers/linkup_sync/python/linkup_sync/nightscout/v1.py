@@ -13,7 +13,15 @@ from ..http import Deadline, make_pool
 from ..ports import Existing
 from ..readings import Reading
 from .auth import api_secret_header
-from .transport import JSON_HEADERS, NightscoutTransport, existing_from, json_or_none, readback_limit
+from .transport import (
+    JSON_HEADERS,
+    READ_BACK,
+    NightscoutTransport,
+    entry_dates,
+    existing_from,
+    json_or_none,
+    readback_limit,
+)
 from .treatments import announcement_v1, sensor_start_v1
 
 MAX_BATCH = 288  # one day at 5-minute spacing; keeps bodies far below Nightscout's limits
@@ -114,10 +122,22 @@ class NightscoutV1(NightscoutTransport):
     def existing_sgv(self, since_ms: int) -> Existing:
         """``GET /api/v1/entries/sgv.json?find[date][$gte]=<ms>&count=1000`` (spec §4): every device's sgv
         entries in the window, newest first. `date` is sent as epoch ms: the server parses it as an integer."""
-        query = f"?find%5Bdate%5D%5B%24gte%5D={int(since_ms)}&count={READ_COUNT}"
+        docs = self._read_sgv(f"find%5Bdate%5D%5B%24gte%5D={int(since_ms)}")
+        return existing_from(docs, since_ms, READ_COUNT, what=READ_BACK)
+
+    def sgv_dates_page(self, from_ms: int, before_ms: int) -> tuple[list[int], bool]:
+        """One page of a read over a longer span (the CSV import): the `date` (epoch ms) of every device's sgv
+        entries with from_ms <= date < before_ms, newest first, at most READ_COUNT, and whether the page was
+        full (then the caller asks again before the oldest date it got)."""
+        docs = self._read_sgv(f"find%5Bdate%5D%5B%24gte%5D={int(from_ms)}&find%5Bdate%5D%5B%24lt%5D={int(before_ms)}")
+        return entry_dates(docs, what=READ_BACK), len(docs) >= READ_COUNT
+
+    def _read_sgv(self, dates: str) -> list[Any]:
+        """One read of the sgv entries whose `date` matches `dates` (URL-encoded find), newest first."""
+        query = f"?{dates}&count={READ_COUNT}"
         headers = {"Accept": "application/json", "api-secret": self._secret}
         result = self._send("GET", _SGV_READ_PATH + query, None, headers, max_body=readback_limit(READ_COUNT))
-        what = "the request for the readings already there"
+        what = READ_BACK
         if result.status == 401:
             raise NightscoutUnauthorized()
         if result.status != 200:
@@ -125,7 +145,7 @@ class NightscoutV1(NightscoutTransport):
         docs = json_or_none(result.data)
         if not isinstance(docs, list):  # a TSV answer, a proxy page: not Nightscout's JSON
             raise self._not_nightscout(what)
-        return existing_from(docs, since_ms, READ_COUNT)
+        return docs
 
     # --- transport -------------------------------------------------------------------------------
 

@@ -37,7 +37,9 @@ from ..readings import Reading
 from .transport import (
     JSON_HEADERS,
     MAX_ANSWER_BYTES,
+    READ_BACK,
     NightscoutTransport,
+    entry_dates,
     existing_from,
     json_or_none,
     readback_limit,
@@ -48,6 +50,7 @@ log = logging.getLogger("linkup_sync")
 
 JWT_RENEW_MARGIN_S = 600  # use a JWT only while it has more than 10 minutes left
 _JWT_FALLBACK_LIFETIME_S = 3600  # when the exchange answer lacks a usable `exp`
+_JWT_MAX_LIFETIME_S = 24 * 3600  # Nightscout's JWTs live 8 hours: a later `exp` is not believed
 _ENTRIES_PATH = "/api/v3/entries"
 READ_LIMIT = 1000  # API3_MAX_LIMIT's default: a larger limit is "400 Parameter limit out of tolerance"
 _TREATMENTS_PATH = "/api/v3/treatments"
@@ -248,8 +251,20 @@ class NightscoutV3(NightscoutTransport):
         """``GET /api/v3/entries?type$eq=sgv&date$gte=<ms>&sort$desc=date&limit=1000&fields=date`` (spec §5.7):
         every device's sgv entries in the window (v1 documents too; one collection), newest first.
         Needs api:entries:read, which the upload needs as well."""
-        query = f"?type$eq=sgv&date$gte={int(since_ms)}&sort$desc=date&limit={READ_LIMIT}&fields=date"
-        what = "the request for the readings already there"
+        docs = self._search_sgv(f"date$gte={int(since_ms)}")
+        return existing_from(docs, since_ms, READ_LIMIT, what=READ_BACK)
+
+    def sgv_dates_page(self, from_ms: int, before_ms: int) -> tuple[list[int], bool]:
+        """One page of a read over a longer span (the CSV import): the `date` (epoch ms) of every device's sgv
+        entries with from_ms <= date < before_ms, newest first, at most READ_LIMIT (API3_MAX_LIMIT), and
+        whether the page was full (then the caller asks again before the oldest date it got)."""
+        docs = self._search_sgv(f"date$gte={int(from_ms)}&date$lt={int(before_ms)}")
+        return entry_dates(docs, what=READ_BACK), len(docs) >= READ_LIMIT
+
+    def _search_sgv(self, dates: str) -> list[Any]:
+        """One SEARCH of the sgv entries whose `date` matches `dates`, newest first, at most READ_LIMIT."""
+        query = f"?type$eq=sgv&{dates}&sort$desc=date&limit={READ_LIMIT}&fields=date"
+        what = READ_BACK
         jwt = self._bearer()
         limit = readback_limit(READ_LIMIT)
         result = self._send_get(_ENTRIES_PATH + query, jwt, max_body=limit)
@@ -268,7 +283,7 @@ class NightscoutV3(NightscoutTransport):
         docs = parsed.get("result") if isinstance(parsed, dict) else None
         if not isinstance(docs, list):
             raise self._not_nightscout(what)
-        return existing_from(docs, since_ms, READ_LIMIT)
+        return docs
 
     # --- treatments --------------------------------------------------------------------------------
 
@@ -389,10 +404,15 @@ class NightscoutV3(NightscoutTransport):
         if not isinstance(jwt, str) or not jwt:
             raise self._not_nightscout("the access token")
         raw_exp = parsed.get("exp") if isinstance(parsed, dict) else None
-        if isinstance(raw_exp, int | float) and not isinstance(raw_exp, bool) and raw_exp > 0:
+        now = int(self.clock())
+        if (
+            isinstance(raw_exp, int | float)
+            and not isinstance(raw_exp, bool)
+            and 0 < raw_exp <= now + _JWT_MAX_LIFETIME_S
+        ):
             exp = int(raw_exp)
         else:
-            exp = int(self.clock()) + _JWT_FALLBACK_LIFETIME_S
+            exp = now + _JWT_FALLBACK_LIFETIME_S
         self._jwt, self._jwt_exp = jwt, exp
         self._cache_put(jwt, exp)
         return jwt

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import StateConflict, StateUnavailable
 from ..ports import Ticket
+from ..trends import Point, pack_recent, unpack_recent
 from .model import AccountState, StoredState, TargetState, pack_ledger, unpack_ledger
 
 if TYPE_CHECKING:
@@ -90,6 +91,13 @@ def _account_from_item(item: dict[str, Any]) -> AccountState:
     return AccountState(ticket=ticket, rev=_n(item, "rev") or 0, **fields)
 
 
+def _recent(item: dict[str, Any]) -> tuple[Point, ...]:
+    try:
+        return unpack_recent(bytes(item.get("recent", {}).get("B", b"")))
+    except ValueError:  # damaged: only the next current reading's arrow is affected (no double arrow)
+        return ()
+
+
 def _target_from_item(item: dict[str, Any]) -> TargetState:
     sk = _s(item, "sk") or ""
     blob = item.get("uploaded", {}).get("B", b"")
@@ -100,6 +108,7 @@ def _target_from_item(item: dict[str, Any]) -> TargetState:
         jwt=_s(item, "jwt"),
         jwt_exp=_n(item, "jwt_exp"),
         checked_until=_n(item, "checked_until"),
+        recent=_recent(item),
         rev=_n(item, "rev") or 0,
     )
 
@@ -237,9 +246,9 @@ class DynamoDBStateStore(TableAccess):
         sk = TARGET_PREFIX + target.target_id
         current = target
         for _ in range(CONFLICT_RETRIES):
-            # our sensor and JWT win; the ledger is the union of ours and whatever was stored
+            # our sensor and JWT win; the ledger and the recent readings are unions of ours and the stored
             updated = replace(current, sensor=target.sensor, jwt=target.jwt, jwt_exp=target.jwt_exp)
-            updated = updated.with_uploaded(added).checked_at_least(target.checked_until)
+            updated = updated.with_uploaded(added).checked_at_least(target.checked_until).with_recent(target.recent)
             now = int(self._clock())
             values: dict[str, dict[str, Any]] = {
                 "uploaded": {"B": pack_ledger(updated.uploaded)},
@@ -247,6 +256,10 @@ class DynamoDBStateStore(TableAccess):
                 "expires_at": {"N": str(now + TARGET_TTL_S)},
             }
             remove = []
+            if updated.recent:
+                values["recent"] = {"B": pack_recent(updated.recent)}
+            else:
+                remove.append("recent")
             for name in ("sensor", "jwt"):
                 text = getattr(updated, name)
                 if text:

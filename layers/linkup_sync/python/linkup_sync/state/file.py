@@ -218,7 +218,7 @@ class FileStateStore:
             else:
                 base = stored if stored is not None else TargetState(target_id=target.target_id)
             updated = replace(target, uploaded=base.uploaded, rev=stored_rev + 1).with_uploaded(added)
-            updated = updated.checked_at_least(base.checked_until)
+            updated = updated.checked_at_least(base.checked_until).with_recent(base.recent)
             entry["targets"][target.target_id] = _to_json(updated)
             entry["updated_at"] = int(self._clock())
             return updated

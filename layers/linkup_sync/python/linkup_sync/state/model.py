@@ -17,6 +17,7 @@ from typing import Protocol
 
 from ..ports import Ticket
 from ..selection import merge_ledger
+from ..trends import Point, remember
 
 
 def account_key(username: str) -> str:
@@ -121,6 +122,9 @@ class TargetState:
     # Until when (epoch s) a read-back saw what Nightscout holds: later runs fill gaps up to here without
     # asking again (the lag of LibreLink Up's history would otherwise cost a read on the next few runs).
     checked_until: int | None = None
+    # The last 15 minutes of current readings (epoch s, mg/dL): the rate behind a current reading's
+    # arrow, since the history points lag 15 minutes and more (trends.py).
+    recent: tuple[Point, ...] = ()
     rev: int = 0
 
     @property
@@ -129,6 +133,10 @@ class TargetState:
 
     def with_uploaded(self, added: Iterable[int]) -> TargetState:
         return replace(self, uploaded=merge_ledger(self.uploaded, added))
+
+    def with_recent(self, added: Iterable[Point]) -> TargetState:
+        """A union with `added` (another run's, or this run's current reading), pruned to 15 minutes."""
+        return replace(self, recent=remember(self.recent, added))
 
     def checked_at_least(self, other: int | None) -> TargetState:
         """Never move the read-back horizon backwards (two runs may record in either order)."""
