@@ -161,7 +161,7 @@ def test_a_read_back_as_large_as_its_query_allows_is_read(ns: NightscoutStandIn)
     """The cap follows what the query can return: a body just under it is read (and parsed)."""
     client = NightscoutV1(base_url=ns.base_url, token=SECRET, pool=make_pool())
     ns.hostile_next(1, HostileBody("oversized", size=readback_limit(READ_COUNT) - 1), path="/api/v1/entries")
-    existing = client.existing_sgv(int(T0_S * 1000))  # an object, not a list: no entries
+    existing = client.existing_sgv(int(T0_S * 1000))  # an empty list padded with spaces: no entries
     assert existing.instants == ()
 
 

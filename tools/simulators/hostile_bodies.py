@@ -2,7 +2,7 @@
 
 Each is generated while it is written, never held whole in memory or stored on disk:
 
-* ``oversized``: a JSON list of ``size`` bytes (one string of spaces), Content-Length set.
+* ``oversized``: an empty JSON list padded with spaces to ``size`` bytes, Content-Length set.
 * ``gzip_bomb``: about 1 MB of gzip (``Content-Encoding: gzip``) that inflates to ``size`` bytes of
   spaces, 1 GiB by default. Full-flushed blocks of 1 MiB each compress to the same few hundred bytes, so
   the stream is one block repeated, with the CRC-32 and length a real gzip file carries.
@@ -82,7 +82,7 @@ def block_count(size: int) -> int:
 
 
 def _write_oversized(out: Writable, size: int, stop: threading.Event) -> None:
-    head, tail = b'["', b'"]'
+    head, tail = b"[", b"]"
     out.write(head)
     left = size - len(head) - len(tail)
     spaces = b" " * _WRITE
