@@ -1,8 +1,14 @@
 # linkup-sync developer commands. Every target sets up what it needs (virtual environment, packages).
 SHELL := /bin/bash
 PYTHON ?= python3
+# The first Python 3.11 or newer among $(PYTHON), python3.13, python3.12 and python3.11 (AWS CloudShell's
+# python3 is 3.9; `sudo dnf install -y python3.11` adds one). Empty when there is none: the targets say so.
+PYTHON_OK := $(firstword $(foreach p,$(PYTHON) python3.13 python3.12 python3.11,$(if $(shell command -v $(p) >/dev/null 2>&1 && $(p) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && echo ok),$(p))))
 VENV := .venv
 BIN := $(VENV)/bin
+# The light environment (make setup, make secret, make update): the package and its runtime packages only.
+RUN_VENV ?= .venv-run
+RUN_BIN := $(RUN_VENV)/bin
 SAM_VENV := .venv-sam
 # The sam CLI: the one already on PATH (AWS CloudShell has one), else our own in .venv-sam, installed
 # on first use. `make build SAM=/path/to/sam` picks another one.
@@ -17,19 +23,38 @@ export PYTHONDONTWRITEBYTECODE := 1
 # The unit tier: folders whose tests open no socket (make unit enforces it with --disable-socket).
 UNIT_TESTS := tests/unit tests/property tests/template
 
-.PHONY: help venv lock test unit integration lint type docs docs-figures demo sandbox bench scale soak sam-cli build validate package-bucket package publish deploy logs invoke-local secret clean
+.PHONY: help python-check run-env setup update venv lock test unit integration lint type docs docs-figures demo sandbox bench scale soak sam-cli build validate package-bucket package publish deploy logs invoke-local secret clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
 # Development and test tools come from the lock file (exact versions, the same on every clone); the
 # project itself is installed on top without resolving anything again. `make lock` regenerates the lock.
+# A half-built .venv (a failed pip, an old Python) is removed first, never reused.
 $(BIN)/.installed: pyproject.toml requirements-dev.lock layers/linkup_sync/python/linkup_sync/__init__.py
-	$(PYTHON) -m venv $(VENV)
+	@$(MAKE) --no-print-directory python-check
+	rm -rf $(VENV)
+	$(PYTHON_OK) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -r requirements-dev.lock
 	$(BIN)/pip install --quiet -e . --no-deps
 	touch $@
+
+python-check:
+	@if [ -z "$(PYTHON_OK)" ]; then \
+	  echo "linkup-sync needs Python 3.11 or newer; $(PYTHON) is $$($(PYTHON) -V 2>&1 || echo missing)." >&2; \
+	  echo "In AWS CloudShell install it with:   sudo dnf install -y python3.11   then run make again." >&2; \
+	  exit 2; fi
+
+run-env: python-check ## the light environment .venv-run: linkup-sync and its runtime packages, rebuilt when stale
+	@$(PYTHON_OK) tools/run_env.py $(RUN_VENV)
+
+# Every answer can come from environment variables (`linkup-sync setup --help`); SETUP_ARGS=--yes asks nothing.
+setup: run-env sam-cli ## guided set-up in AWS: LibreLink Up, Nightscout, alerts, deploy, first run (every step checked)
+	@$(RUN_BIN)/linkup-sync setup --sam "$(SAM)" $(SETUP_ARGS)
+
+update: run-env sam-cli ## bring the deployed stack to the newest release, with the answers make setup saved
+	@$(RUN_BIN)/linkup-sync update --sam "$(SAM)"
 
 venv: $(BIN)/.installed ## create .venv with the project and its development tools (from requirements-dev.lock)
 
@@ -119,8 +144,8 @@ publish: sam-cli ## sam publish of .aws-sam/packaged.yaml to the Serverless Appl
 	test -f $(PACKAGED_TEMPLATE) || { echo "make publish: run make package PACKAGE_BUCKET=... first" >&2; exit 1; }
 	$(SAM) publish --template $(PACKAGED_TEMPLATE)
 
-deploy: build ## sam deploy; guided the first time (until `sam deploy --guided` saved parameter_overrides)
-	if sed -n '/^\[default.deploy.parameters\]/,/^\[/p' samconfig.toml | grep -q '^parameter_overrides'; then \
+deploy: build ## sam deploy; guided the first time (until make setup or `sam deploy --guided` saved the answers)
+	if sed -n '/^\[default.deploy.parameters\]/,/^\[/p' samconfig.toml | grep -q '^parameter_overrides\|^# saved by linkup-sync setup'; then \
 	  $(SAM) deploy; else $(SAM) deploy --guided; fi
 
 logs: sam-cli ## follow the function's logs (sam logs -t)
@@ -134,11 +159,13 @@ invoke-local: build ## sam local invoke with events/scheduled.json and env.json 
 # The values come from environment variables (never a command line, visible in `ps`, and never echoed).
 # tools/secret.py checks them with the function's own rules before it stores anything. SECRET_ID
 # defaults to the output CredentialsSecretArn of the stack $STACK_NAME (default linkup-sync).
-secret: venv ## check, then store the secret from LINK_UP_USERNAME, LINK_UP_PASSWORD, NIGHTSCOUT_URL, NIGHTSCOUT_API_TOKEN
-	@$(BIN)/python -m tools.secret
+secret: run-env ## check, then store the secret from LINK_UP_USERNAME, LINK_UP_PASSWORD, NIGHTSCOUT_URL, NIGHTSCOUT_API_TOKEN
+	@$(RUN_BIN)/python -m tools.secret
 
 sandbox: venv ## LibreLink Up simulator, Nightscout stand-in and moto on 127.0.0.1 for the README's commands; Ctrl-C stops
 	@$(BIN)/python -m tools.sandbox
 
-clean: ## remove build output and caches
-	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache site
+clean: ## remove build output, caches, the light environment, and a .venv that cannot import linkup_sync
+	rm -rf .aws-sam .pytest_cache .mypy_cache .ruff_cache site $(RUN_VENV)
+	if [ -d $(VENV) ] && ! $(BIN)/python -c 'import sys, linkup_sync; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then \
+	  echo "removing the broken $(VENV)"; rm -rf $(VENV); fi

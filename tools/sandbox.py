@@ -3,7 +3,8 @@
 Starts the LibreLink Up simulator (one simulated follower account following one person), the
 Nightscout stand-in (with an access token whose role may upload readings and Sensor Start treatments)
 and a moto server in place of AWS, with the stack's state table (from template.yaml) and a filled-in
-credentials secret. All of them run on the real clock, so the readings are "now". It prints the
+credentials secret, and for the hosted stack's operator its table (from hosted.yaml), a KMS key and an
+account's JSON for `linkup-sync accounts`. All of them run on the real clock, so the readings are "now". It prints the
 `export ...` lines to paste into a second terminal and the commands to try there, then waits in the
 foreground. Ctrl-C (or SIGTERM) stops everything and frees the ports.
 
@@ -27,7 +28,16 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from tools.local_stack import EMAIL, LOCAL_REGION, PASSWORD, ROOT, aws_environment, create_state_table, moto_server
+from tools.local_stack import (
+    EMAIL,
+    HOSTED_TEMPLATE_PATH,
+    LOCAL_REGION,
+    PASSWORD,
+    ROOT,
+    aws_environment,
+    create_state_table,
+    moto_server,
+)
 from tools.simulators.librelinkup import LinkUpSimulator
 from tools.simulators.nightscout import NightscoutStandIn
 
@@ -71,6 +81,29 @@ def sandbox(state_dir: Path) -> Iterator[dict[str, str]]:
                 "NIGHTSCOUT_API_TOKEN": token,
             }
             secrets.put_secret_value(SecretId=secret_arn, SecretString=json.dumps(credentials))
+            # The hosted stack's operator (issue 23, finding 7): its table (from hosted.yaml), a KMS key,
+            # and an account's JSON to try `linkup-sync accounts add` with.
+            hosted_table = create_state_table(
+                boto3.client("dynamodb", endpoint_url=endpoint), f"{STACK}-hosted-state", HOSTED_TEMPLATE_PATH
+            )
+            key_arn = boto3.client("kms", endpoint_url=endpoint).create_key(Description="CredentialsKey")[
+                "KeyMetadata"
+            ]["Arn"]
+            account = state_dir / "account.json"
+            account.write_text(
+                json.dumps(
+                    {
+                        "LINK_UP_USERNAME": EMAIL,
+                        "LINK_UP_PASSWORD": PASSWORD,
+                        # the sandbox's own Nightscout: allowed for a hosted account only because the
+                        # sandbox exports LINKUP_SYNC_ALLOW_LOOPBACK_NIGHTSCOUT (a test setting)
+                        "NIGHTSCOUT_URL": ns.base_url,
+                        "NIGHTSCOUT_API_TOKEN": token,
+                    }
+                ),
+                encoding="utf-8",
+            )
+            account.chmod(0o600)
             yield {
                 **credentials,
                 "LINK_UP_REGION": "EU",
@@ -83,10 +116,17 @@ def sandbox(state_dir: Path) -> Iterator[dict[str, str]]:
                 "AWS_ACCESS_KEY_ID": aws["AWS_ACCESS_KEY_ID"],
                 "AWS_SECRET_ACCESS_KEY": aws["AWS_SECRET_ACCESS_KEY"],
                 "AWS_REGION": LOCAL_REGION,
+                "AWS_DEFAULT_REGION": LOCAL_REGION,  # the AWS CLI v1 reads only this one
                 "AWS_EC2_METADATA_DISABLED": "true",
                 "AWS_CONFIG_FILE": os.devnull,
                 "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
                 "LINKUP_SANDBOX_STATE": str(state_dir / "state.json"),
+                # the hosted stack's outputs StateTableName and CredentialsKeyArn, for `accounts`
+                "HOSTED_STATE_TABLE_NAME": hosted_table,
+                "HOSTED_KEY_ID": key_arn,
+                "LINKUP_SANDBOX_ACCOUNT": str(account),
+                # the sandbox's Nightscout is on 127.0.0.1, which a hosted account may name only in tests
+                "LINKUP_SYNC_ALLOW_LOOPBACK_NIGHTSCOUT": "true",
             }
     finally:
         llu.stop()
@@ -104,6 +144,10 @@ def suggested_commands() -> list[str]:
         f'{cli} doctor --secret-id "$CREDENTIALS_SECRET_ID" --table "$STATE_TABLE_NAME"',
         f'{cli} sync --once --secret-id "$CREDENTIALS_SECRET_ID" --table "$STATE_TABLE_NAME"',
         f"(cd {shlex.quote(str(ROOT))} && {python} -m tools.run_handler)",
+        "# the hosted stack, as its operator:",
+        f'{cli} accounts add --table "$HOSTED_STATE_TABLE_NAME" --key-id "$HOSTED_KEY_ID" < "$LINKUP_SANDBOX_ACCOUNT"',
+        f'{cli} accounts list --table "$HOSTED_STATE_TABLE_NAME"',
+        f'{cli} accounts show --table "$HOSTED_STATE_TABLE_NAME" {EMAIL}',
     ]
 
 

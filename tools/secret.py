@@ -84,13 +84,36 @@ def secret_id(env: Mapping[str, str], cloudformation: Any = None) -> str:
     return str(arn)
 
 
+def refuse_to_drop_people(secrets: Any, sid: str) -> None:
+    """The flat form this tool writes holds one person: a secret in the TARGETS form (several people)
+    would lose all but one. Such a secret is changed with `make setup` (issue 23, finding 5)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        current = secrets.get_secret_value(SecretId=sid).get("SecretString") or ""
+    except ClientError:
+        return  # no value yet (or not readable here): nothing to lose
+    try:
+        value = json.loads(current)
+    except ValueError:
+        return
+    if isinstance(value, dict) and "TARGETS" in value:
+        raise SecretToolError(
+            "the secret holds several people (the TARGETS form); make secret writes one person only and "
+            "would drop the others. Nothing was stored. Change it with `make setup` (it keeps every person), "
+            "or edit the JSON as the README shows under Several people."
+        )
+
+
 def main(env: Mapping[str, str] | None = None, err: TextIO | None = None, out: TextIO | None = None) -> int:
     environ = os.environ if env is None else env
     err, out = err or sys.stderr, out or sys.stdout
     try:
         values = check_values(environ)
         sid = secret_id(environ)
-        client("secretsmanager", secret_id=sid).put_secret_value(SecretId=sid, SecretString=json.dumps(values))
+        secrets = client("secretsmanager", secret_id=sid)
+        refuse_to_drop_people(secrets, sid)
+        secrets.put_secret_value(SecretId=sid, SecretString=json.dumps(values))
     except SecretToolError as exc:
         err.write(f"{PROG}: {exc}\n")
         return 1

@@ -20,7 +20,7 @@ from .output import shorten_home
 
 if TYPE_CHECKING:
     from linkup_sync.http import Deadline
-    from linkup_sync.ports import Credentials, Existing, Target
+    from linkup_sync.ports import Credentials, Existing, NightscoutSink, Target
     from linkup_sync.readings import Reading
     from linkup_sync.runtime import CredentialSource, Dependencies
     from linkup_sync.state.model import AccountState, StateStore, StoredState, TargetState
@@ -55,7 +55,13 @@ class EnvCredentials:
             raise ConfigError(problems, heading="The credentials are incomplete")
         raw = {key: self.env[key] for key in SECRET_KEYS}
         version = self.env.get(ENV_VERSION, "").strip() or "env"
-        return credentials_from_secret(raw, version=version, secret_id=None)
+        return credentials_from_secret(
+            raw,
+            version=version,
+            secret_id=None,
+            place="the environment variables",
+            hint="Fix the environment variables named above (or read the stack's secret with --secret-id).",
+        )
 
 
 class FixedCredentials:
@@ -89,12 +95,34 @@ def describe_aws_failure(exc: Exception) -> str | None:
 
 def state_store(args: argparse.Namespace, clock: Callable[[], float]) -> StateStore:
     if args.table:
+        from linkup_sync.aws import client
         from linkup_sync.state.dynamodb import DynamoDBStateStore
 
-        return DynamoDBStateStore(args.table, clock=clock)
+        # The region as for the secret: AWS_REGION, AWS_DEFAULT_REGION, else the one the secret's ARN names.
+        dynamodb = client("dynamodb", secret_id=getattr(args, "secret_id", None))
+        return DynamoDBStateStore(args.table, client=dynamodb, clock=clock)
     from linkup_sync.state.file import FileStateStore, default_state_path
 
     return FileStateStore(args.state or default_state_path(), clock=clock)
+
+
+def missing_table(exc: Exception, store: StateStore | None) -> ConfigError | None:
+    """A state table that does not exist (or is in another region) needs a person, not a retry: say which
+    table and which region were asked. None for any other failure."""
+    from linkup_sync.errors import StateUnavailable
+
+    table = getattr(store, "table_name", None)
+    if not isinstance(exc, StateUnavailable) or table is None or "ResourceNotFound" not in exc.detail:
+        return None
+    region = getattr(getattr(getattr(store, "client", None), "meta", None), "region_name", None) or "this region"
+    return ConfigError(
+        [
+            f"There is no DynamoDB table {table} in the AWS region {region}.",
+            "Fix: give --table the stack's output StateTableName, and the stack's region: set AWS_REGION "
+            "(or AWS_DEFAULT_REGION), or give --secret-id as the secret's full ARN, which names it.",
+        ],
+        heading="The state table cannot be found",
+    )
 
 
 def state_label(store: StateStore) -> str:
@@ -126,11 +154,17 @@ class NoRecordStore:
 
 @dataclass
 class CollectingSink:
-    """Stands in for Nightscout: keeps what would be uploaded and sends nothing."""
+    """Stands in for Nightscout: keeps what would be uploaded and sends nothing.
+
+    With `reader` (the real uploader of the target), the read-back of what Nightscout already holds is
+    asked of Nightscout itself, exactly as the real run asks it, so a dry run selects what the real run
+    will upload. It only reads (GET); nothing is ever written through it.
+    """
 
     readings: list[Reading] = field(default_factory=list)
     sensor_starts: list[tuple[str, int]] = field(default_factory=list)
-    requests_made: int = 0
+    reader: NightscoutSink | None = None
+    requests_made: int = 0  # the reader's (reads only)
 
     def upload(self, readings: Sequence[Reading]) -> int:
         self.readings.extend(readings)
@@ -140,21 +174,28 @@ class CollectingSink:
         self.sensor_starts.append((serial, activated_at))
 
     def existing_sgv(self, since_ms: int) -> Existing:
-        # Nothing is asked: the dry run shows every gap as LibreLink Up's history would fill it.
+        if self.reader is not None:
+            try:
+                return self.reader.existing_sgv(since_ms)
+            finally:
+                self.requests_made = self.reader.requests_made
+        # doctor: nothing is asked, every gap shows as LibreLink Up's history would fill it.
         from linkup_sync.ports import Existing
 
         return Existing(instants=(), complete_since_ms=since_ms)
 
 
 def collecting_factory(
-    sinks: list[CollectingSink], *, check_url: bool
+    sinks: list[CollectingSink], *, check_url: bool, read_back: bool = False
 ) -> Callable[[Dependencies, Target, TargetState, Deadline], CollectingSink]:
-    def factory(deps: Dependencies, target: Target, stored: TargetState, deadline: Deadline) -> CollectingSink:
-        if check_url:  # the same failure as the real uploader's (runtime.build_sink)
-            from linkup_sync.runtime import nightscout_base_url
+    """read_back: ask Nightscout what it holds, through the real uploader (the dry run); doctor does not."""
 
+    def factory(deps: Dependencies, target: Target, stored: TargetState, deadline: Deadline) -> CollectingSink:
+        from linkup_sync.runtime import build_sink, nightscout_base_url
+
+        if check_url:  # the same failure as the real uploader's (runtime.build_sink)
             nightscout_base_url(target, deps.settings, heading="The Nightscout settings cannot be used")
-        sink = CollectingSink()
+        sink = CollectingSink(reader=build_sink(deps, target, stored, deadline) if read_back else None)
         sinks.append(sink)
         return sink
 

@@ -28,6 +28,7 @@ from linkup_sync.errors import (
     LinkupSyncError,
     LinkUpUnauthorized,
     LinkUpVersionRejected,
+    StateUnavailable,
 )
 from linkup_sync.librelinkup.regions import DEFAULT_URL_TEMPLATE
 from linkup_sync.settings import SECRET_KEYS, Settings
@@ -39,6 +40,7 @@ from .adapters import (
     collecting_factory,
     credential_source,
     describe_aws_failure,
+    missing_table,
     reset_login,
     state_label,
     state_store,
@@ -383,12 +385,21 @@ def run_doctor(
     r = Reporter(out)
     settings = _check_settings(r, env)
     creds = _check_credentials(r, args, env)
+    needs_person = False
     if settings is not None and creds is not None:
-        store = state_store(args, clock)
+        store: StateStore | None = None
         try:
+            store = state_store(args, clock)
             _check_linkup(r, args, settings, creds, store, clock, err)
         except ConfigError as exc:  # e.g. a damaged state file
             r.fail("LibreLink Up", exc.message.splitlines()[0].rstrip(":"), exc.problems)
+        except StateUnavailable as exc:
+            missing = missing_table(exc, store)
+            if missing is None:
+                r.fail("State", exc.message)
+            else:  # not a passing outage: a person gives the right table or region
+                r.fail("State table", missing.problems[0], missing.problems[1:])
+                needs_person = True
         except Exception as exc:
             text = describe_aws_failure(exc)
             if text is None:
@@ -414,6 +425,6 @@ def run_doctor(
             f"{r.failed} of {r.passed + r.failed} checks failed. Fix the {r.marks[False].strip()} lines "
             f"above, then run `{PROG} doctor` again.\n"
         )
-        return 1
+        return 2 if needs_person else 1
     out.write(f"All {r.passed} checks passed.\n")
     return 0

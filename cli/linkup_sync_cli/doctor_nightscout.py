@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from linkup_sync.errors import NightscoutUnauthorized, NightscoutUnreachable
+from linkup_sync.nightscout.transport import not_found_text
 
 from .reporter import Reporter
 
@@ -103,11 +104,7 @@ def _probe_server(r: Reporter, title: str, base: str, pool: urllib3.PoolManager)
         if result.status in (301, 302, 303, 307, 308):
             r.fail(title, _redirect_text(base, result.headers.get("location", "")))
         elif result.status == 404:
-            r.fail(
-                title,
-                "no Nightscout at this address (HTTP 404 for /api/v1/status.json). NIGHTSCOUT_URL must be "
-                "the address that shows the glucose chart in a browser.",
-            )
+            r.fail(title, not_found_text("/api/v1/status.json"))
         elif result.status >= 500:
             r.fail(
                 title,

@@ -23,6 +23,8 @@ from .accounts_command import add_accounts_parser, cmd_accounts
 from .doctor import run_doctor
 from .import_command import add_import_parser, cmd_import
 from .output import PROG, printable_stream
+from .setup_command import add_setup_parser, run_setup
+from .setup_update import add_update_parser, run_update
 from .sync_command import cmd_sync
 
 DEMO_TEXT = (
@@ -42,6 +44,7 @@ Credentials come from the environment variables LINK_UP_USERNAME, LINK_UP_PASSWO
 NIGHTSCOUT_API_TOKEN (or the stack's secret with --secret-id); settings from LINK_UP_REGION,
 LINK_UP_CONNECTION, LINK_UP_VERSION, NIGHTSCOUT_API_V3 and the others listed in the README.
 
+`setup` deploys it in AWS step by step (make setup), `update` brings it to the newest release.
 `accounts` manages the accounts of a hosted stack (hosted.yaml), which runs many people's bridges."""
 
 _STATE_HELP = (
@@ -91,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
         "follows (to fill LINK_UP_CONNECTION);\nthe newest reading's age; the Nightscout address, "
         "server version, and whether the token may upload.\n\n"
         "Logs in to LibreLink Up at most once, reuses a stored login, and respects the stored "
-        "circuit breakers.\nStores nothing in Nightscout. Exits with 1 when any check fails.",
+        "circuit breakers.\nStores nothing in Nightscout. Exits with 1 when any check fails, with 2 when "
+        "the state table\n(--table) is not in the region asked.",
     )
     _common(doctor)
 
@@ -122,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(sync)
 
+    add_setup_parser(commands)
+    add_update_parser(commands)
     add_accounts_parser(commands)
     add_import_parser(commands)
     return parser
@@ -171,6 +177,10 @@ def _main(
     try:
         if args.command == "import-csv":
             return cmd_import(args, environment, clock, out, err)
+        if args.command == "setup":
+            return run_setup(args, environment, clock, out, err)
+        if args.command == "update":
+            return run_update(args, environment, clock, out, err)
         if args.command == "accounts":
             return cmd_accounts(
                 args, clock, sys.stdin if stdin is None else stdin, out, err, env=environment, resolve=resolve

@@ -22,6 +22,7 @@ from .adapters import (
     collecting_factory,
     credential_source,
     describe_aws_failure,
+    missing_table,
     reset_login,
     state_store,
 )
@@ -29,6 +30,8 @@ from .output import PROG, age_text, package_logs, utc_text
 
 if TYPE_CHECKING:
     from linkup_sync.runtime import CredentialSource
+    from linkup_sync.state.model import StateStore
+    from linkup_sync.sync import RunReport
 
 # Exit status of `sync --once` (documented in its --help and the README): cron and monitoring check it.
 EXIT_OK = 0  # uploaded, nothing new, or a breaker that clears by itself skipped the run
@@ -70,14 +73,31 @@ def cmd_sync(
     from linkup_sync.runtime import Dependencies, run_once
     from linkup_sync.state.model import account_key
 
-    def fail(message: str, reason: str, needs_person: bool = False) -> int:
+    def fail(message: str, reason: str, needs_person: bool = False, report: RunReport | None = None) -> int:
         if reason in ("bad_credentials", "action_required") and not args.secret_id:
             message += f" After fixing it, run `{PROG} sync --once --reset-login` once."
+        # With TARGETS, one person's failure does not undo the others' uploads: say what they got.
+        done = [t for t in (report.targets if report is not None else []) if t.error is None]
         if args.json:
-            out.write(json.dumps({"error": reason, "message": message, "needs_person": needs_person}) + "\n")
+            summary: dict[str, object] = {"error": reason, "message": message, "needs_person": needs_person}
+            if report is not None and report.targets:
+                summary["uploaded"] = report.uploaded
+                summary["targets"] = [t.as_dict() for t in report.targets]
+            out.write(json.dumps(summary) + "\n")
         else:
+            for t in done:
+                line = _target_line(
+                    f"patient {t.patient}: ", t.uploaded, t.gap_filled, t.newest_reading_age_s, args.dry_run
+                )
+                out.write(line + "\n")
             err.write(f"{PROG}: failed: {message}\n")
         return EXIT_NEEDS_PERSON if needs_person else EXIT_FAILED
+
+    def fail_error(exc: LinkupSyncError, report: RunReport | None = None) -> int:
+        table = missing_table(exc, store)
+        if table is not None:
+            return fail(table.message, "state_table_not_found", needs_person=True)
+        return fail(exc.message, exc.reason, exc.needs_person, report)
 
     def fail_aws(exc: Exception) -> int:
         """An AWS failure a person can fix (credentials, region, a missing secret or table); else re-raise."""
@@ -86,6 +106,7 @@ def cmd_sync(
             raise exc
         return fail(text, "aws")
 
+    store: StateStore | None = None
     try:
         settings = Settings.from_env(env, need_aws=False)
         store = state_store(args, clock)
@@ -96,7 +117,7 @@ def cmd_sync(
             if not args.json and not args.quiet:
                 out.write(("cleared " + "; ".join(cleared) if cleared else "no stored login block to clear") + "\n")
     except LinkupSyncError as exc:
-        return fail(exc.message, exc.reason, exc.needs_person)
+        return fail_error(exc)
     except Exception as exc:
         return fail_aws(exc)
 
@@ -107,7 +128,7 @@ def cmd_sync(
         settings=settings, store=NoRecordStore(store) if args.dry_run else store, credentials=credentials, clock=clock
     )
     if args.dry_run:
-        deps.sink_factory = collecting_factory(sinks, check_url=True)
+        deps.sink_factory = collecting_factory(sinks, check_url=True, read_back=True)
     with package_logs(args.verbose, err) as logs:
         try:
             report = run_once(deps)
@@ -117,7 +138,7 @@ def cmd_sync(
                 if message not in shown:
                     err.write(f"{PROG}: {message}\n")
                     shown.add(message)
-            return fail(exc.message, exc.reason, exc.needs_person)
+            return fail_error(exc, exc.report)
         except Exception as exc:
             return fail_aws(exc)
     warnings = [m for m in dict.fromkeys(logs.messages) if not m.startswith("run skipped")]

@@ -262,7 +262,13 @@ def test_upload_stops_at_first_failed_batch(stub: StubServer) -> None:
             NightscoutRejected,
             "HTTP 403: Forbidden",
         ),
-        (404, "Cannot POST /api/v1/entries.json", {}, NightscoutRejected, "HTTP 404: Cannot POST"),
+        (
+            404,
+            "Cannot POST /api/v1/entries.json",
+            {},
+            NightscoutRejected,
+            "no Nightscout at this address (HTTP 404 for /api/v1/entries.json)",
+        ),  # issue 23 finding 6: doctor's diagnosis
         (500, '{"status":500,"message":"Mongo Error"}', {}, NightscoutUnreachable, "HTTP 500"),
         (502, "<html>Bad Gateway</html>", {}, NightscoutUnreachable, "HTTP 502"),
         (503, "", {}, NightscoutUnreachable, "HTTP 503"),

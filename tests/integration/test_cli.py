@@ -385,7 +385,8 @@ def test_dry_run_uploads_nothing_and_records_nothing(sim: Sim, capsys: pytest.Ca
     assert len(readings) > 100 and readings[-1].rstrip().endswith("current")
     assert lines[-2].startswith(f"would upload {len(readings)} readings")
     assert lines[-1] == "dry run: nothing was sent to Nightscout and nothing was recorded as uploaded"
-    assert sim.ns.requests == []
+    # Issue 23 (finding 2): the dry run asks Nightscout what it holds, as the real run does; it only reads.
+    assert [(r.method, r.path) for r in sim.ns.requests] == [("GET", "/api/v1/entries/sgv.json")]
     stored = FileStateStore(sim.state).load(account_key(EMAIL))
     assert stored.targets == {} and stored.account.ticket is not None  # the login is kept, no upload recorded
 

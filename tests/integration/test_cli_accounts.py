@@ -300,8 +300,8 @@ def test_bad_json_lists_every_problem_at_once_and_echoes_no_value(stack: Stack) 
     problems = [line for line in err.splitlines() if line.startswith("  - ")]
     expected = [
         "--key-id is missing: give the stack's output CredentialsKeyArn",
-        "LINK_UP_REGION (the value given) is not a LibreLink Up region",
-        "SYNC_INTERVAL_MINUTES must be one of 1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60",
+        "LINK_UP_REGION 'NARNIA' is not a LibreLink Up region",  # issue 23, finding 8: not a secret, so shown
+        "SYNC_INTERVAL_MINUTES must be one of 1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60 (minutes; default 5), not '7'",
         "'NIGHTSCOUT_API_V4' in the account's JSON is not a key linkup-sync knows. Did you mean NIGHTSCOUT_API_V3?",
         "'LINK_UP_REGOIN' in the account's JSON is not a key linkup-sync knows. Did you mean LINK_UP_REGION?",
         "LINK_UP_PASSWORD is missing from the account's JSON.",
@@ -311,7 +311,7 @@ def test_bad_json_lists_every_problem_at_once_and_echoes_no_value(stack: Stack) 
     for text in expected:
         assert any(text in line for line in problems), text
     assert err.startswith("linkup-sync accounts add: The account cannot be added:")
-    assert "NARNIA" not in err  # not even a wrong setting's value: it could be a pasted password
+    assert "token-of-fiona-0123456789" not in err  # passwords and tokens are never shown
     assert stack.items() == set()  # nothing stored
 
 

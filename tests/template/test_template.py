@@ -52,6 +52,7 @@ CONTRACT_ENVIRONMENT: dict[str, Any] = {
     "NIGHTSCOUT_SENSOR_START": {"Ref": "NightscoutSensorStart"},
     "NIGHTSCOUT_ANNOUNCE": {"Ref": "NightscoutAnnounce"},
     "TREND_ARROWS": {"Ref": "TrendArrows"},
+    "NIGHTSCOUT_DEVICE_NAME": {"Ref": "NightscoutDeviceName"},  # issue 23: nightscout-librelink-up's name
     "ALERT_TOPIC_ARN": {"Ref": "AlertTopic"},
     "STALE_AFTER_MINUTES": {"Ref": "StaleAfterMinutes"},
     "LINK_UP_AUTO_ACCEPT_TERMS": {"Ref": "LinkUpAutoAcceptTerms"},
@@ -335,6 +336,7 @@ def test_api_url_keeps_its_region_placeholder(cfn: dict[str, Any]) -> None:
         ("NightscoutSensorStart", "true", ["true", "false"]),
         ("NightscoutAnnounce", "true", ["true", "false"]),
         ("TrendArrows", "derived", ["derived", "libre"]),
+        ("NightscoutDeviceName", "linkup-sync", None),
         ("CreateDashboard", "false", ["true", "false"]),
         ("LinkUpAutoAcceptTerms", "false", ["true", "false"]),
         ("LinkUpApiUrl", "https://api-{region}.libreview.io", None),

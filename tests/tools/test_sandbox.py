@@ -80,6 +80,9 @@ def test_make_sandbox_serves_doctor_sync_and_the_handler_then_ctrl_c_frees_the_p
             "AWS_REGION",
             "STATE_TABLE_NAME",
             "CREDENTIALS_SECRET_ID",
+            "AWS_DEFAULT_REGION",  # issue 23, finding 7: the AWS CLI v1 needs it
+            "HOSTED_STATE_TABLE_NAME",
+            "HOSTED_KEY_ID",
         ):
             assert env.get(name), f"{name} is not exported"
         text = "\n".join(lines)
@@ -106,6 +109,18 @@ def test_make_sandbox_serves_doctor_sync_and_the_handler_then_ctrl_c_frees_the_p
         result = json.loads([ln for ln in handler.stdout.splitlines() if ln.startswith('{"result"')][-1])["result"]
         assert result["logins"] == 0  # the function's table already holds the login the --table run made
         assert "unexpected failure" not in handler.stdout + handler.stderr
+
+        # issue 23, finding 7: the hosted operator's commands, with the printed --table and --key-id
+        assert "accounts add --table" in text and "--key-id" in text
+        account = Path(env["LINKUP_SANDBOX_ACCOUNT"]).read_text(encoding="utf-8")
+        hosted = ["--table", env["HOSTED_STATE_TABLE_NAME"]]
+        added = run_python(
+            "-m", "linkup_sync_cli", "accounts", "add", *hosted, "--key-id", env["HOSTED_KEY_ID"],
+            env=second, cwd=tmp_path, input=account,
+        )  # fmt: skip
+        assert added.returncode == 0, added.stdout + added.stderr
+        listed = cli("accounts", "list", *hosted)
+        assert listed.returncode == 0 and len(listed.stdout.strip().splitlines()) >= 1, listed.stdout + listed.stderr
 
         ports = [urlsplit(env[n].replace("{region}", "eu")).port for n in ("LINK_UP_API_URL", "NIGHTSCOUT_URL")]
         ports.append(urlsplit(env["AWS_ENDPOINT_URL"]).port)

@@ -91,3 +91,24 @@ def test_make_secret_runs_the_checking_tool() -> None:
     makefile = (ROOT / "Makefile").read_text()
     recipe = makefile.split("\nsecret:", 1)[1].split("\n\n", 1)[0]
     assert "-m tools.secret" in recipe and "put-secret-value" not in recipe
+
+
+def test_a_secret_with_several_people_is_not_overwritten_with_one(endpoint: str) -> None:
+    """Issue 23, finding 5: `make secret` writes the flat form; over a TARGETS secret it would drop people."""
+    arn = _secret(endpoint, "targets")
+    targets = {
+        "LINK_UP_USERNAME": GOOD["LINK_UP_USERNAME"],
+        "LINK_UP_PASSWORD": GOOD["LINK_UP_PASSWORD"],
+        "TARGETS": [
+            {"LINK_UP_CONNECTION": "8b6e4d2c-1a3f-4c5e-9d7b-2f0a6c8e4b13", "NIGHTSCOUT_URL": "https://a.example.org",
+             "NIGHTSCOUT_API_TOKEN": "a-0123456789abcdef"},
+            {"LINK_UP_CONNECTION": "0d3c6b7a-5e4f-4a1b-8c9d-7e6f5a4b3c2d", "NIGHTSCOUT_URL": "https://b.example.org",
+             "NIGHTSCOUT_API_TOKEN": "b-0123456789abcdef"},
+        ],
+    }  # fmt: skip
+    boto3.client("secretsmanager", endpoint_url=endpoint).put_secret_value(
+        SecretId=arn, SecretString=json.dumps(targets)
+    )
+    code, _, err = _run({**GOOD, "SECRET_ID": arn})
+    assert code == 1 and "several people" in err and "make setup" in err and "Nothing was stored" in err
+    assert json.loads(_value(endpoint, arn) or "{}") == targets

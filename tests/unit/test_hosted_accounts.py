@@ -222,19 +222,24 @@ class _PlainVault(Vault):
         return plaintext, str(self.key_id)
 
 
-def test_no_wrong_setting_value_is_echoed_either() -> None:
-    """The personal settings quote a wrong value; a password pasted into the wrong key must not show."""
+def test_no_password_or_token_is_echoed_in_a_setting_but_other_wrong_values_are() -> None:
+    """Issue 23, finding 8 (this test replaces "no wrong setting value is echoed"): the operator sees a
+    wrong setting's value; only a password or token of the same JSON pasted into a setting stays hidden."""
     pasted = "pasted-secret-42"
     with pytest.raises(ConfigError) as caught:
         check_account(
             {
+                "LINK_UP_PASSWORD": pasted,
+                "NIGHTSCOUT_API_TOKEN": "token-" + pasted,
                 "LINK_UP_REGION": pasted,
-                "LINK_UP_VERSION": pasted + "v",
-                "NIGHTSCOUT_API_V3": pasted + "b",
-                "SYNC_INTERVAL_MINUTES": pasted + "i",
+                "LINK_UP_VERSION": "token-" + pasted,
+                "NIGHTSCOUT_API_V3": "maybe",
+                "SYNC_INTERVAL_MINUTES": "7\x1b[2J",
             }
         )
     text = caught.value.message
     assert pasted not in text
-    for key in ("LINK_UP_REGION", "LINK_UP_VERSION", "NIGHTSCOUT_API_V3", "SYNC_INTERVAL_MINUTES"):
-        assert f"{key}" in text and "(the value given)" in text
+    assert "LINK_UP_REGION (the value given, hidden: it is a password or token)" in text
+    assert "LINK_UP_VERSION must be" in text and text.count("hidden: it is a password or token") == 2
+    assert "NIGHTSCOUT_API_V3 must be true or false, not 'maybe'" in text
+    assert "not '7?[2J'" in text and "\x1b" not in text  # shown, without the terminal escape

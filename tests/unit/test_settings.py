@@ -122,3 +122,34 @@ def test_trend_arrows_is_derived_by_default_or_libre_and_listed_with_the_other_p
     assert len(err.value.problems) == 2
     (problem,) = [p for p in err.value.problems if "TREND_ARROWS" in p]
     assert "derived" in problem and "libre" in problem and "'double'" in problem
+
+
+def test_nightscout_device_name_as_nightscout_librelink_up_has_it() -> None:
+    """Issue 23, finding 9: its NIGHTSCOUT_DEVICE_NAME is accepted, checked, and defaults to linkup-sync."""
+    base = {"LINK_UP_REGION": "EU"}
+    assert Settings.from_env(base, need_aws=False).device_name == "linkup-sync"
+    named = Settings.from_env({**base, "NIGHTSCOUT_DEVICE_NAME": " nightscout-librelink-up "}, need_aws=False)
+    assert named.device_name == "nightscout-librelink-up"
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env({**base, "NIGHTSCOUT_DEVICE_NAME": "x" * 65}, need_aws=False)
+    assert "NIGHTSCOUT_DEVICE_NAME must be 1 to 64" in err.value.message
+
+
+def test_the_template_allows_exactly_the_device_names_the_code_allows() -> None:
+    import re
+
+    from linkup_sync.settings import DEVICE_NAME_PATTERN
+    from tests.support.template import load_template
+
+    parameter = load_template()["Parameters"]["NightscoutDeviceName"]
+    assert parameter["AllowedPattern"] == DEVICE_NAME_PATTERN and parameter["Default"] == "linkup-sync"
+    assert re.match(DEVICE_NAME_PATTERN, parameter["Default"])
+
+
+def test_the_hint_for_a_secret_of_several_people_is_not_make_secret() -> None:
+    """Issue 23, finding 5: `make secret` writes one person; a TARGETS secret is changed with make setup."""
+    from linkup_sync.settings import set_secret_hint
+
+    assert "make secret" in set_secret_hint("s")
+    several = set_secret_hint("s", targets=True)
+    assert "make secret" not in several and "make setup" in several and "file://secret.json" in several

@@ -202,12 +202,17 @@ class LinkUpPatientNotFound(LinkUpError):
         self.origin = origin
         listed = ", ".join(self.known) if self.known else "none"
         shown = patient_id or "(none)"
-        where = f" ({self._ORIGINS.get(origin, origin)})" if origin else ""
+        if origin and origin.startswith("TARGETS entry"):
+            # A TARGETS entry must name its person: "leave it empty" would make the secret unusable.
+            where = f" (from LINK_UP_CONNECTION in {origin} of the secret)"
+            fix = f"Set LINK_UP_CONNECTION in {origin} to one of them (every TARGETS entry needs one)."
+        else:
+            where = f" ({self._ORIGINS.get(origin, origin)})" if origin else ""
+            fix = "Set LINK_UP_CONNECTION to one of them, or leave it empty to use the only (or first) one."
         super().__init__(
             f"The patient id {shown}{where} is not followed by this LibreLink Up account. "
-            f"Patient ids that exist: {listed}. Set LINK_UP_CONNECTION to one of them, or leave it empty "
-            "to use the only (or first) one. If the id is right, LibreLink Up may be answering wrongly for "
-            "a while: the bridge tries again on every run."
+            f"Patient ids that exist: {listed}. {fix} If the id is right, LibreLink Up may be answering "
+            "wrongly for a while: the bridge tries again on every run."
         )
 
 

@@ -84,6 +84,7 @@ class Target:
     nightscout_url: str
     nightscout_token: str = field(repr=False)
     api_v3: bool | None = None  # None: the NIGHTSCOUT_API_V3 setting decides
+    entry: int | None = None  # its number in the secret's TARGETS list (None: the flat form)
 
 
 @dataclass(frozen=True)

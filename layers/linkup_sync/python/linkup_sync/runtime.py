@@ -122,7 +122,7 @@ def build_sink(deps: Dependencies, target: Target, stored: TargetState, deadline
         token=target.nightscout_token,
         pool=deps.pool,
         deadline=deadline,
-        device=DEVICE,
+        device=deps.settings.device_name,  # NIGHTSCOUT_DEVICE_NAME, "linkup-sync" unless set
         allow_http=deps.settings.allow_http,
     )
     try:
@@ -231,7 +231,7 @@ def _tell(
         exc,
         multi=creds is not None and len(creds.targets) > 1,
         stale_after_minutes=deps.settings.stale_after_minutes,
-        secret_hint=_secret_hint(deps),
+        secret_hint=_secret_hint(deps, creds),
         account=service.account if service is not None else None,
         version=deps.settings.version,
     )
@@ -252,12 +252,14 @@ def _tell(
 QUIET_RECHECK_S = 3600  # a warm container re-reads the incidents at least hourly
 
 
-def _secret_hint(deps: Dependencies) -> str:
+def _secret_hint(deps: Dependencies, creds: Credentials | None = None) -> str:
     from .settings import set_secret_hint
 
     if deps.secret_hint is not None:
         return deps.secret_hint
-    return set_secret_hint(deps.settings.secret_id)
+    # A TARGETS secret (several people) is not one for `make secret`, which writes one person only.
+    several = creds is not None and any(t.entry is not None for t in creds.targets)
+    return set_secret_hint(deps.settings.secret_id, targets=several)
 
 
 def _announcers(

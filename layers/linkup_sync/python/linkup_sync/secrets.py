@@ -52,6 +52,12 @@ class SecretsManagerCredentials:
             self._provider = _provider_class()(boto3_client=client("secretsmanager", secret_id=self.secret_id))
         return self._provider
 
+    def _region(self) -> str:
+        try:
+            return str(self.provider.client.meta.region_name or "this region")
+        except Exception:  # only for the message
+            return "this region"
+
     def get(self) -> Credentials:
         from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
@@ -66,10 +72,16 @@ class SecretsManagerCredentials:
             self._refresh = False
         except GetParameterError as exc:
             text = str(exc)
-            if "ResourceNotFound" in text or "can't find" in text or "not find" in text:
+            if "secret value" in text:  # the secret exists, but nobody has stored its value yet
                 problem = (
-                    "The secret has no value yet (or does not exist). Set it once after deploying: "
+                    f"The secret {self.secret_id} has no value yet. Set it once after deploying: "
                     + set_secret_hint(self.secret_id)
+                )
+            elif "ResourceNotFound" in text or "can't find" in text or "not find" in text:
+                problem = (
+                    f"There is no secret {self.secret_id} in the AWS region {self._region()}. Check the secret's "
+                    "name (the stack's output CredentialsSecretArn; its full ARN names the region) and the region "
+                    "(AWS_REGION)."
                 )
             elif "AccessDenied" in text:
                 problem = "The function may not read the secret (AccessDenied): redeploy the stack unchanged."

@@ -34,6 +34,10 @@ REGION_VALUES: tuple[str, ...] = tuple(sorted(r.upper() for r in REGIONS))
 VERSION_KEYWORDS: tuple[str, ...] = ("auto",)
 VERSION_PATTERN = r"^([0-9]+\.[0-9]+\.[0-9]+|" + "|".join(VERSION_KEYWORDS) + ")$"
 
+DEFAULT_DEVICE_NAME = "linkup-sync"
+# NIGHTSCOUT_DEVICE_NAME: the template's NightscoutDeviceName AllowedPattern (tests/template compares them).
+DEVICE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._:()/+-]{0,63}$"
+
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off", ""}
 _VERSION_RE = re.compile(VERSION_PATTERN)
@@ -88,6 +92,7 @@ class Settings:
     alert_topic_arn: str | None = None  # ALERT_TOPIC_ARN: the SNS topic the bridge's own e-mails go to
     stale_after_minutes: int = 30  # STALE_AFTER_MINUTES: announce "no new reading" after this long
     trend_arrows: str = DEFAULT_TREND_MODE  # TREND_ARROWS: "derived" (double arrows, every entry) or "libre"
+    device_name: str = DEFAULT_DEVICE_NAME  # NIGHTSCOUT_DEVICE_NAME: the entries' "device" (nightscout-librelink-up)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, need_aws: bool = True, need_secret: bool = True) -> Settings:
@@ -149,6 +154,12 @@ class Settings:
                 f"or libre (the current reading keeps exactly LibreLink Up's arrow), not '{env['TREND_ARROWS']}'."
             )
             trend_arrows = DEFAULT_TREND_MODE
+        device_name = env.get("NIGHTSCOUT_DEVICE_NAME", "").strip() or DEFAULT_DEVICE_NAME
+        if not re.match(DEVICE_NAME_PATTERN, device_name):
+            problems.append(
+                "NIGHTSCOUT_DEVICE_NAME must be 1 to 64 letters, digits, spaces or . _ : ( ) / + - starting with "
+                f"a letter or digit, not '{device_name}'."
+            )
 
         template = env.get("LINK_UP_API_URL", "").strip() or DEFAULT_URL_TEMPLATE
         template = template.rstrip("/")
@@ -182,6 +193,7 @@ class Settings:
             alert_topic_arn=alert_topic_arn,
             stale_after_minutes=stale_after_minutes,
             trend_arrows=trend_arrows,
+            device_name=device_name,
         )
 
 
@@ -240,14 +252,26 @@ def meant_keys(obj: Mapping[str, object], allowed: Iterable[str]) -> set[str]:
     return {m for key in obj if key not in known and (m := _suggestion(key, known)) is not None}
 
 
-def set_secret_hint(secret_id: str | None) -> str:
+def set_secret_hint(secret_id: str | None, *, targets: bool = False) -> str:
     """How to store the secret. Never a command with the values in it: a password on a command line ends
-    up in the shell history and in `ps`."""
+    up in the shell history and in `ps`.
+
+    targets: the secret has the TARGETS form (several people). `make secret` writes only the flat form
+    and would drop the other people, so it is not suggested then.
+    """
     sid = secret_id or "<CredentialsSecretArn>"
+    by_file = (
+        "write the JSON to a file secret.json and run: aws secretsmanager put-secret-value "
+        f"--secret-id {sid} --secret-string file://secret.json (then delete the file)"
+    )
+    if targets:
+        return (
+            "`make setup` in the linkup-sync checkout (it asks for each person and keeps them all; it shows no "
+            f"password or token), or {by_file}"
+        )
     return (
         "`make secret` in the linkup-sync checkout (it reads the values from environment variables and shows "
-        "none of them), or write the JSON to a file secret.json and run: aws secretsmanager put-secret-value "
-        f"--secret-id {sid} --secret-string file://secret.json (then delete the file)"
+        f"none of them), or {by_file}"
     )
 
 
@@ -295,6 +319,7 @@ def credentials_from_secret(
     NIGHTSCOUT_API_TOKEN at the top), or a TARGETS list, one entry per followed patient, each with its
     LINK_UP_CONNECTION (patientId), NIGHTSCOUT_URL, NIGHTSCOUT_API_TOKEN and optional NIGHTSCOUT_API_V3.
     """
+    given_hint = hint
     hint = hint or "Set it with: " + set_secret_hint(secret_id)
     if isinstance(raw, (str, bytes)):
         try:
@@ -317,6 +342,8 @@ def credentials_from_secret(
     # A misspelt TARGETS (TARGET, targets) means the list form: say so instead of "NIGHTSCOUT_URL is missing".
     list_form = listed is not None or "TARGETS" in meant_keys(raw, (*FLAT_SECRET_KEYS, "TARGETS"))
     allowed = LIST_SECRET_KEYS if list_form else FLAT_SECRET_KEYS
+    if list_form and given_hint is None:
+        hint = "Set it with: " + set_secret_hint(secret_id, targets=True)
     problems += unknown_key_problems(raw, allowed if listed is not None else (*allowed, "TARGETS"), place)
     if listed is not None:
         moved = [key for key in TARGET_ENTRY_KEYS if key in raw]
@@ -364,8 +391,15 @@ def credentials_from_secret(
             if (patient, url) in seen:
                 problems.append(f"TARGETS entry {i} repeats the same patient and Nightscout site.")
             seen.add((patient, url))
-            targets.append(Target(patient_id=patient, nightscout_url=url, nightscout_token=token, api_v3=api_v3))
+            targets.append(
+                Target(patient_id=patient, nightscout_url=url, nightscout_token=token, api_v3=api_v3, entry=i)
+            )
     if problems:
+        # "incomplete" only when something is missing; an unknown key or a wrong value is not that.
+        only_missing = all(
+            p.endswith(f" is missing from {place}.") or " is missing from TARGETS entry" in p for p in problems
+        )
         problems.append(hint)
-        raise SecretError(problems, heading=f"The credentials in {place} are incomplete")
+        heading = f"The credentials in {place} are " + ("incomplete" if only_missing else "not usable as they are")
+        raise SecretError(problems, heading=heading)
     return Credentials(username=username, password=password, targets=tuple(targets), version=version)

@@ -324,7 +324,7 @@ class SyncService:
     def _choose_patient(self, key: str, ticket: Ticket, target: Target) -> tuple[str, str]:
         """The patient id of this target and where it came from (for a message that names both)."""
         if target.patient_id:
-            return target.patient_id, "secret"
+            return target.patient_id, "secret" if target.entry is None else f"TARGETS entry {target.entry}"
         if self.connection:
             return self.connection, "setting"
         if self.account.patient_id:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,13 +47,37 @@ def _setting_text(value: object) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
-def _unquoted(problem: str, given: list[str]) -> str:
-    """The personal settings' messages quote a wrong value; the operator's command shows none (a
-    password pasted into the wrong key would otherwise be printed)."""
+def _unquoted(problem: str, given: list[str], secrets: list[str]) -> str:
+    """The personal settings' messages quote a wrong value, and so does this one (issue 23: the operator
+    needs to see what was wrong), except a password or token of the same JSON pasted into a settings key.
+    Control characters of a shown value are replaced, so a value cannot rewrite the terminal."""
+    hidden = {s for s in secrets if s} | {s.strip() for s in secrets if s.strip()}
     for value in given:
-        for quoted in (f"'{value}'", f"'{value.strip()}'"):
-            problem = problem.replace(quoted, "(the value given)")
+        for quoted_value in (value, value.strip()):
+            quoted = f"'{quoted_value}'"
+            if quoted not in problem:
+                continue
+            if quoted_value in hidden or any(s in quoted_value for s in hidden if len(s) >= 6):
+                problem = problem.replace(quoted, "(the value given, hidden: it is a password or token)")
+            else:
+                shown = "".join(c if c.isprintable() else "?" for c in quoted_value)
+                problem = problem.replace(quoted, f"'{shown}'")
     return problem
+
+
+def _secret_values(raw: Mapping[str, object]) -> list[tuple[str, str]]:
+    """The passwords and tokens of an account's JSON (top level and TARGETS entries): never shown."""
+    listed = raw.get("TARGETS")
+    entries: list[Mapping[str, object]] = [raw]
+    if isinstance(listed, list):
+        entries += [e for e in listed if isinstance(e, Mapping)]
+    found: list[tuple[str, str]] = []
+    for entry in entries:
+        for key in ("LINK_UP_PASSWORD", "NIGHTSCOUT_API_TOKEN"):
+            value = entry.get(key)
+            if isinstance(value, str):
+                found.append((key, value))
+    return found
 
 
 def check_account(raw: object, *, addresses: SiteAddresses = PUBLIC_SITES) -> NewAccount:
@@ -75,16 +100,17 @@ def check_account(raw: object, *, addresses: SiteAddresses = PUBLIC_SITES) -> Ne
     secret_part = {key: value for key, value in raw.items() if key not in own and key != INTERVAL_KEY}
     settings = {key: _setting_text(value) for key, value in own.items()}
     given = [*settings.values(), *([str(raw[INTERVAL_KEY])] if INTERVAL_KEY in raw else [])]
+    secrets = [value for _key, value in _secret_values(raw)]
     try:
         Settings.from_env(settings, need_aws=False)
     except ConfigError as exc:
-        problems += [_unquoted(p, given) for p in exc.problems]
+        problems += [_unquoted(p, given, secrets) for p in exc.problems]
     interval = DEFAULT_INTERVAL
     if INTERVAL_KEY in raw:
         try:
             interval = check_interval(raw[INTERVAL_KEY])
         except ValueError as exc:
-            problems.append(_unquoted(str(exc), given))
+            problems.append(_unquoted(str(exc), given, secrets))
     # The secret's own check knows only the secret's keys: a key that stands for one of the account's
     # settings, or for no key at all, is reported here, against every key an account takes.
     for key in [k for k in secret_part if k not in SECRET_FORM_KEYS]:

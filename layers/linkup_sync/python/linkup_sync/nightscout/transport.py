@@ -95,6 +95,14 @@ def json_or_none(data: bytes) -> Any:
         return None
 
 
+def not_found_text(path: str) -> str:
+    """HTTP 404 where Nightscout answers: the address is not a Nightscout (shared with doctor's check)."""
+    return (
+        f"no Nightscout at this address (HTTP 404 for {path}). NIGHTSCOUT_URL must be the address that shows "
+        "the glucose chart in a browser."
+    )
+
+
 class NightscoutTransport:
     """Base of NightscoutV1 and NightscoutV3: the request and the answers both treat alike.
 
@@ -149,9 +157,11 @@ class NightscoutTransport:
     def _not_nightscout(self, what: str) -> NightscoutRejected:
         return NightscoutRejected(self._NOT_NIGHTSCOUT.format(url=self.base_url), what=what)
 
-    def _failure(self, result: HttpResult, what: str) -> NightscoutError:
+    def _failure(self, result: HttpResult, what: str, path: str = "") -> NightscoutError:
         """The error for an answer neither API version treats on its own: redirects, 413, other 4xx, 5xx."""
         status = result.status
+        if status == 404 and path:  # the diagnosis doctor gives, not the server's "Cannot POST ..."
+            return NightscoutRejected(not_found_text(path.split("?")[0]), what=what)
         if status in REDIRECT_STATUSES:
             return NightscoutRejected(self._redirect_text(result.headers.get("location", "")), what=what)
         if status == 413:

@@ -141,7 +141,7 @@ class NightscoutV1(NightscoutTransport):
         if result.status == 401:
             raise NightscoutUnauthorized()
         if result.status != 200:
-            raise self._failure(result, what)
+            raise self._failure(result, what, _SGV_READ_PATH)
         docs = json_or_none(result.data)
         if not isinstance(docs, list):  # a TSV answer, a proxy page: not Nightscout's JSON
             raise self._not_nightscout(what)
@@ -168,4 +168,4 @@ class NightscoutV1(NightscoutTransport):
             if kind == "announcement":
                 raise NightscoutUnauthorized(_TREATMENTS_UNAUTHORIZED.replace("Sensor Start treatment", "announcement"))
             raise NightscoutUnauthorized(_TREATMENTS_UNAUTHORIZED if kind == "treatments" else None)
-        raise self._failure(result, what)
+        raise self._failure(result, what, path)

@@ -360,14 +360,14 @@ class NightscoutV3(NightscoutTransport):
             return _Outcome(ok=False, error=NightscoutRejected(f"HTTP 403, {lacks}; {role_text}.", what=what))
         return _Outcome(ok=False, error=self._failure(result, what))
 
-    def _failure(self, result: HttpResult, what: str) -> NightscoutError:
+    def _failure(self, result: HttpResult, what: str, path: str = "") -> NightscoutError:
         if result.status == 404:
             return NightscoutRejected(
                 f"HTTP 404 ({self._excerpt(result.data)}): this site does not offer API v3 (Nightscout 13.0 or "
                 "newer, with API v3 enabled); set NIGHTSCOUT_API_V3=false",
                 what=what,
             )
-        return super()._failure(result, what)
+        return super()._failure(result, what, path)
 
     # --- JWT -------------------------------------------------------------------------------------------
 
