@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,12 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     event = json.loads(Path(args.event).read_text())
     from linkup_sync.errors import LinkupSyncError
 
+    started = time.monotonic()  # "invocation_s": what Lambda's Timeout counts (the imports are the init)
     try:
         result = invoke(event, args.now)
     except LinkupSyncError as exc:  # logged by the handler with its reason; a known failure, not a crash
-        print(json.dumps({"error": exc.reason, "needs_person": exc.needs_person, "message": exc.message}))
+        failed = {"error": exc.reason, "needs_person": exc.needs_person, "message": exc.message}
+        print(json.dumps({**failed, "invocation_s": round(time.monotonic() - started, 3)}))
         return 1
-    print(json.dumps({"result": result}))
+    print(json.dumps({"result": result, "invocation_s": round(time.monotonic() - started, 3)}))
     return 0
 
 

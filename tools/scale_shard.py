@@ -274,12 +274,12 @@ class Shard:
             found = self.stack.new_worker(pool=pool)
             run_account = found.run_account
 
-            def metered(account_id: str, due: int, interval: int = 0) -> Any:
+            def metered(account_id: str, due: int, interval: int = 0, **options: Any) -> Any:
                 counts: Counter[str] = Counter()
                 RUN.counts = counts
                 status, reason = "error", "raised"
                 try:
-                    outcome = run_account(account_id, due, interval)
+                    outcome = run_account(account_id, due, interval, **options)
                     status, reason = outcome.status, str(outcome.reason or "")
                     return outcome
                 finally:

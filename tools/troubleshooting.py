@@ -35,11 +35,13 @@ from linkup_sync.errors import (
     LinkUpServerError,
     LinkupSyncError,
     LinkUpTimeout,
+    LinkUpTooLarge,
     LinkUpUnauthorized,
     LinkUpUnreachable,
     LinkUpVersionContradicted,
     LinkUpVersionRejected,
     NightscoutRejected,
+    NightscoutTooLarge,
     NightscoutUnauthorized,
     NightscoutUnreachable,
     SecretError,
@@ -274,6 +276,14 @@ ENTRIES: dict[type[LinkupSyncError], Entry] = {
         "`LINK_UP_API_URL` is the default (`https://api-{region}.libreview.io`).",
         LLU,
     ),
+    LinkUpTooLarge: Entry(
+        "LibreLink Up sends more than the bridge reads",
+        (lambda: LinkUpTooLarge("the answer of api-eu.libreview.io is larger than 4 MB, the most the bridge reads"),),
+        "An answer is larger than any LibreLink Up sends (a graph is well under 100 kB), or inflates past the "
+        "limit: something between the bridge and LibreLink Up is misbehaving. Nothing was stored; LibreLink Up "
+        "is paused like for a server error and tried again. The limits: [limits](limits.md).",
+        LLU,
+    ),
     LinkUpMalformedResponse: Entry(
         "LibreLink Up sends something the bridge cannot read",
         (lambda: LinkUpMalformedResponse("the graph has no data"),),
@@ -305,6 +315,19 @@ ENTRIES: dict[type[LinkupSyncError], Entry] = {
         "`NIGHTSCOUT_URL`), a refused connection, a TLS certificate problem, or no answer in time. Open the "
         "address in a browser. The state does not move while Nightscout is down, so nothing is lost within "
         "12 hours.",
+        NS,
+    ),
+    NightscoutTooLarge: Entry(
+        "Nightscout sends more than the bridge reads",
+        (
+            lambda: NightscoutTooLarge(
+                "the answer of my-site.example.com is larger than 2 MB, the most the bridge reads"
+            ),
+        ),
+        "An answer is larger than Nightscout sends for what the bridge asked (or inflates past the limit): the "
+        "site, or a proxy in front of it, is misbehaving. Nothing was stored and the state does not move; when "
+        "it was the read-back, the current reading is still uploaded and the gap follows on a later run. The "
+        "limits are on the limits page (limits.md).",
         NS,
     ),
     ConfigError: Entry(

@@ -30,7 +30,9 @@ def worker() -> Worker:
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     from aws_lambda_powertools.metrics import MetricUnit
 
-    result = worker().handle(list(event.get("Records", [])))
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    time_left_s = remaining() / 1000 if callable(remaining) else None
+    result = worker().handle(list(event.get("Records", [])), time_left_s=time_left_s)
     # Two custom metrics for the stack (not per account): the FailingShareAlarm divides them.
     counted = [o for o in result.outcomes if o.counted]
     metric.add_metric(name="AccountRuns", unit=MetricUnit.Count, value=len(counted))

@@ -197,6 +197,7 @@ BACKOFF_FAULTS: dict[str, Callable[[], errors.LinkUpError]] = {
     "server_error": lambda: errors.LinkUpVersionContradicted("4.16.0", "4.16.0"),
     "timeout": lambda: errors.LinkUpTimeout(),
     "unreachable": lambda: errors.LinkUpUnreachable(),
+    "too_large": lambda: errors.LinkUpTooLarge("the answer of api-eu.libreview.io is larger than 4 MB"),
 }
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from tools.simulators.clock import VirtualClock
+from tools.simulators.hostile_bodies import HostileQueue, serve
 from tools.simulators.librelinkup.accounts import SimAccount
 from tools.simulators.librelinkup.constants import _REASONS, MAX_BODY, REGIONS
 from tools.simulators.librelinkup.faults import _Fault
@@ -52,6 +53,7 @@ class LinkUpSimulator(Routes):
         self.patients: dict[str, SimPatient] = {}
         self._faults: list[_Fault] = []
         self._delays: list[_Fault] = []
+        self._hostile = HostileQueue()
         self._key_generation = 0
         self._patient_counter = 0
         self._shuffle_counter = 0
@@ -92,6 +94,8 @@ class LinkUpSimulator(Routes):
             now = self.clock()
             if region not in REGIONS:
                 resp = _json(404, {"message": "NotFound"})
+            elif (hostile := self._hostile.take(path, method)) is not None:
+                resp = _Response(200, fault=hostile.label, hostile=hostile)
             else:
                 fault = self._take_fault(path, method)
                 if fault is not None:
@@ -150,6 +154,9 @@ def _make_handler(sim: LinkUpSimulator) -> type[BaseHTTPRequestHandler]:
             if resp.hang_s is not None:
                 sim._stop_event.wait(resp.hang_s)
                 self.close_connection = True
+                return
+            if resp.hostile is not None:
+                serve(self, resp.hostile, sim._stop_event)
                 return
             payload = resp.body
             accept = headers.get("accept-encoding", "")

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from tools.simulators.hostile_bodies import HostileBody, HostileQueue
 from tools.simulators.librelinkup.accounts import Accounts
 from tools.simulators.librelinkup.constants import _REASONS, MAX_HANG_S
 from tools.simulators.librelinkup.glucose import SimPatient
@@ -58,6 +59,7 @@ class Faults(Accounts):
     # The state of this concern (assigned by LinkUpSimulator.__init__, app.py).
     _faults: list[_Fault]
     _delays: list[_Fault]
+    _hostile: HostileQueue
 
     # -- fault switches ---------------------------------------------------------------------------
 
@@ -167,6 +169,13 @@ class Faults(Accounts):
         """HTTP ``status`` (200) with an HTML body instead of JSON."""
         self.fail_next(count, status=status, body=NON_JSON_HTML, content_type="text/html", path=path, label="non_json")
 
+    def hostile_next(
+        self, count: int, body: HostileBody, *, path: str | None = None, method: str | None = None
+    ) -> None:
+        """Answer the next ``count`` matching requests (path prefix after /{region}) with a hostile body
+        (tools/simulators/hostile_bodies.py): too large, a gzip bomb, or dripped a byte at a time."""
+        self._hostile.add(count, body, path=path, method=method)
+
     def hang(self, count: int, seconds: float, *, path: str | None = None) -> None:
         """Hold the next ``count`` matching requests for ``seconds`` REAL seconds (≤ 30), then close
         the connection without a reply. stop() releases hanging requests at once."""
@@ -202,6 +211,7 @@ class Faults(Accounts):
 
     def clear_faults(self) -> None:
         """Drop queued faults and switch every fault mode off (accounts and series stay)."""
+        self._hostile.clear()
         with self._lock:
             self._faults.clear()
             self._delays.clear()

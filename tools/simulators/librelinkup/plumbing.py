@@ -11,6 +11,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from tools.simulators.hostile_bodies import HostileBody
+
 
 def _version_tuple(v: str) -> tuple[int, ...]:
     parts: list[int] = []
@@ -100,6 +102,7 @@ class _Response:
     headers: dict[str, str] = field(default_factory=dict)
     fault: str | None = None
     hang_s: float | None = None
+    hostile: HostileBody | None = None  # answered by tools/simulators/hostile_bodies.py instead of `body`
 
 
 def _json(status: int, obj: Any) -> _Response:

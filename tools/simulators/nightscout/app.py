@@ -15,6 +15,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from tools.simulators.hostile_bodies import HostileBody, HostileQueue, serve
 from tools.simulators.nightscout.auth import BUILTIN_ROLES, _Subject
 from tools.simulators.nightscout.constants import (
     _EXTENSIONS,
@@ -82,6 +83,7 @@ class NightscoutStandIn(V3Routes, V1Routes):
         self._subjects: list[_Subject] = []
         self._faults: list[_Fault] = []
         self._hangs: list[_Hang] = []
+        self._hostile = HostileQueue()
         self._hostile_reads: list[_HostileRead] = []
         self._unreachable = False
         self._delay_until: dict[str, float] = {}
@@ -150,6 +152,13 @@ class NightscoutStandIn(V3Routes, V1Routes):
         with self._lock:
             self._hangs.append(_Hang(count, max(0.0, min(float(seconds), MAX_HANG_S)), path))
 
+    def hostile_next(
+        self, count: int, body: HostileBody, *, path: str | None = None, method: str | None = None
+    ) -> None:
+        """Answer the next ``count`` matching requests with a hostile body (tools/simulators/hostile_bodies.py):
+        too large, a gzip bomb, or dripped a byte at a time."""
+        self._hostile.add(count, body, path=path, method=method)
+
     def hostile_read_back(self, dates: Sequence[Any], *, count: int = 1) -> None:
         """The next ``count`` read-backs (GET of sgv entries, v1 or v3) also list one entry per value of
         ``dates`` as its ``date``: ``float("nan")``, ``float("inf")``, ``"soon"``, None... (hostile.py)."""
@@ -162,6 +171,7 @@ class NightscoutStandIn(V3Routes, V1Routes):
             self._hangs.clear()
             self._hostile_reads.clear()
             self._unreachable = False
+        self._hostile.clear()
 
     def _take_fault(self, path: str, method: str) -> _Fault | None:
         with self._lock:
@@ -392,6 +402,12 @@ def _make_handler(
             if hold > 0:
                 rec.fault = "hang_next"
                 site._stop_event.wait(hold)
+            hostile = site._hostile.take(raw_path, method)
+            if hostile is not None:
+                rec.fault = hostile.label
+                rec.status = 200
+                serve(self, hostile, site._stop_event)
+                return
             fault = site._take_fault(raw_path, method)
             if fault is not None:
                 resp = _Response(fault.status, fault.body, fault=("fail_next"))

@@ -18,9 +18,9 @@ class SnsAlerts:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
+            from .aws import client
 
-            self._client = boto3.client("sns")
+            self._client = client("sns")
         return self._client
 
     def publish(self, subject: str, body: str) -> None:

@@ -286,6 +286,20 @@ class LinkUpUnreachable(LinkUpServerError):
         )
 
 
+class LinkUpTooLarge(LinkUpServerError):
+    """A reply larger than the bridge reads (or one that inflates past it): a server fault, backed off."""
+
+    reason = "too_large"
+
+    def __init__(self, detail: str) -> None:
+        self.status = 0
+        self.detail = detail
+        LinkUpError.__init__(
+            self,
+            f"LibreLink Up sent too much: {detail}. Nothing was stored; the bridge tries again on its next runs.",
+        )
+
+
 class LinkUpMalformedResponse(LinkUpError):
     reason = "malformed"
 
@@ -343,6 +357,19 @@ class NightscoutUnreachable(NightscoutError):
         super().__init__(
             f"Nightscout could not be reached ({detail}). Nothing is lost: the readings are sent on the next "
             "run that reaches it, as long as they are still in LibreLink Up's 12-hour history."
+        )
+
+
+class NightscoutTooLarge(NightscoutUnreachable):
+    """A reply larger than the bridge reads (or one that inflates past it): a passing fault of the site."""
+
+    def __init__(self, detail: str) -> None:
+        self.detail = detail
+        NightscoutError.__init__(
+            self,
+            f"Nightscout sent too much: {detail}. Nothing was stored and nothing is lost: "
+            "the next run tries again. If this keeps happening, the site (or a proxy in front of it) is "
+            "misbehaving: ask whoever runs it.",
         )
 
 

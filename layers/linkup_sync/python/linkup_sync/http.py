@@ -2,14 +2,24 @@
 
 Only stdlib + urllib3 (works with urllib3 1.26 and 2.x). TLS verification is always on: there is no
 switch to turn it off. Plain http is allowed only to loopback hosts (local simulators and tests).
+
+Every reply is untrusted: its body is read in chunks, decoded here with a cap on the decoded size (a
+gzip bomb stops at the cap, not at the end of its inflation), and the whole request, body included,
+ends by the time its timeout's `total` allows (docs/limits.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import ipaddress
+import socket
+import threading
+import time
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import urllib3
@@ -17,6 +27,11 @@ from urllib3 import exceptions as _ux
 
 DEFAULT_CONNECT_TIMEOUT = 3.05
 DEFAULT_READ_TIMEOUT = 10.0
+# A request made without a run's deadline (the command line's checks) still ends within this many seconds.
+DEFAULT_REQUEST_LIMIT_S = 30.0
+# The most of a reply's body this bridge reads, decoded, unless the caller names its own cap.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+_CHUNK_BYTES = 64 * 1024
 
 
 def make_pool(num_pools: int = 4, maxsize: int = 2) -> urllib3.PoolManager:
@@ -134,9 +149,11 @@ class AddressNotAllowed(_ux.NewConnectionError):
 
 
 class TransportError(Exception):
-    """A request did not produce a response. `kind` is one of timeout, dns, tls, connect, decode, address.
+    """A request did not produce a usable response. `kind` is one of timeout, dns, tls, connect, decode,
+    address, too_large.
 
-    The message never contains a URL, header or body: adapters map it to their own typed errors.
+    The message never contains a URL, header or body (too_large names the host and the limit): adapters
+    map it to their own typed errors.
     """
 
     def __init__(self, kind: str, detail: str) -> None:
@@ -156,6 +173,20 @@ class HttpResult:
         return self.headers.get("content-type", "")
 
 
+def size_text(limit: int) -> str:
+    """A byte count as people read it: 4 MB, 2.1 MB, 512 kB."""
+    if limit >= 1024 * 1024:
+        return f"{limit / (1024 * 1024):.1f}".removesuffix(".0") + " MB"
+    return f"{max(1, round(limit / 1024))} kB"
+
+
+def too_large(host: str, limit: int) -> TransportError:
+    return TransportError(
+        "too_large",
+        f"the answer of {host or 'the server'} is larger than {size_text(limit)}, the most the bridge reads",
+    )
+
+
 def send(
     pool: urllib3.PoolManager,
     method: str,
@@ -164,8 +195,17 @@ def send(
     headers: Mapping[str, str],
     body: bytes | None,
     timeout: urllib3.Timeout,
+    max_body: int = MAX_BODY_BYTES,
 ) -> HttpResult:
-    """One request: no retries, no redirects, body preloaded and gzip-decoded."""
+    """One request: no retries, no redirects, the body read in chunks and decoded here.
+
+    The whole request ends within `timeout.total` seconds (DEFAULT_REQUEST_LIMIT_S without one): connect
+    and headers by urllib3's timeouts, the body by this function however slowly it arrives. A body whose
+    decoded size would pass `max_body` is a TransportError("too_large") and nothing of it is kept.
+    """
+    budget = timeout.total if isinstance(timeout.total, int | float) else DEFAULT_REQUEST_LIMIT_S
+    end = time.monotonic() + budget
+    host = urlsplit(url).hostname or ""
     try:
         resp = pool.request(
             method,
@@ -175,16 +215,149 @@ def send(
             timeout=timeout,
             retries=False,
             redirect=False,
-            preload_content=True,
+            preload_content=False,
+            decode_content=False,
         )
-        data = resp.data or b""
-        status = int(resp.status)
-        hdrs = {str(k).lower(): str(v) for k, v in resp.headers.items()}
     except _ux.MaxRetryError as exc:  # not expected with retries=False; unwrap defensively
         raise _transport_error(exc.reason) from None
     except (_ux.HTTPError, http.client.HTTPException, OSError) as exc:
         raise _transport_error(exc) from None
+    status = int(resp.status)
+    hdrs = {str(k).lower(): str(v) for k, v in resp.headers.items()}
+    read_timeout = timeout.read_timeout if isinstance(timeout.read_timeout, int | float) else DEFAULT_READ_TIMEOUT
+    complete = False
+    try:
+        if method.upper() == "HEAD":  # no body, whatever Content-Length says
+            data = b""
+            complete = True
+        else:
+            data = _read_body(resp, hdrs, host=host, limit=max_body, end=end, read_timeout=read_timeout)
+            complete = True
+    except (_ux.HTTPError, http.client.HTTPException, OSError) as exc:
+        raise _transport_error(exc) from None
+    finally:
+        if not complete:  # a hostile or broken connection is never reused
+            with contextlib.suppress(Exception):
+                resp.close()
+        with contextlib.suppress(Exception):
+            resp.release_conn()
     return HttpResult(status=status, headers=hdrs, data=data)
+
+
+def _read_body(
+    resp: urllib3.BaseHTTPResponse,
+    headers: Mapping[str, str],
+    *,
+    host: str,
+    limit: int,
+    end: float,
+    read_timeout: float,
+) -> bytes:
+    """The body, decoded, at most `limit` bytes, by monotonic time `end`.
+
+    Reads go straight to the http.client response with read1 (one socket read each), every read's socket
+    timeout is the time left, and a watchdog shuts the socket at `end`: a body sent a byte at a time, or
+    a chunked body whose chunk header never ends, cannot hold the run past its deadline.
+    """
+    declared = headers.get("content-length", "").strip()
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large(host, limit)
+    decoder = _Decoder(headers.get("content-encoding", ""), host=host, limit=limit)
+    raw: Any = getattr(resp, "_fp", None)  # http.client.HTTPResponse in urllib3 1.26 and 2.x alike
+    if raw is None:  # pragma: no cover - a response without a body stream (never seen from urllib3)
+        decoder.feed(resp.read(limit + 1, decode_content=False))
+        return decoder.finish()
+    sock = _socket_of(resp)
+    expired = threading.Event()
+    watchdog = threading.Timer(max(0.0, end - time.monotonic()), _shut, (sock, expired))
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        received = 0
+        while True:
+            left = end - time.monotonic()
+            if left <= 0 or expired.is_set():
+                raise TransportError("timeout", "no answer in time")
+            if sock is not None:
+                sock.settimeout(min(read_timeout, left))
+            chunk = raw.read1(_CHUNK_BYTES)
+            if expired.is_set():
+                raise TransportError("timeout", "no answer in time")
+            if not chunk:
+                break
+            received += len(chunk)
+            if received > limit:
+                raise too_large(host, limit)
+            decoder.feed(chunk)
+    finally:
+        watchdog.cancel()
+    if getattr(raw, "length", None):  # the connection ended before the declared Content-Length
+        raise TransportError("connect", "the connection was closed before the whole answer arrived")
+    return decoder.finish()
+
+
+def _socket_of(resp: urllib3.BaseHTTPResponse) -> socket.socket | None:
+    connection = getattr(resp, "connection", None) or getattr(resp, "_connection", None)
+    sock = getattr(connection, "sock", None)
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def _shut(sock: socket.socket | None, expired: threading.Event) -> None:
+    """The deadline passed: a blocked read of the body returns at once (the connection is not reused)."""
+    expired.set()
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Decoder:
+    """Content-Encoding gzip, deflate or none, never inflating past `limit` bytes."""
+
+    def __init__(self, encoding: str, *, host: str, limit: int) -> None:
+        self.host = host
+        self.limit = limit
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.encoding = encoding.strip().lower()
+        self._inflate: Any = None
+        if self.encoding in ("gzip", "x-gzip"):
+            self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        elif self.encoding not in ("", "identity", "deflate"):
+            raise TransportError(
+                "decode", f"the answer is compressed as {self.encoding[:20]!r}, which this bridge does not read"
+            )
+
+    def feed(self, data: bytes) -> None:
+        if self.encoding == "deflate" and self._inflate is None:
+            # RFC 9110 says zlib-wrapped, some servers send raw deflate: the first byte tells them apart
+            self._inflate = zlib.decompressobj(zlib.MAX_WBITS if data[:1] == b"\x78" else -zlib.MAX_WBITS)
+        if self._inflate is None:
+            self._add(data)
+            return
+        if self._inflate.eof:  # anything after the end of the compressed stream is ignored
+            return
+        room = self.limit - self.size + 1
+        try:
+            out = self._inflate.decompress(data, room)
+        except zlib.error:
+            raise TransportError("decode", "the compressed response could not be decoded") from None
+        self._add(out)  # output stops at `room`: one byte past the limit is enough to know
+
+    def _add(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > self.limit:
+            self.parts.clear()
+            raise too_large(self.host, self.limit)
+        if data:
+            self.parts.append(data)
+
+    def finish(self) -> bytes:
+        if self._inflate is not None and not self._inflate.eof:
+            try:
+                self._add(self._inflate.flush())
+            except zlib.error:
+                raise TransportError("decode", "the compressed response could not be decoded") from None
+        return b"".join(self.parts)
 
 
 def _transport_error(exc: BaseException | None) -> TransportError:

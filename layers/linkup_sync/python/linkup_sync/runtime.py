@@ -22,8 +22,12 @@ if TYPE_CHECKING:
 
     from .incidents import AlertPublisher, Announcer, IncidentStore, Site
 
-# A run stops talking to LibreLink Up and Nightscout after this long, well inside the 30 s Lambda timeout.
+# A run stops talking to LibreLink Up and Nightscout after this long, well inside the 30 s Lambda timeout;
+# each request ends by it, body included.
 RUN_DEADLINE_S = 20.0
+# AWS calls may start until this long after the run began (storing what a late upload achieved); each
+# takes at most aws.AWS_CALL_WORST_S, so a run ends by 21 + 7 = 28 s (tests hold this below the Timeout).
+RUN_AWS_UNTIL_S = RUN_DEADLINE_S + 1.0
 DEVICE = "linkup-sync"
 
 
@@ -42,6 +46,7 @@ class Dependencies:
     pool: urllib3.PoolManager = field(default_factory=lambda: make_pool(maxsize=4))  # v3 posts 4 at a time
     monotonic: Callable[[], float] = time.monotonic
     deadline_s: float = RUN_DEADLINE_S
+    aws_until_s: float = RUN_AWS_UNTIL_S  # real seconds from the run's start; see RUN_AWS_UNTIL_S
     # how a target's Nightscout uploader is made (the command line's dry run swaps it)
     sink_factory: Callable[[Dependencies, Target, TargetState, Deadline], NightscoutSink] = field(
         default=lambda deps, target, stored, deadline: build_sink(deps, target, stored, deadline)
@@ -139,6 +144,14 @@ def build_sink(deps: Dependencies, target: Target, stored: TargetState, deadline
 
 
 def run_once(deps: Dependencies) -> RunReport:
+    """One run: within deps.deadline_s for LibreLink Up and Nightscout, AWS calls within deps.aws_until_s."""
+    from .aws import calls_until
+
+    with calls_until(time.monotonic() + deps.aws_until_s):
+        return _run(deps)
+
+
+def _run(deps: Dependencies) -> RunReport:
     from .librelinkup.client import LinkUpClient
 
     deadline = Deadline(deps.monotonic, deps.deadline_s)

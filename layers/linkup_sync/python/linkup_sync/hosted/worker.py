@@ -5,6 +5,11 @@ write on the registry item, which also returns it), so a message delivered twice
 after the next one, does nothing. The accounts of a batch run side by side in threads: a slow
 Nightscout or LibreLink Up answer of one never delays another, and one's failure is only its own.
 
+Time: each account's run has its own deadline (runtime.RUN_DEADLINE_S from its start, less when the
+invocation has less left), and every request of it ends by that deadline, body included; so its thread
+ends by itself. The batch returns by INVOCATION_BUDGET_S (or the invocation's time left, less a
+margin), whatever an account is still doing: one slow or hostile site never costs the others their run.
+
 A failed run (LibreLink Up or Nightscout answered with an error, wrong credentials) is handled like
 in the personal stack: the breakers are stored, the person is told on their Nightscout, and the next
 interval is the retry. The message is not retried by SQS: that would ask Abbott again within minutes.
@@ -20,18 +25,19 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..addresses import Resolve, SiteAddresses, loopback_allowed
+from ..aws import AWS_CALL_WORST_S
 from ..errors import ConfigError, LinkupSyncError
 from ..fingerprint import sealed_fingerprint
 from ..http import make_pool
 from ..log_context import account_logs, install
 from ..ports import Clock, Credentials
 from ..public_pool import guard_pool
-from ..runtime import Dependencies, run_once
+from ..runtime import RUN_AWS_UNTIL_S, RUN_DEADLINE_S, Dependencies, run_once
 from ..settings import Settings
 from ..state.dynamodb import DynamoDBStateStore
 from ..state.incidents import DynamoDBIncidentStore
@@ -58,6 +64,13 @@ STACK_SETTING_KEYS = (
     "STATE_TABLE_NAME",
 )
 QUIET_MEMORY = 20_000  # accounts whose "no incident open" this container remembers
+# The batch returns by this many seconds after it began (hosted.yaml gives the function 60 s), and at the
+# latest RETURN_MARGIN_S before the invocation's own end.
+INVOCATION_BUDGET_S = 50.0
+RETURN_MARGIN_S = 5.0
+# After its deadline a run may still store what it did: AWS calls start until RUN_AWS_UNTIL_S and each
+# takes at most AWS_CALL_WORST_S.
+AFTER_DEADLINE_S = RUN_AWS_UNTIL_S - RUN_DEADLINE_S + AWS_CALL_WORST_S
 
 
 @dataclass
@@ -167,28 +180,36 @@ class Worker:
             clock=clock,
         )
 
-    def handle(self, records: Sequence[Mapping[str, Any]]) -> BatchResult:
-        """All the messages of one SQS batch, side by side."""
+    def handle(self, records: Sequence[Mapping[str, Any]], *, time_left_s: float | None = None) -> BatchResult:
+        """All the messages of one SQS batch, side by side; returns in time (`time_left_s`: what the
+        invocation has left, from the Lambda context), whatever an account's run is still doing."""
         result = BatchResult()
         if not records:
             return result
-        with ThreadPoolExecutor(max_workers=min(self.max_parallel, len(records))) as threads:
-            outcomes = list(threads.map(self._one, records))
-        for record, outcome in zip(records, outcomes, strict=True):
+        budget = INVOCATION_BUDGET_S
+        if time_left_s is not None:
+            budget = min(budget, time_left_s - RETURN_MARGIN_S)
+        ends = time.monotonic() + budget
+        threads = ThreadPoolExecutor(max_workers=min(self.max_parallel, len(records)))
+        futures: list[Future[Outcome]] = [threads.submit(self._one, record, ends) for record in records]
+        wait(futures, timeout=max(0.0, ends - time.monotonic()))
+        # Never waits for a run past the budget: its requests end by its deadline, so its thread ends too.
+        threads.shutdown(wait=False, cancel_futures=True)
+        for record, future in zip(records, futures, strict=True):
+            outcome = future.result() if future.done() and not future.cancelled() else _unfinished(record, future)
             result.outcomes.append(outcome)
             if outcome.status == "error":
                 result.retry.append(str(record.get("messageId", "")))
         return result
 
-    def _one(self, record: Mapping[str, Any]) -> Outcome:
-        try:
-            body = json.loads(str(record.get("body", "")))
-            account_id, due, interval = str(body["account"]), int(body["due"]), int(body.get("interval", 0))
-        except (ValueError, KeyError, TypeError):
+    def _one(self, record: Mapping[str, Any], ends: float | None = None) -> Outcome:
+        parsed = _message(record)
+        if parsed is None:
             log.error("A queue message is not a linkup-sync dispatch (dropped): %s", str(record.get("messageId")))
             return Outcome(account="", status="malformed")
+        account_id, due, interval = parsed
         try:
-            return self.run_account(account_id, due, interval)
+            return self.run_account(account_id, due, interval, ends=ends)
         except Exception as exc:  # not the account's fault: SQS delivers it again
             log.exception(
                 "Account %s: unexpected failure (%s); the message is retried",
@@ -198,12 +219,18 @@ class Worker:
             )
             return Outcome(account=account_id, status="error", reason=type(exc).__name__)
 
-    def run_account(self, account_id: str, due: int, interval: int = 0) -> Outcome:
-        """One account's run; every log line it writes carries the account's id."""
+    def run_account(self, account_id: str, due: int, interval: int = 0, *, ends: float | None = None) -> Outcome:
+        """One account's run; every log line it writes carries the account's id. `ends`: the monotonic time
+        by which the batch returns; the run's deadline leaves room before it for what a run stores after."""
         with account_logs(account_id):
-            return self._run_account(account_id, due, interval)
+            return self._run_account(account_id, due, interval, ends)
 
-    def _run_account(self, account_id: str, due: int, interval: int) -> Outcome:
+    def _run_account(self, account_id: str, due: int, interval: int, ends: float | None) -> Outcome:
+        deadline_s = RUN_DEADLINE_S
+        if ends is not None:
+            deadline_s = min(deadline_s, ends - time.monotonic() - AFTER_DEADLINE_S)
+            if deadline_s <= 1.0:  # no time for a run in this invocation: nothing claimed, SQS delivers again
+                return Outcome(account=account_id, status="error", reason="no_time")
         now_minute = int(self.clock() // 60)
         # One minute of grace: the dispatcher's delays (up to 59 s after it started) carry the last
         # messages of a minute into the next one, every minute, and a 1-minute account must still run.
@@ -217,6 +244,10 @@ class Worker:
             return Outcome(account=account_id, status="duplicate")
         try:
             deps = self.dependencies(account)
+            if ends is not None:  # the claim took some of the time: the deadline starts now
+                deadline_s = min(RUN_DEADLINE_S, ends - time.monotonic() - AFTER_DEADLINE_S)
+            deps.deadline_s = max(deadline_s, 0.0)  # none left: the run's requests are refused at once
+            deps.aws_until_s = deps.deadline_s + (RUN_AWS_UNTIL_S - RUN_DEADLINE_S)
         except ConfigError as exc:
             log.error("Account %s: %s", account_id, exc.message)
             return Outcome(account=account_id, status="failed", reason=exc.reason)
@@ -287,3 +318,32 @@ class Worker:
             self._quiet.move_to_end(account_id)
             while len(self._quiet) > QUIET_MEMORY:
                 self._quiet.popitem(last=False)
+
+
+def _message(record: Mapping[str, Any]) -> tuple[str, int, int] | None:
+    """(account id, due minute, interval) of a dispatch message, or None."""
+    try:
+        body = json.loads(str(record.get("body", "")))
+        return str(body["account"]), int(body["due"]), int(body.get("interval", 0))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _unfinished(record: Mapping[str, Any], future: Future[Outcome]) -> Outcome:
+    """The outcome of an account the batch could not wait for."""
+    parsed = _message(record)
+    account_id = parsed[0] if parsed is not None else ""
+    if future.cancelled():  # never started: nothing was claimed, SQS delivers it again
+        log.warning(
+            "Account %s: no time left in this invocation; the message is retried",
+            account_id,
+            extra={"account": account_id},
+        )
+        return Outcome(account=account_id, status="error", reason="no_time")
+    # Started and claimed, maybe uploaded: not delivered again (the next interval is the retry).
+    log.error(
+        "Account %s: the run did not end within the invocation's time; the next interval retries",
+        account_id,
+        extra={"account": account_id},
+    )
+    return Outcome(account=account_id, status="failed", reason="timeout")

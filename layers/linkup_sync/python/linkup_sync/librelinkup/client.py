@@ -18,9 +18,19 @@ from ..errors import (
     LinkUpMalformedResponse,
     LinkUpRedirectLoop,
     LinkUpTimeout,
+    LinkUpTooLarge,
     LinkUpUnreachable,
 )
-from ..http import Deadline, TransportError, check_url_scheme, make_pool, send
+from ..http import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_REQUEST_LIMIT_S,
+    Deadline,
+    TransportError,
+    check_url_scheme,
+    make_pool,
+    send,
+)
 from ..ports import Connection, Graph, Ticket
 from . import parsing
 from .regions import DEFAULT_URL_TEMPLATE, base_url, normalize_region, redirect_region
@@ -33,6 +43,9 @@ DEFAULT_USER_AGENT = (
 MAX_REDIRECTS = 2
 MAX_ACCEPT_STEPS = 4  # documents accepted in one login, at most (tou, pp, and a margin for re-issues)
 ACCEPTABLE_STEPS = frozenset({"tou", "pp"})  # verifyEmail and anything else is for the person to do
+
+# The most of one reply the client reads, decoded: a graph (12 h of readings) is well under 100 kB.
+MAX_REPLY_BYTES = 4 * 1024 * 1024
 
 _PATH_LOGIN = "/llu/auth/login"
 _PATH_CONNECTIONS = "/llu/connections"
@@ -171,13 +184,25 @@ class LinkUpClient:
             expired = LinkUpTimeout("LibreLink Up (the run's time budget is used up)")
             timeout = self.deadline.timeout(error=expired)
         else:
-            timeout = urllib3.Timeout(connect=3.05, read=10.0)
+            timeout = urllib3.Timeout(
+                total=DEFAULT_REQUEST_LIMIT_S, connect=DEFAULT_CONNECT_TIMEOUT, read=DEFAULT_READ_TIMEOUT
+            )
         self.requests_made += 1
         try:
-            result = send(self.pool, method, url, headers=self.headers(ticket, bearer), body=body, timeout=timeout)
+            result = send(
+                self.pool,
+                method,
+                url,
+                headers=self.headers(ticket, bearer),
+                body=body,
+                timeout=timeout,
+                max_body=MAX_REPLY_BYTES,
+            )
         except TransportError as exc:
             if exc.kind == "timeout":
                 raise LinkUpTimeout() from None
+            if exc.kind == "too_large":
+                raise LinkUpTooLarge(exc.detail) from None
             if exc.kind == "decode":
                 raise LinkUpMalformedResponse(exc.detail) from None
             raise LinkUpUnreachable(exc.detail) from None

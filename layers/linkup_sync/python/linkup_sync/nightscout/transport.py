@@ -13,8 +13,16 @@ from urllib.parse import urlsplit
 
 import urllib3
 
-from ..errors import NightscoutError, NightscoutRejected, NightscoutUnreachable
-from ..http import Deadline, HttpResult, TransportError, send
+from ..errors import NightscoutError, NightscoutRejected, NightscoutTooLarge, NightscoutUnreachable
+from ..http import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_REQUEST_LIMIT_S,
+    Deadline,
+    HttpResult,
+    TransportError,
+    send,
+)
 from ..ports import Existing
 from .url import normalize_nightscout_url
 
@@ -24,6 +32,16 @@ _TAG = re.compile(r"<[^>]*>")
 _JWT_SHAPE = re.compile(r"eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
 _HEX_RUN = re.compile(r"[0-9a-fA-F]{16,}")  # hashes, token digests, ids: never shown
 _SPACE = re.compile(r"\s+")
+# The most of an answer the bridge reads, decoded: uploads, status, JWT and treatment answers are small.
+MAX_ANSWER_BYTES = 1024 * 1024
+# A read-back answer holds at most the query's count of entries; this much per entry is generous (the
+# bridge's own entries are ~300 bytes, other uploaders add a few fields).
+READBACK_ENTRY_BYTES = 2048
+
+
+def readback_limit(count: int) -> int:
+    """The most a read-back of `count` entries may send: what the query can return, and a margin."""
+    return count * READBACK_ENTRY_BYTES + 64 * 1024
 
 
 READ_BACK = "the request for the readings already there"
@@ -107,17 +125,32 @@ class NightscoutTransport:
         """The secret values this client knows, each removed from any text taken from an answer."""
         raise NotImplementedError
 
-    def _send(self, method: str, path: str, body: bytes | None, headers: Mapping[str, str]) -> HttpResult:
-        """One request, within the deadline; any failure to get an answer is a NightscoutUnreachable."""
+    def _send(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        *,
+        max_body: int = MAX_ANSWER_BYTES,
+    ) -> HttpResult:
+        """One request, whole within the deadline, its answer at most `max_body` bytes decoded; any failure
+        to get a usable answer is a NightscoutUnreachable (NightscoutTooLarge for too much)."""
         if self.deadline is not None:
             timeout = self.deadline.timeout(error=NightscoutUnreachable("the run's time budget is used up"))
         else:
-            timeout = urllib3.Timeout(connect=3.05, read=10.0)
+            timeout = urllib3.Timeout(
+                total=DEFAULT_REQUEST_LIMIT_S, connect=DEFAULT_CONNECT_TIMEOUT, read=DEFAULT_READ_TIMEOUT
+            )
         with self._lock:
             self.requests_made += 1
         try:
-            return send(self.pool, method, self.base_url + path, headers=headers, body=body, timeout=timeout)
+            return send(
+                self.pool, method, self.base_url + path, headers=headers, body=body, timeout=timeout, max_body=max_body
+            )
         except TransportError as exc:
+            if exc.kind == "too_large":
+                raise NightscoutTooLarge(exc.detail) from None
             detail = "no answer in time" if exc.kind == "timeout" else exc.detail
             raise NightscoutUnreachable(detail) from None
 

@@ -13,7 +13,15 @@ from ..http import Deadline, make_pool
 from ..ports import Existing
 from ..readings import Reading
 from .auth import api_secret_header
-from .transport import JSON_HEADERS, READ_BACK, NightscoutTransport, entry_dates, existing_from, json_or_none
+from .transport import (
+    JSON_HEADERS,
+    READ_BACK,
+    NightscoutTransport,
+    entry_dates,
+    existing_from,
+    json_or_none,
+    readback_limit,
+)
 from .treatments import announcement_v1, sensor_start_v1
 
 MAX_BATCH = 288  # one day at 5-minute spacing; keeps bodies far below Nightscout's limits
@@ -128,7 +136,7 @@ class NightscoutV1(NightscoutTransport):
         """One read of the sgv entries whose `date` matches `dates` (URL-encoded find), newest first."""
         query = f"?{dates}&count={READ_COUNT}"
         headers = {"Accept": "application/json", "api-secret": self._secret}
-        result = self._send("GET", _SGV_READ_PATH + query, None, headers)
+        result = self._send("GET", _SGV_READ_PATH + query, None, headers, max_body=readback_limit(READ_COUNT))
         what = READ_BACK
         if result.status == 401:
             raise NightscoutUnauthorized()

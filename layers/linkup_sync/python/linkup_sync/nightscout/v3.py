@@ -34,7 +34,16 @@ from ..errors import (
 from ..http import Deadline, HttpResult, make_pool
 from ..ports import Existing
 from ..readings import Reading
-from .transport import JSON_HEADERS, READ_BACK, NightscoutTransport, entry_dates, existing_from, json_or_none
+from .transport import (
+    JSON_HEADERS,
+    MAX_ANSWER_BYTES,
+    READ_BACK,
+    NightscoutTransport,
+    entry_dates,
+    existing_from,
+    json_or_none,
+    readback_limit,
+)
 from .treatments import announcement_v3, sensor_start_v3, v3_identifier
 
 log = logging.getLogger("linkup_sync")
@@ -257,9 +266,10 @@ class NightscoutV3(NightscoutTransport):
         query = f"?type$eq=sgv&{dates}&sort$desc=date&limit={READ_LIMIT}&fields=date"
         what = READ_BACK
         jwt = self._bearer()
-        result = self._send_get(_ENTRIES_PATH + query, jwt)
+        limit = readback_limit(READ_LIMIT)
+        result = self._send_get(_ENTRIES_PATH + query, jwt, max_body=limit)
         if result.status == 401:  # a stale JWT: one new one, one retry (as for uploads)
-            result = self._send_get(_ENTRIES_PATH + query, self._renew(jwt))
+            result = self._send_get(_ENTRIES_PATH + query, self._renew(jwt), max_body=limit)
             if result.status == 401:
                 raise NightscoutUnauthorized(UNKNOWN_SUBJECT_TEXT)
         parsed = json_or_none(result.data)
@@ -435,8 +445,9 @@ class NightscoutV3(NightscoutTransport):
     def _secrets(self) -> tuple[str | None, ...]:
         return (self._token, self._jwt)
 
-    def _send_get(self, path: str, jwt: str) -> HttpResult:
-        return self._send("GET", path, None, {"Accept": "application/json", "Authorization": f"Bearer {jwt}"})
+    def _send_get(self, path: str, jwt: str, *, max_body: int = MAX_ANSWER_BYTES) -> HttpResult:
+        headers = {"Accept": "application/json", "Authorization": f"Bearer {jwt}"}
+        return self._send("GET", path, None, headers, max_body=max_body)
 
     def _send_json(self, method: str, path: str, body: bytes, jwt: str) -> HttpResult:
         return self._send(method, path, body, {**JSON_HEADERS, "Authorization": f"Bearer {jwt}"})

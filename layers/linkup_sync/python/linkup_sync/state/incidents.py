@@ -72,9 +72,9 @@ class DynamoDBIncidentStore:
         if self._client is None:
             if self._sharing is not None:
                 return self._sharing.client
-            import boto3
+            from ..aws import client
 
-            self._client = boto3.client("dynamodb")
+            self._client = client("dynamodb")
         return self._client
 
     def load_incidents(self) -> dict[tuple[str, str], IncidentRecord]:
