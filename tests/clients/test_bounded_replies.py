@@ -322,3 +322,47 @@ def test_a_declared_length_over_the_cap_is_refused_before_reading() -> None:
             get(server.url, max_body=MB, total=30)
         assert caught.value.kind == "too_large"
         assert time.monotonic() - started < ENDS_WITHIN_S
+
+
+def dripping_headers(conn: socket.socket, stop: threading.Event) -> None:
+    """The status line, then a header that never ends, one byte every 0.2 s: http.client reads the headers
+    before the bridge sees the response, and urllib3's 10 s per-read timeout never fires."""
+    conn.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+    while not stop.wait(0.2):
+        conn.sendall(b"a")
+
+
+def dripping_status_line(conn: socket.socket, stop: threading.Event) -> None:
+    for byte in b"HTTP/1.1 200 OK\r\n":
+        if stop.wait(0.2):
+            return
+        conn.sendall(bytes([byte]))
+    while not stop.wait(0.2):
+        conn.sendall(b"X")
+
+
+@pytest.mark.parametrize("reply", [dripping_headers, dripping_status_line], ids=["headers", "status-line"])
+def test_headers_sent_a_byte_at_a_time_end_with_the_deadline(
+    reply: Callable[[socket.socket, threading.Event], None],
+) -> None:
+    for server in raw(reply):
+        started = time.monotonic()
+        with pytest.raises(TransportError) as caught:
+            get(server.url, total=DEADLINE_S)
+        assert caught.value.kind == "timeout"
+        assert time.monotonic() - started < ENDS_WITHIN_S
+
+
+def test_the_hosted_pool_bounds_dripping_headers_too() -> None:
+    """The hosted worker's pool (public_pool: every address checked) keeps the deadline's watchdog."""
+    from linkup_sync.addresses import SiteAddresses
+    from linkup_sync.public_pool import public_only_pool
+
+    pool = public_only_pool(SiteAddresses(allow_loopback=True))
+    for server in raw(dripping_headers):
+        started = time.monotonic()
+        with pytest.raises(TransportError) as caught:
+            timeout = urllib3.Timeout(total=DEADLINE_S, connect=3.0, read=10.0)
+            send(pool, "GET", server.url, headers={}, body=None, timeout=timeout)
+        assert caught.value.kind == "timeout"
+        assert time.monotonic() - started < ENDS_WITHIN_S

@@ -11,19 +11,21 @@ ends by the time its timeout's `total` allows (docs/limits.md).
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import http.client
 import ipaddress
 import socket
 import threading
 import time
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 import urllib3
 from urllib3 import exceptions as _ux
+from urllib3.connection import HTTPConnection, HTTPSConnection
 
 DEFAULT_CONNECT_TIMEOUT = 3.05
 DEFAULT_READ_TIMEOUT = 10.0
@@ -32,6 +34,43 @@ DEFAULT_REQUEST_LIMIT_S = 30.0
 # The most of a reply's body this bridge reads, decoded, unless the caller names its own cap.
 MAX_BODY_BYTES = 4 * 1024 * 1024
 _CHUNK_BYTES = 64 * 1024
+
+
+# The monotonic time by which the request under way in this thread must be over (set by `send`): the
+# connection classes below hold the status line and headers to it, _read_body the body.
+_REQUEST_END: contextvars.ContextVar[float | None] = contextvars.ContextVar("linkup_sync_request_end", default=None)
+
+
+def _headers_by_deadline(sock: object, getresponse: Callable[[], Any]) -> Any:
+    """http.client reads the status line and headers before the bridge sees the response; a server that
+    sends them a byte at a time, each just within the socket timeout, would hold the run past its deadline."""
+    end = _REQUEST_END.get()
+    if end is None or not isinstance(sock, socket.socket):
+        return getresponse()
+    with _shut_at(sock, end):
+        return getresponse()
+
+
+class BoundedHTTPConnection(HTTPConnection):
+    """urllib3's connection, its response headers bounded by the request's deadline."""
+
+    def getresponse(self) -> Any:
+        return _headers_by_deadline(getattr(self, "sock", None), super().getresponse)
+
+
+class BoundedHTTPSConnection(HTTPSConnection):
+    """urllib3's TLS connection, its response headers bounded by the request's deadline."""
+
+    def getresponse(self) -> Any:
+        return _headers_by_deadline(getattr(self, "sock", None), super().getresponse)
+
+
+class BoundedHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = BoundedHTTPConnection
+
+
+class BoundedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = BoundedHTTPSConnection
 
 
 def make_pool(num_pools: int = 4, maxsize: int = 2) -> urllib3.PoolManager:
@@ -48,13 +87,15 @@ def make_pool(num_pools: int = 4, maxsize: int = 2) -> urllib3.PoolManager:
         import ssl
 
         kwargs["ssl_context"] = ssl.create_default_context()
-    return urllib3.PoolManager(
+    pool = urllib3.PoolManager(
         num_pools=num_pools,
         maxsize=maxsize,
         cert_reqs="CERT_REQUIRED",
         retries=False,
         **kwargs,  # type: ignore[arg-type]
     )
+    pool.pool_classes_by_scheme = {"http": BoundedHTTPPool, "https": BoundedHTTPSPool}
+    return pool
 
 
 class Deadline:
@@ -206,6 +247,7 @@ def send(
     budget = timeout.total if isinstance(timeout.total, int | float) else DEFAULT_REQUEST_LIMIT_S
     end = time.monotonic() + budget
     host = urlsplit(url).hostname or ""
+    ending = _REQUEST_END.set(end)
     try:
         resp = pool.request(
             method,
@@ -219,9 +261,11 @@ def send(
             decode_content=False,
         )
     except _ux.MaxRetryError as exc:  # not expected with retries=False; unwrap defensively
-        raise _transport_error(exc.reason) from None
+        raise _late(end) or _transport_error(exc.reason) from None
     except (_ux.HTTPError, http.client.HTTPException, OSError) as exc:
-        raise _transport_error(exc) from None
+        raise _late(end) or _transport_error(exc) from None
+    finally:
+        _REQUEST_END.reset(ending)
     status = int(resp.status)
     hdrs = {str(k).lower(): str(v) for k, v in resp.headers.items()}
     read_timeout = timeout.read_timeout if isinstance(timeout.read_timeout, int | float) else DEFAULT_READ_TIMEOUT
@@ -268,11 +312,7 @@ def _read_body(
         decoder.feed(resp.read(limit + 1, decode_content=False))
         return decoder.finish()
     sock = _socket_of(resp)
-    expired = threading.Event()
-    watchdog = threading.Timer(max(0.0, end - time.monotonic()), _shut, (sock, expired))
-    watchdog.daemon = True
-    watchdog.start()
-    try:
+    with _shut_at(sock, end) as expired:
         received = 0
         while True:
             left = end - time.monotonic()
@@ -289,8 +329,6 @@ def _read_body(
             if received > limit:
                 raise too_large(host, limit)
             decoder.feed(chunk)
-    finally:
-        watchdog.cancel()
     if getattr(raw, "length", None):  # the connection ended before the declared Content-Length
         raise TransportError("connect", "the connection was closed before the whole answer arrived")
     return decoder.finish()
@@ -300,6 +338,24 @@ def _socket_of(resp: urllib3.BaseHTTPResponse) -> socket.socket | None:
     connection = getattr(resp, "connection", None) or getattr(resp, "_connection", None)
     sock = getattr(connection, "sock", None)
     return sock if isinstance(sock, socket.socket) else None
+
+
+def _late(end: float) -> TransportError | None:
+    """A failure after the request's deadline is the deadline's doing (the watchdog shut the socket)."""
+    return TransportError("timeout", "no answer in time") if time.monotonic() >= end else None
+
+
+@contextlib.contextmanager
+def _shut_at(sock: socket.socket | None, end: float) -> Iterator[threading.Event]:
+    """A watchdog that shuts `sock` at monotonic time `end`; the event tells that it did."""
+    expired = threading.Event()
+    watchdog = threading.Timer(max(0.0, end - time.monotonic()), _shut, (sock, expired))
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        yield expired
+    finally:
+        watchdog.cancel()
 
 
 def _shut(sock: socket.socket | None, expired: threading.Event) -> None:

@@ -12,11 +12,11 @@ import socket
 
 import urllib3
 from urllib3 import exceptions as _ux
-from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connection import HTTPConnection
 from urllib3.util import connection as _sockets
 
 from .addresses import AddressRefused, SiteAddresses
-from .http import AddressNotAllowed, make_pool
+from .http import AddressNotAllowed, BoundedHTTPConnection, BoundedHTTPSConnection, make_pool
 
 
 def _open(conn: HTTPConnection, addresses: SiteAddresses, *, tls: bool) -> socket.socket:
@@ -45,11 +45,11 @@ def _open(conn: HTTPConnection, addresses: SiteAddresses, *, tls: bool) -> socke
 def guard_pool(pool: urllib3.PoolManager, addresses: SiteAddresses) -> urllib3.PoolManager:
     """Make `pool` open every new connection through `addresses` (its open connections are dropped)."""
 
-    class CheckedHTTPConnection(HTTPConnection):
+    class CheckedHTTPConnection(BoundedHTTPConnection):
         def _new_conn(self) -> socket.socket:
             return _open(self, addresses, tls=False)
 
-    class CheckedHTTPSConnection(HTTPSConnection):
+    class CheckedHTTPSConnection(BoundedHTTPSConnection):
         def _new_conn(self) -> socket.socket:
             return _open(self, addresses, tls=True)
 
