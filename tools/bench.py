@@ -652,6 +652,7 @@ def performance_markdown(results: dict[str, Any]) -> str:
         f"{state['item_bytes'].get('account', 0):,} B, target item "
         f"{results['steady_state']['5 minutes']['item_bytes'].get('target', 0):,} / "
         f"{results['steady_state']['1 minute']['item_bytes'].get('target', 0):,} B | – |",
+        *_import_rows(results.get("import_csv")),
         "",
         "The Powertools layer (public) and boto3 (in the Lambda runtime) are not in the packages. Warm runs "
         "here come less than 5 minutes apart in real time, so the secret comes from the Powertools cache, which "
@@ -665,6 +666,20 @@ def performance_markdown(results: dict[str, Any]) -> str:
     ]
     lines += [f"| {p['package']} | {p['ms']:,.0f} ms | {p['share']:.0%} |" for p in imports["top"]]
     return "\n".join(lines)
+
+
+def _import_rows(figures: dict[str, Any] | None) -> list[str]:
+    """`linkup-sync import-csv` of a 90-day Libre 3 export (tools/bench_import.py), when it was measured."""
+    if not figures:
+        return []
+    first, again, month = figures["first"], figures["second"], figures["import_30_days"]
+    return [
+        f"| `import-csv`, {figures['days']}-day Libre 3 export ({first['historic_rows']:,} readings, "
+        f"{first['file_mb']:.1f} MB), API v1 | {first['seconds']:.1f} s ({first['cpu_s_command']:.1f} s CPU of "
+        f"the command), peak {first['max_rss_mb']:.0f} MB (30 days: {month['max_rss_mb']:.0f} MB) | – |",
+        f"| `import-csv`, the same file again | {again['seconds']:.1f} s, {again['posts']} uploads, "
+        f"{again['gets']} read pages | – |",
+    ]
 
 
 def cost_markdown(results: dict[str, Any]) -> str:
