@@ -3,6 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from tools.hosted_stack import HostedStack
 
 from tests.integration.harness import Harness, moto_server
 
@@ -22,6 +23,29 @@ def aws_env(monkeypatch: pytest.MonkeyPatch, moto_endpoint: str) -> str:
     monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "LinkupSync")
     monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "linkup-sync")
     return moto_endpoint
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """moto in this process (mock_aws) with dummy credentials: no endpoint, nothing can reach AWS."""
+    from moto import mock_aws
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def stack(aws: None) -> Iterator[HostedStack]:
+    """The hosted stack (tools/hosted_stack.py) inside mock_aws, patients with an hour of history."""
+    hosted = HostedStack(patient_history_s=3600)
+    try:
+        yield hosted
+    finally:
+        hosted.stop()
 
 
 @pytest.fixture

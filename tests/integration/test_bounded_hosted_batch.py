@@ -11,12 +11,10 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from moto import mock_aws
 from tools.hosted_stack import HostedStack
 from tools.local_stack import HOSTED_TEMPLATE_PATH, load_function, read_template
 from tools.run_handler import LocalContext
@@ -44,20 +42,6 @@ class WorkerContext(LocalContext):
 
     def get_remaining_time_in_millis(self) -> int:
         return int((self.timeout_s - (time.monotonic() - self.started)) * 1000)
-
-
-@pytest.fixture
-def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[HostedStack]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        hosted = HostedStack(patient_history_s=3600)
-        try:
-            yield hosted
-        finally:
-            hosted.stop()
 
 
 def records(stack: HostedStack) -> list[dict[str, Any]]:

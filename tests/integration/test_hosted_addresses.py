@@ -14,7 +14,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
-from moto import mock_aws
 from tools.hosted_stack import HostedPerson, HostedStack
 
 from linkup_sync.addresses import ALLOW_LOOPBACK_ENV
@@ -43,20 +42,6 @@ class Lines(logging.Handler):
 
     def text(self) -> str:
         return "\n".join(r.getMessage() for r in self.records)
-
-
-@pytest.fixture
-def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[HostedStack]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        found = HostedStack(patient_history_s=3600)
-        try:
-            yield found
-        finally:
-            found.stop()
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ import boto3
 import pytest
 from botocore import UNSIGNED
 from botocore.config import Config
-from moto import mock_aws
 from tools.hosted_stack import HostedPerson, HostedStack
 
 from linkup_sync.hosted.registry import Registry
@@ -25,16 +24,6 @@ from tests.support.iam import Recorder, dispatch_policy, worker_policy
 from tests.support.template import HOSTED_TEMPLATE_PATH, transformed_template
 
 HISTORY_S = 3600
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        yield
 
 
 @contextlib.contextmanager

@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from moto import mock_aws
 from tools.hosted_stack import HostedPerson, HostedStack, MinuteResult
 from tools.simulators.librelinkup.plumbing import RecordedRequest, ServedGraph
 
@@ -44,16 +43,6 @@ HISTORY_S = 2 * 3600  # what each patient's sensor already holds at the start (t
 BAD, DOWN = 271, 642  # the account whose password changed, the one whose Nightscout is down
 DOWN_MINUTES = range(10, 30)  # its history points come back (17 minutes late) well within the hour
 DUPLICATE_EVERY = 7
-
-
-@pytest.fixture
-def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    with mock_aws():
-        yield
 
 
 @contextlib.contextmanager
