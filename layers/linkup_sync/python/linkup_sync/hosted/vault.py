@@ -87,11 +87,7 @@ class Vault:
             if hit is not None and hit[0] == ciphertext and now - hit[2] < self.max_age_s:
                 self._cache.move_to_end(account_id)
                 return hit[1]
-        params: dict[str, Any] = {"CiphertextBlob": ciphertext, "EncryptionContext": context(account_id)}
-        if self.key_id:
-            params["KeyId"] = self.key_id
-        with _kms_errors(account_id):
-            plaintext = bytes(self.client.decrypt(**params)["Plaintext"])
+        plaintext = self._decrypt(account_id, ciphertext)
         with self._lock:
             self.decrypts += 1
             self._cache[account_id] = (ciphertext, plaintext, now)
@@ -99,6 +95,14 @@ class Vault:
             while len(self._cache) > self.max_entries:
                 self._cache.popitem(last=False)
         return plaintext
+
+    def _decrypt(self, account_id: str, ciphertext: bytes) -> bytes:
+        """One KMS Decrypt under the account's encryption context (another account's ciphertext fails)."""
+        params: dict[str, Any] = {"CiphertextBlob": ciphertext, "EncryptionContext": context(account_id)}
+        if self.key_id:
+            params["KeyId"] = self.key_id
+        with _kms_errors(account_id):
+            return bytes(self.client.decrypt(**params)["Plaintext"])
 
     def seal_state(self, account_id: str, plaintext: bytes) -> bytes:
         """Encrypt state for this account; the same plaintext sealed before gives the same ciphertext
@@ -118,11 +122,7 @@ class Vault:
         known = self._state_get(("c", account_id, hashlib.sha256(ciphertext).digest()))
         if known is not None:
             return known
-        params: dict[str, Any] = {"CiphertextBlob": ciphertext, "EncryptionContext": context(account_id)}
-        if self.key_id:
-            params["KeyId"] = self.key_id
-        with _kms_errors(account_id):
-            plaintext = bytes(self.client.decrypt(**params)["Plaintext"])
+        plaintext = self._decrypt(account_id, ciphertext)
         with self._lock:
             self.state_decrypts += 1
         self._state_put(account_id, plaintext, ciphertext)
