@@ -43,6 +43,7 @@ def add_update_parser(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
     update.add_argument("--checkout", metavar="DIR", default=".", help="the linkup-sync checkout (default: .)")
     update.add_argument("--sam", metavar="PROGRAM", default="sam", help="the sam CLI to run (default: sam)")
+    update.add_argument("--now", type=float, help=argparse.SUPPRESS)  # pins the clock (tests), as for every command
 
 
 def version_of(text: str) -> Version | None:

@@ -103,11 +103,12 @@ def test_update_brings_the_stack_to_the_newest_release_with_the_saved_answers(
     assert "the newest release. Nothing to update." in out.getvalue()
 
 
-def test_update_without_setup_says_to_run_setup_first(tmp_path: Path) -> None:
+def test_update_without_setup_says_to_run_setup_first(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Through the command line's own parser, as `make update` runs it (not only run_update)."""
     (tmp_path / "samconfig.toml").write_text("version = 0.1\n")
-    out = io.StringIO()
-    assert run_update(Namespace(checkout=str(tmp_path), sam="sam"), {}, lambda: 0.0, out, out) == 2
-    assert "run `make setup` first" in out.getvalue()
+    assert cli.main(["update", "--checkout", str(tmp_path)], env={}) == 2
+    captured = capsys.readouterr()
+    assert "run `make setup` first" in captured.out + captured.err
 
 
 def test_newest_release_and_the_changelog_between_two_versions() -> None:
