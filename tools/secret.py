@@ -20,9 +20,10 @@ from linkup_sync.aws import client, region_name
 from linkup_sync.errors import ConfigError
 from linkup_sync.nightscout.url import normalize_nightscout_url
 from linkup_sync.nightscout.v3 import is_access_token, needs_subject_text
-from linkup_sync.settings import SECRET_KEYS, credentials_from_secret
+from linkup_sync.settings import FLAT_SECRET_KEYS, SECRET_KEYS, credentials_from_secret
 
 PROG = "make secret"
+TRUE_WORDS = ("true", "1", "yes", "on")
 
 
 class SecretToolError(Exception):
@@ -44,7 +45,7 @@ def check_values(env: Mapping[str, str]) -> dict[str, str]:
         normalize_nightscout_url(values["NIGHTSCOUT_URL"])  # the function's rule: https://, no http opt-in
     except ValueError as exc:
         problems.append(str(exc))
-    api_v3 = env.get("NIGHTSCOUT_API_V3", "").strip().lower() in ("true", "1", "yes", "on")
+    api_v3 = env.get("NIGHTSCOUT_API_V3", "").strip().lower() in TRUE_WORDS
     if api_v3 and not is_access_token(values["NIGHTSCOUT_API_TOKEN"]):
         problems.append(needs_subject_text(values["NIGHTSCOUT_API_TOKEN"]) + ".")
     if problems:
@@ -84,25 +85,35 @@ def secret_id(env: Mapping[str, str], cloudformation: Any = None) -> str:
     return str(arn)
 
 
-def refuse_to_drop_people(secrets: Any, sid: str) -> None:
-    """The flat form this tool writes holds one person: a secret in the TARGETS form (several people)
+# Keys of a one-person secret that this tool does not ask for: the person chosen (make setup stores it
+# here) and API v3. They are kept, so a new password never switches the bridge to another person.
+KEPT_KEYS = tuple(key for key in FLAT_SECRET_KEYS if key not in SECRET_KEYS)
+
+
+def refuse_to_drop_people(secrets: Any, sid: str) -> dict[str, str]:
+    """What of the current secret must be kept: its LINK_UP_CONNECTION and NIGHTSCOUT_API_V3.
+
+    The flat form this tool writes holds one person: a secret in the TARGETS form (several people)
     would lose all but one. Such a secret is changed with `make setup` (issue 23, finding 5)."""
     from botocore.exceptions import ClientError
 
     try:
         current = secrets.get_secret_value(SecretId=sid).get("SecretString") or ""
     except ClientError:
-        return  # no value yet (or not readable here): nothing to lose
+        return {}  # no value yet (or not readable here): nothing to lose
     try:
         value = json.loads(current)
     except ValueError:
-        return
-    if isinstance(value, dict) and "TARGETS" in value:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    if "TARGETS" in value:
         raise SecretToolError(
             "the secret holds several people (the TARGETS form); make secret writes one person only and "
             "would drop the others. Nothing was stored. Change it with `make setup` (it keeps every person), "
             "or edit the JSON as the README shows under Several people."
         )
+    return {key: str(value[key]) for key in KEPT_KEYS if isinstance(value.get(key), str | bool)}
 
 
 def main(env: Mapping[str, str] | None = None, err: TextIO | None = None, out: TextIO | None = None) -> int:
@@ -112,8 +123,12 @@ def main(env: Mapping[str, str] | None = None, err: TextIO | None = None, out: T
         values = check_values(environ)
         sid = secret_id(environ)
         secrets = client("secretsmanager", secret_id=sid)
-        refuse_to_drop_people(secrets, sid)
-        secrets.put_secret_value(SecretId=sid, SecretString=json.dumps(values))
+        kept = refuse_to_drop_people(secrets, sid)
+        given = {key: environ[key].strip() for key in KEPT_KEYS if environ.get(key, "").strip()}
+        stored = {**kept, **given, **values}
+        if str(stored.get("NIGHTSCOUT_API_V3", "")).strip().lower() in TRUE_WORDS:
+            check_values({**environ, "NIGHTSCOUT_API_V3": "true"})  # the secret's API v3 needs an access token
+        secrets.put_secret_value(SecretId=sid, SecretString=json.dumps(stored))
     except SecretToolError as exc:
         err.write(f"{PROG}: {exc}\n")
         return 1

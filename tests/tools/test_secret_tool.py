@@ -112,3 +112,30 @@ def test_a_secret_with_several_people_is_not_overwritten_with_one(endpoint: str)
     code, _, err = _run({**GOOD, "SECRET_ID": arn})
     assert code == 1 and "several people" in err and "make setup" in err and "Nothing was stored" in err
     assert json.loads(_value(endpoint, arn) or "{}") == targets
+
+
+def test_the_person_chosen_and_api_v3_are_kept_when_the_password_is_changed(endpoint: str) -> None:
+    """make setup stores the person it followed (LINK_UP_CONNECTION) in the secret: a new password from
+    make secret must not drop it, or the bridge would follow the account's first person instead."""
+    arn = _secret(endpoint, "chosen")
+    chosen = {**GOOD, "LINK_UP_CONNECTION": "0d3c6b7a-5e4f-4a1b-8c9d-7e6f5a4b3c2d", "NIGHTSCOUT_API_V3": "true"}
+    boto3.client("secretsmanager", endpoint_url=endpoint).put_secret_value(
+        SecretId=arn, SecretString=json.dumps(chosen)
+    )
+    code, _, err = _run(
+        {
+            **GOOD,
+            "LINK_UP_PASSWORD": "a new password",
+            "NIGHTSCOUT_API_TOKEN": "bridge-0123456789abcdef",
+            "SECRET_ID": arn,
+        }
+    )
+    assert code == 0, err
+    stored = json.loads(_value(endpoint, arn) or "{}")
+    assert stored["LINK_UP_PASSWORD"] == "a new password"
+    assert stored["LINK_UP_CONNECTION"] == chosen["LINK_UP_CONNECTION"] and stored["NIGHTSCOUT_API_V3"] == "true"
+
+    # The kept API v3 still needs an access token: a plain API_SECRET is refused and nothing is stored.
+    code, _, err = _run({**GOOD, "NIGHTSCOUT_API_TOKEN": "a plain api secret", "SECRET_ID": arn})
+    assert code == 1 and "nothing was stored" in err
+    assert json.loads(_value(endpoint, arn) or "{}")["LINK_UP_PASSWORD"] == "a new password"
