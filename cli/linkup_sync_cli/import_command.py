@@ -336,7 +336,12 @@ def _upload(
             outcome.failed = exc
             break
         if show:
-            out.write("\r" + progress_text(outcome.imported, total, monotonic() - started) + "\033[K")
+            # The carriage return and erase-line go around the command line's filter of control characters
+            # (output.PrintableText.control), which would strip them from ordinary text.
+            control = getattr(out, "control", out.write)
+            control("\r")
+            out.write(progress_text(outcome.imported, total, monotonic() - started))
+            control("\033[K")
             out.flush()
     if show:
         out.write("\n")

@@ -99,7 +99,8 @@ def import_sink(
         target = _env_target(env)
     api_v3 = uses_api_v3(target, settings.api_v3)
     url = nightscout_base_url(target, settings)
-    # The same device and app names as the bridge: an imported reading has the identity the bridge would give it.
+    # The same device (NIGHTSCOUT_DEVICE_NAME) and app names as the bridge: an imported reading has the identity
+    # the bridge would give it.
     pool = make_pool(maxsize=4)
     try:
         if api_v3:
@@ -109,7 +110,7 @@ def import_sink(
                 base_url=url,
                 token=target.nightscout_token,
                 pool=pool,
-                device=DEVICE,
+                device=settings.device_name,
                 app=DEVICE,
                 jwt_cache=StateJwtCache(None, None),
                 clock=clock,
@@ -119,7 +120,11 @@ def import_sink(
             from linkup_sync.nightscout.v1 import NightscoutV1
 
             sink = NightscoutV1(
-                base_url=url, token=target.nightscout_token, pool=pool, device=DEVICE, allow_http=settings.allow_http
+                base_url=url,
+                token=target.nightscout_token,
+                pool=pool,
+                device=settings.device_name,
+                allow_http=settings.allow_http,
             )
     except ValueError as exc:  # the messages name the setting, never its value
         raise ConfigError([str(exc)], heading="The Nightscout settings cannot be used") from None

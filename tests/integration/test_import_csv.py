@@ -168,6 +168,21 @@ def test_every_imported_reading_gets_a_direction_from_the_readings_before_it(
     assert len({d["direction"] for d in docs[1:]}) >= 2  # the series moves: not one arrow for all
 
 
+def test_the_device_name_setting_gives_the_bridges_own_identity(
+    site: Site, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With NIGHTSCOUT_DEVICE_NAME set (as people moving from nightscout-librelink-up keep theirs), imported
+    entries carry that device, and with API v3 the identifier the bridge makes from it."""
+    path, truth = _export(tmp_path, SPRING)
+    code, _, err = site.run(capsys, str(path), "--timezone", "Europe/Berlin", NIGHTSCOUT_DEVICE_NAME="my-libre")
+    assert code == 0, err
+    docs = {d["date"]: d for d in site.ns.sgv_entries()}
+    first = truth[0][0] * 1000
+    assert {d["device"] for d in docs.values()} == {"my-libre"}
+    if site.env.get("NIGHTSCOUT_API_V3"):
+        assert docs[first]["identifier"] == v3_identifier(f"my-libre_{first}")
+
+
 def test_rows_grouped_by_type_and_sensor_are_imported_in_time_order(
     v1_site: Site, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
