@@ -463,8 +463,8 @@ def test_credentials_key(template: dict[str, Any]) -> None:
         assert allowed(root, Call(action)), action
     # ... but no IAM policy in the account (kms:Decrypt on "*" included) opens a ciphertext
     context = {"kms:EncryptionContextKeys": {"linkup-sync-account"}}
-    for action in ("kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo"):
-        assert not allowed(root, Call(action, context)), action
+    for action in ("kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:CreateGrant"):
+        assert not allowed(root, Call(action, context)), action  # a grant would hand out Decrypt
     (worker,) = key_statements(template, WORKER_ROLE_ARN)
     assert allowed([worker], Call("kms:Decrypt", context)) and allowed([worker], Call("kms:Encrypt", context))
     assert not allowed([worker], Call("kms:Decrypt")) and not allowed([worker], Call("kms:ReEncryptFrom", context))
