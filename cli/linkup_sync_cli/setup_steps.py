@@ -187,7 +187,9 @@ def step_nightscout(s: Session, person: Person, several: bool) -> None:
         )
     report = Reporter(s.out)
     target = Target(patient_id=person.patient_id, nightscout_url=url, nightscout_token=token)
-    check_nightscout(report, target, s.settings.api_v3, s.settings.sensor_start, s.clock, "", s.settings.allow_http)
+    # allow_http=False: the deployed function always needs https (NIGHTSCOUT_ALLOW_HTTP is the command line's
+    # own setting, for a Nightscout at home); plain http only to this machine, as everywhere.
+    check_nightscout(report, target, s.settings.api_v3, s.settings.sensor_start, s.clock, "", False)
     if report.failed or not report.passed:
         if given is not None:
             raise SetupAborted(f"the Nightscout entry of {person.initials} in TARGETS failed the checks above.")
@@ -195,7 +197,7 @@ def step_nightscout(s: Session, person: Person, several: bool) -> None:
         raise StepFailed("The Nightscout checks above failed: fix what the ✘ line says.")
     from linkup_sync.nightscout.url import normalize_nightscout_url
 
-    person.url = normalize_nightscout_url(url, allow_http=s.settings.allow_http)
+    person.url = normalize_nightscout_url(url, allow_http=False)
     person.token = token
 
 
