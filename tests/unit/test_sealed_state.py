@@ -4,16 +4,17 @@ moto: nothing secret in clear, each account's own context, and no KMS call for w
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from linkup_sync.errors import SecretError, StateUnavailable
+from linkup_sync.errors import StateUnavailable
 from linkup_sync.hosted.registry import account_id_for
 from linkup_sync.hosted.sealed_state import VaultSealer, account_of
 from linkup_sync.hosted.vault import Vault
 from linkup_sync.ports import Ticket
-from linkup_sync.state.dynamodb import SEALED_ACCOUNT, SEALED_ATTRIBUTE, DynamoDBStateStore
+from linkup_sync.state.dynamodb import SEALED_ACCOUNT, SEALED_ATTRIBUTE, DynamoDBStateStore, SealedStateLost
 from linkup_sync.state.model import AccountState, TargetState, account_key
 from tests.support.moto_hosted import HostedAws, hosted_aws
 
@@ -82,6 +83,59 @@ def test_one_accounts_sealed_state_cannot_be_opened_as_anothers(aws: HostedAws) 
     aws.dynamodb.put_item(TableName=aws.table, Item={**item, "pk": {"S": account_key(BOB)}})
     other_container = VaultSealer(Vault(aws.key_arn, client=aws.kms, clock=aws.clock))
     cold = DynamoDBStateStore(aws.table, client=aws.dynamodb, clock=aws.clock, sealer=other_container)
-    with pytest.raises(SecretError):
-        cold.load(account_key(BOB))
+    # Nothing of Alice's opens as Bob's; and since no retry could ever open it, it is treated as absent
+    # (Bob's next run logs in once) rather than failing every run for good.
+    loaded = cold.load(account_key(BOB)).account
+    assert loaded.ticket is None and loaded.creds_tag is None and loaded.bad_credentials_tag is None
     assert set(SEALED_ACCOUNT) & set(item) == set()
+
+
+class ForeignKms:
+    """What AWS KMS answers for a ciphertext of another key or stack (moto answers AccessDenied instead)."""
+
+    def decrypt(self, **params: Any) -> dict[str, Any]:
+        from botocore.exceptions import ClientError
+
+        error = {"Error": {"Code": "InvalidCiphertextException", "Message": ""}}
+        raise ClientError(error, "Decrypt")  # type: ignore[arg-type]
+
+
+def test_a_ciphertext_no_retry_can_open_is_a_lost_state() -> None:
+    vault = Vault("arn:aws:kms:us-east-1:123456789012:key/x", client=ForeignKms(), clock=lambda: NOW)
+    with pytest.raises(SealedStateLost):
+        vault.open_state("0123456789ab", b"sealed elsewhere")
+
+
+def test_a_state_sealed_under_another_key_is_written_anew_not_a_stop_for_good(aws: HostedAws) -> None:
+    """The stack's key replaced, or a table restored into another stack: the sealed part can never be opened
+    again. The run must not fail forever (`accounts add --replace` keeps the state): it is treated as absent
+    (one login), and the next save seals under the key in use."""
+    key = account_key(ALICE)
+    aws.store.save_account(key, AccountState(ticket=TICKET, creds_tag="h1:tag"))
+
+    class LostSealer(VaultSealer):
+        def open(self, key: str, ciphertext: bytes) -> bytes:
+            raise SealedStateLost()
+
+    cold = DynamoDBStateStore(aws.table, client=aws.dynamodb, clock=aws.clock, sealer=LostSealer(aws.vault))
+    lost = cold.load(key)
+    assert lost.account.ticket is None and lost.account.creds_tag is None
+    cold.save_account(key, replace(lost.account, ticket=TICKET, creds_tag="h1:new"))
+    again = aws.store.load(key).account  # the working vault opens what was sealed anew
+    assert again.ticket == TICKET and again.creds_tag == "h1:new"
+
+
+def test_a_passing_kms_fault_is_not_taken_for_a_lost_state(aws: HostedAws, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only a ciphertext no retry can open is treated as absent: KMS being unreachable is a passing fault
+    (the run fails, the ticket is kept), or a login would follow every KMS hiccup."""
+    key = account_key(ALICE)
+    aws.store.save_account(key, AccountState(ticket=TICKET, creds_tag="h1:tag"))
+    cold_vault = Vault(aws.key_arn, client=aws.kms, clock=aws.clock)
+
+    def unreachable(account_id: str, ciphertext: bytes) -> bytes:
+        raise StateUnavailable("KMS answered ThrottlingException")
+
+    monkeypatch.setattr(cold_vault, "_decrypt", unreachable)
+    cold = DynamoDBStateStore(aws.table, client=aws.dynamodb, clock=aws.clock, sealer=VaultSealer(cold_vault))
+    with pytest.raises(StateUnavailable):
+        cold.load(key)

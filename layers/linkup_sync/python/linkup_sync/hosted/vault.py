@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from ..errors import SecretError, StateUnavailable
+from ..state.dynamodb import SealedStateLost
 
 CONTEXT_KEY = "linkup-sync-account"
 MAX_PLAINTEXT_BYTES = 4096  # KMS Encrypt's limit
@@ -122,7 +123,12 @@ class Vault:
         known = self._state_get(("c", account_id, hashlib.sha256(ciphertext).digest()))
         if known is not None:
             return known
-        plaintext = self._decrypt(account_id, ciphertext)
+        try:
+            plaintext = self._decrypt(account_id, ciphertext)
+        except SecretError as exc:
+            if exc.problems and exc.problems[0].startswith(_NOT_THIS_KEY):
+                raise SealedStateLost() from None  # another key or account: no retry can open it
+            raise
         with self._lock:
             self.state_decrypts += 1
         self._state_put(account_id, plaintext, ciphertext)
@@ -151,6 +157,9 @@ class Vault:
             return len(self._cache)
 
 
+_NOT_THIS_KEY = "The stored credentials do not belong to this account or this key"
+
+
 @contextlib.contextmanager
 def _kms_errors(account_id: str) -> Iterator[None]:
     """KMS's errors as the package's typed ones: a person must act, or the next run tries again."""
@@ -163,7 +172,7 @@ def _kms_errors(account_id: str) -> Iterator[None]:
         code = str(exc.response.get("Error", {}).get("Code", ""))
         if code in ("InvalidCiphertextException", "IncorrectKeyException"):
             raise SecretError(
-                [f"The stored credentials do not belong to this account or this key: {READD}."],
+                [f"{_NOT_THIS_KEY}: {READD}."],
                 heading="The account's credentials cannot be decrypted",
             ) from None
         if code in ("AccessDeniedException", "DisabledException", "KMSInvalidStateException", "NotFoundException"):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -17,6 +18,8 @@ from ..errors import StateConflict, StateUnavailable
 from ..ports import Ticket
 from ..trends import Point, pack_recent, unpack_recent
 from .model import AccountState, StoredState, TargetState, pack_ledger, unpack_ledger
+
+log = logging.getLogger("linkup_sync")
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -88,8 +91,14 @@ SEALED_TARGET = ("jwt",)
 SEALED_ATTRIBUTE = "sealed"
 
 
+class SealedStateLost(Exception):
+    """A sealed attribute that can never be opened again (another key, another stack's table): not a
+    passing fault. What it held (a ticket, a JWT, fingerprints) can be had again, so it is treated as absent."""
+
+
 class Sealer(Protocol):
-    """Encrypts what a state item must not hold in clear, for the account the state key belongs to."""
+    """Encrypts what a state item must not hold in clear, for the account the state key belongs to.
+    `open` raises SealedStateLost for a ciphertext that no retry can open."""
 
     def seal(self, key: str, plaintext: bytes) -> bytes: ...
 
@@ -173,8 +182,19 @@ class DynamoDBStateStore(TableAccess):
         blob = item.get(SEALED_ATTRIBUTE, {}).get("B")
         if blob is None or self.sealer is None:
             return item
-        opened = json.loads(self.sealer.open(key, bytes(blob)))
-        return {**item, **{name: {"S": str(value)} for name, value in opened.items()}}
+        try:
+            opened = json.loads(self.sealer.open(key, bytes(blob)))
+            fields = {name: {"S": str(value)} for name, value in opened.items()}
+        except (SealedStateLost, ValueError, AttributeError):
+            # Never a stop for good: the ticket and JWT are fetched again (one login), and a bad-password
+            # block without its fingerprint holds for the credentials version it was recorded for.
+            log.warning(
+                "The sealed part of a stored state item cannot be opened (another key or stack?); it is "
+                "treated as empty and written anew: the next LibreLink Up login is made once",
+                extra={"reason": "sealed_state_lost"},
+            )
+            return item
+        return {**item, **fields}
 
     def _seal(self, key: str, values: dict[str, dict[str, Any]], remove: list[str], names: tuple[str, ...]) -> None:
         """Move `names` out of `values` into one ciphertext; their clear copies are always removed."""
