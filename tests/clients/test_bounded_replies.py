@@ -366,3 +366,28 @@ def test_the_hosted_pool_bounds_dripping_headers_too() -> None:
             send(pool, "GET", server.url, headers={}, body=None, timeout=timeout)
         assert caught.value.kind == "timeout"
         assert time.monotonic() - started < ENDS_WITHIN_S
+
+
+def dripping_handshake(conn: socket.socket, stop: threading.Event) -> None:
+    """A TLS record header announcing 16 kB of handshake, then one byte every 0.2 s (about an hour): the
+    handshake must end with the request's deadline (CPython holds a handshake to one deadline, the connect
+    timeout, not each of its reads: this test keeps it so)."""
+    conn.sendall(b"\x16\x03\x03\x40\x00")
+    while not stop.wait(0.2):
+        conn.sendall(b"\x00")
+
+
+@pytest.mark.parametrize("pool", ["plain", "hosted"])
+def test_a_tls_handshake_dripped_a_byte_at_a_time_ends_with_the_deadline(pool: str) -> None:
+    from linkup_sync.addresses import SiteAddresses
+    from linkup_sync.public_pool import public_only_pool
+
+    manager = make_pool() if pool == "plain" else public_only_pool(SiteAddresses(allow_loopback=True))
+    for server in raw(dripping_handshake):
+        url = server.url.replace("http://", "https://")
+        started = time.monotonic()
+        with pytest.raises(TransportError) as caught:
+            timeout = urllib3.Timeout(total=DEADLINE_S, connect=3.0, read=10.0)
+            send(manager, "GET", url, headers={}, body=None, timeout=timeout)
+        assert caught.value.kind == "timeout"
+        assert time.monotonic() - started < ENDS_WITHIN_S

@@ -52,7 +52,8 @@ def _headers_by_deadline(sock: object, getresponse: Callable[[], Any]) -> Any:
 
 
 class BoundedHTTPConnection(HTTPConnection):
-    """urllib3's connection, its response headers bounded by the request's deadline."""
+    """urllib3's connection, its response headers bounded by the request's deadline (the connect by the
+    connect timeout, a TLS handshake as a whole by it too: CPython's handshake keeps one deadline)."""
 
     def getresponse(self) -> Any:
         return _headers_by_deadline(getattr(self, "sock", None), super().getresponse)
@@ -262,7 +263,8 @@ def send(
         )
     except _ux.MaxRetryError as exc:  # not expected with retries=False; unwrap defensively
         raise _late(end) or _transport_error(exc.reason) from None
-    except (_ux.HTTPError, http.client.HTTPException, OSError) as exc:
+    except (_ux.HTTPError, http.client.HTTPException, OSError, ValueError) as exc:
+        # ValueError: a TLS socket the watchdog shut while a read was starting
         raise _late(end) or _transport_error(exc) from None
     finally:
         _REQUEST_END.reset(ending)
@@ -277,8 +279,8 @@ def send(
         else:
             data = _read_body(resp, hdrs, host=host, limit=max_body, end=end, read_timeout=read_timeout)
             complete = True
-    except (_ux.HTTPError, http.client.HTTPException, OSError) as exc:
-        raise _transport_error(exc) from None
+    except (_ux.HTTPError, http.client.HTTPException, OSError, ValueError) as exc:
+        raise _late(end) or _transport_error(exc) from None
     finally:
         if not complete:  # a hostile or broken connection is never reused
             with contextlib.suppress(Exception):
@@ -346,8 +348,9 @@ def _late(end: float) -> TransportError | None:
 
 
 @contextlib.contextmanager
-def _shut_at(sock: socket.socket | None, end: float) -> Iterator[threading.Event]:
-    """A watchdog that shuts `sock` at monotonic time `end`; the event tells that it did."""
+def _shut_at(sock: socket.socket | Callable[[], socket.socket | None] | None, end: float) -> Iterator[threading.Event]:
+    """A watchdog that shuts `sock` (or the socket a callable gives then) at monotonic time `end`; the
+    event tells that it did."""
     expired = threading.Event()
     watchdog = threading.Timer(max(0.0, end - time.monotonic()), _shut, (sock, expired))
     watchdog.daemon = True
@@ -359,11 +362,14 @@ def _shut_at(sock: socket.socket | None, end: float) -> Iterator[threading.Event
 
 
 def _shut(sock: socket.socket | None, expired: threading.Event) -> None:
-    """The deadline passed: a blocked read of the body returns at once (the connection is not reused)."""
+    """The deadline passed: a blocked read returns at once (the connection is not reused).
+
+    socket.socket.shutdown, not the TLS socket's own: that one also drops its TLS object, which a read
+    starting in the run's thread at that moment would meet as an AttributeError instead of an OSError."""
     expired.set()
     if sock is not None:
         with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 class _Decoder:
