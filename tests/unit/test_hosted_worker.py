@@ -12,6 +12,7 @@ import json
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import replace
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -427,3 +428,24 @@ def test_outcome_flags_and_the_batch_response() -> None:
         "batchItemFailures": [{"itemIdentifier": "x"}, {"itemIdentifier": "y"}]
     }
     assert issubclass(LinkUpBadCredentials, LinkupSyncError)
+
+
+def test_no_time_left_after_the_claim_releases_it_rather_than_start_a_run(
+    aws: HostedAws, runs: FakeRuns, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run started with no time left fails on its own budget, which the run takes for LibreLink Up timing
+    out (a back-off of minutes for nothing LibreLink Up did): the claim is released, SQS delivers again."""
+    account = add(aws, 1)
+    worker = make_worker(aws)
+    now = [1000.0]
+    monkeypatch.setattr(worker_module, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    claim = aws.registry.claim
+
+    def slow_claim(account_id: str, due: int) -> Account | None:
+        now[0] += 30.0  # DynamoDB took the rest of the invocation
+        return claim(account_id, due)
+
+    monkeypatch.setattr(aws.registry, "claim", slow_claim)
+    outcome = worker.run_account(account.id, MINUTE, 5, ends=now[0] + worker_module.AFTER_DEADLINE_S + 20.0)
+    assert (outcome.status, outcome.reason) == ("error", "no_time")
+    assert runs.deps == {} and last_due(aws, account) is None  # nothing ran, the claim was given back

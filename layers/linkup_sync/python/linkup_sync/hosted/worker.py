@@ -246,7 +246,12 @@ class Worker:
             deps = self.dependencies(account)
             if ends is not None:  # the claim took some of the time: the deadline starts now
                 deadline_s = min(RUN_DEADLINE_S, ends - time.monotonic() - AFTER_DEADLINE_S)
-            deps.deadline_s = max(deadline_s, 0.0)  # none left: the run's requests are refused at once
+            if deadline_s <= 1.0:
+                # No time left after the claim: a run started now would fail on its own budget, which the
+                # run takes for LibreLink Up timing out (a back-off). Release the claim: SQS delivers again.
+                self.registry.release(account, due, account.last_due)
+                return Outcome(account=account_id, status="error", reason="no_time")
+            deps.deadline_s = deadline_s
             deps.aws_until_s = deps.deadline_s + (RUN_AWS_UNTIL_S - RUN_DEADLINE_S)
         except ConfigError as exc:
             log.error("Account %s: %s", account_id, exc.message)
