@@ -19,9 +19,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TextIO
 
-from linkup_sync.errors import ConfigError
+from linkup_sync.errors import ConfigError, LinkupSyncError
 from linkup_sync.settings import Settings
 
+from .adapters import describe_aws_failure
 from .output import PROG
 from .setup_change import change_deployed
 from .setup_deploy import (
@@ -165,6 +166,15 @@ def run_setup(
         return full_setup(session, saved)
     except SetupAborted as stop:
         err.write(f"{PROG} setup: stopped: {stop.message}\n")
+        return EXIT_NEEDS_PERSON
+    except LinkupSyncError as exc:  # LibreLink Up, Nightscout, the secret's rules: the message says what to do
+        err.write(f"{PROG} setup: stopped: {exc.message}\nRun `make setup` again once it is fixed.\n")
+        return EXIT_NEEDS_PERSON
+    except Exception as exc:
+        text = describe_aws_failure(exc)  # expired credentials, access denied, no region: no traceback
+        if text is None:
+            raise
+        err.write(f"{PROG} setup: stopped: {text}\nRun `make setup` again once it is fixed.\n")
         return EXIT_NEEDS_PERSON
     except KeyboardInterrupt:
         err.write(f"\n{PROG} setup: stopped; nothing more was changed.\n")

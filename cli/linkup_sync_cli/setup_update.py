@@ -126,10 +126,14 @@ def run_update(
     if changed:
         err.write(f"{name}: the checkout has changes of its own ({', '.join(changed)}): commit or undo them first.\n")
         return 2
-    for argv in (["git", "checkout", "--quiet", "--", "samconfig.toml"], ["git", "checkout", "--quiet", tag]):
-        if step(argv) is None:
-            return 1
-    save_answers(checkout / "samconfig.toml", saved)  # the release's samconfig.toml, with the saved answers
+    try:
+        for argv in (["git", "checkout", "--quiet", "--", "samconfig.toml"], ["git", "checkout", "--quiet", tag]):
+            if step(argv) is None:
+                return 1
+    finally:
+        # The release's samconfig.toml (or the old one, if the checkout failed), always with the saved answers:
+        # `make deploy` and the next `make update` need them.
+        save_answers(checkout / "samconfig.toml", saved)
     release = ".".join(str(v) for v in version)
     for argv in ([args.sam, "build"], deploy_command(args.sam, saved.stack, saved.region, saved.overrides, release)):
         if step(argv) is None:
