@@ -3,6 +3,7 @@ moto: nothing secret in clear, each account's own context, and no KMS call for w
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -139,3 +140,19 @@ def test_a_passing_kms_fault_is_not_taken_for_a_lost_state(aws: HostedAws, monke
     cold = DynamoDBStateStore(aws.table, client=aws.dynamodb, clock=aws.clock, sealer=VaultSealer(cold_vault))
     with pytest.raises(StateUnavailable):
         cold.load(key)
+
+
+def test_the_sealed_state_a_container_remembers_is_bounded_in_bytes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every new ticket or JWT adds to the cache and old ones leave only by eviction: a byte bound keeps a
+    long-lived container's memory flat."""
+    import linkup_sync.hosted.vault as vault_module
+
+    monkeypatch.setattr(vault_module, "STATE_CACHE_MAX_BYTES", 10_000)
+    vault = Vault("arn:aws:kms:us-east-1:123456789012:key/x", client=ForeignKms(), clock=lambda: NOW)
+    for n in range(100):
+        vault._state_put(f"acct{n:08d}", b"p" * 300 + bytes([n]), b"c" * 500 + bytes([n]))
+    assert vault._state_bytes <= 10_000
+    assert vault._state_bytes == sum(len(v) for v in vault._state.values())
+    newest = vault._state_get(("p", "acct00000099", hashlib.sha256(b"p" * 300 + bytes([99])).digest()))
+    assert newest == b"c" * 500 + bytes([99])  # the newest stays, the oldest went
+    assert vault._state_get(("p", "acct00000000", hashlib.sha256(b"p" * 300 + bytes([0])).digest())) is None

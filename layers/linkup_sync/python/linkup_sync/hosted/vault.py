@@ -27,6 +27,9 @@ CONTEXT_KEY = "linkup-sync-account"
 MAX_PLAINTEXT_BYTES = 4096  # KMS Encrypt's limit
 CACHE_MAX_AGE_S = 3600  # a replaced account is picked up at the latest an hour later (at once after a login failure)
 CACHE_MAX_ENTRIES = 20_000  # ~1 KB each: room for every account a container sees at 10,000 accounts
+# The sealed state a warm worker remembers (plaintexts and ciphertexts of tickets and JWTs, about 1 KB
+# each): enough for every account of a busy container, a small share of its 256 MB.
+STATE_CACHE_MAX_BYTES = 32 * 1024 * 1024
 
 READD = "add the account again with `linkup-sync accounts add --replace` (its state and readings are kept)"
 
@@ -56,6 +59,7 @@ class Vault:
         self.encrypts = 0
         # the worker's own sealed state: ciphertext digest -> plaintext and plaintext digest -> ciphertext
         self._state: OrderedDict[tuple[str, str, bytes], bytes] = OrderedDict()
+        self._state_bytes = 0  # what _state holds, bounded by STATE_CACHE_MAX_BYTES in a 256 MB function
         self.state_decrypts = 0
         self.state_encrypts = 0
 
@@ -143,10 +147,17 @@ class Vault:
 
     def _state_put(self, account_id: str, plaintext: bytes, ciphertext: bytes) -> None:
         with self._lock:
-            self._state[("c", account_id, hashlib.sha256(ciphertext).digest())] = plaintext
-            self._state[("p", account_id, hashlib.sha256(plaintext).digest())] = ciphertext
-            while len(self._state) > 4 * self.max_entries:  # an account item and a target or two each
-                self._state.popitem(last=False)
+            for key, value in (
+                (("c", account_id, hashlib.sha256(ciphertext).digest()), plaintext),
+                (("p", account_id, hashlib.sha256(plaintext).digest()), ciphertext),
+            ):
+                old = self._state.pop(key, None)
+                self._state_bytes += len(value) - (len(old) if old is not None else 0)
+                self._state[key] = value
+            # Every new ticket or JWT adds two entries and old ones leave only here: bounded by bytes.
+            while self._state_bytes > STATE_CACHE_MAX_BYTES and self._state:
+                _, evicted = self._state.popitem(last=False)
+                self._state_bytes -= len(evicted)
 
     def forget(self, account_id: str) -> None:
         with self._lock:
