@@ -430,15 +430,23 @@ class SyncService:
             account = self.account
             if account.creds_tag == self._tag or (account.ticket is None and account.patient_id is None):
                 return  # also when a concurrent run logged in with these credentials first
-            if not warned:
+            if not warned and account.creds_tag is None:
+                log.info(  # every account once, on the first run of a version that ties tickets to credentials
+                    "The stored LibreLink Up login is not tied to the credentials it was made with (it was "
+                    "stored by an earlier version): this run logs in once to tie a new one to them",
+                    extra={"reason": "credentials_unchecked"},
+                )
+            elif not warned:
                 log.warning(
                     "The stored LibreLink Up login was made with other credentials than the ones given now "
                     "(the username or password changed): it is not used, and this run logs in with the new ones",
                     extra={"reason": "credentials_changed"},
                 )
-                warned = True
+            warned = True
             # When another run wrote first, the store returns its version: looked at again above.
             self.account = self.store.save_account(key, replace(account, ticket=None, patient_id=None, creds_tag=None))
+        if self.account.creds_tag != self._tag:  # other runs kept writing: never use their login in this run
+            self.account = replace(self.account, ticket=None, patient_id=None)
 
     def _ticket(self, creds: Credentials, key: str) -> Ticket:
         ticket = self.account.ticket
