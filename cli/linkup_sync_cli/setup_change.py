@@ -108,7 +108,8 @@ def change_deployed(
         known = {p.patient_id: p for p in people_of(current)}
         for person in people:
             if person.patient_id in known and known[person.patient_id].url:
-                person.url, person.token = known[person.patient_id].url, known[person.patient_id].token
+                kept = known[person.patient_id]
+                person.url, person.token, person.api_v3 = kept.url, kept.token, kept.api_v3
                 continue
             title = "Nightscout" + (f" for {person.initials}" if len(people) > 1 else "")
             step(s, title, nightscout_step(s, person, len(people) > 1))
@@ -127,6 +128,7 @@ def people_of(secret: Mapping[str, Any]) -> list[Person]:
                 "",
                 str(t.get("NIGHTSCOUT_URL", "")),
                 str(t.get("NIGHTSCOUT_API_TOKEN", "")),
+                str(t.get("NIGHTSCOUT_API_V3", "")),
             )
             for t in secret["TARGETS"]
             if isinstance(t, dict)
@@ -137,5 +139,6 @@ def people_of(secret: Mapping[str, Any]) -> list[Person]:
             "",
             str(secret.get("NIGHTSCOUT_URL", "")),
             str(secret.get("NIGHTSCOUT_API_TOKEN", "")),
+            str(secret.get("NIGHTSCOUT_API_V3", "")),
         )
     ]

@@ -31,6 +31,7 @@ class Person:
     initials: str
     url: str = ""
     token: str = field(default="", repr=False)
+    api_v3: str = ""  # the person's own NIGHTSCOUT_API_V3 in the secret, kept when the secret is rewritten
 
 
 @dataclass
@@ -76,13 +77,19 @@ def secret_value(username: str, password: str, people: Sequence[Person]) -> dict
             "NIGHTSCOUT_URL": p.url,
             "NIGHTSCOUT_API_TOKEN": p.token,
             "LINK_UP_CONNECTION": p.patient_id,
+            **({"NIGHTSCOUT_API_V3": p.api_v3} if p.api_v3 else {}),
         }
     else:
         value = {
             "LINK_UP_USERNAME": username,
             "LINK_UP_PASSWORD": password,
             "TARGETS": [
-                {"LINK_UP_CONNECTION": p.patient_id, "NIGHTSCOUT_URL": p.url, "NIGHTSCOUT_API_TOKEN": p.token}
+                {
+                    "LINK_UP_CONNECTION": p.patient_id,
+                    "NIGHTSCOUT_URL": p.url,
+                    "NIGHTSCOUT_API_TOKEN": p.token,
+                    **({"NIGHTSCOUT_API_V3": p.api_v3} if p.api_v3 else {}),
+                }
                 for p in people
             ],
         }
