@@ -111,6 +111,32 @@ def test_the_secret_arn_names_the_region_for_the_table_too(
     assert code == 0 and captured.out.startswith("uploaded "), captured.err
 
 
+def test_a_secret_and_a_table_in_another_region_are_named_with_the_region_looked_in(
+    harness: Harness, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Finding 1, "the same for a secret or table in another region": they exist, in us-east-1; the shell's
+    region is eu-west-1. The message names what was looked for and where, and a person must act (exit 2)."""
+    h = harness
+    h.llu.add_patient(EMAIL)
+    h.provision()
+    _clear_secret_cache()
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    name = h.secret_arn.split(":secret:")[1].rsplit("-", 1)[0]  # by its name: the region is the shell's
+    code = cli.main(["sync", "--once", "--secret-id", name], env=_aws_cli(h), clock=h.clock)
+    err = unwrap(capsys.readouterr().err)
+    assert code == 2, err
+    assert f"There is no secret {name} in the AWS region eu-west-1" in err
+
+    table = h.env["STATE_TABLE_NAME"]
+    env = {**_aws_cli(h), "LINK_UP_USERNAME": EMAIL, "LINK_UP_PASSWORD": PASSWORD}
+    env |= {"NIGHTSCOUT_URL": h.ns.base_url, "NIGHTSCOUT_API_TOKEN": h.ns_token}
+    code = cli.main(["sync", "--once", "--table", table], env=env, clock=h.clock)
+    err = unwrap(capsys.readouterr().err)
+    assert code == 2, err
+    assert f"There is no DynamoDB table {table} in the AWS region eu-west-1" in err
+
+
 # --- finding 2: the dry run announces what the real run will upload --------------------------------
 
 
