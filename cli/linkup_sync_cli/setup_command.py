@@ -95,10 +95,12 @@ def full_setup(s: Session, saved: Saved | None) -> int:
     email = step(s, "3. Alerts", lambda: step_alerts(s))
     stack, region = step(s, "4. Where in AWS", lambda: step_stack(s, saved))
 
-    overrides = given_overrides(s.env)
+    # A second set-up keeps what the first one saved (a schedule, the alert e-mail) unless answered anew.
+    overrides = {**(saved.overrides if saved is not None else {}), **given_overrides(s.env)}
     assert s.settings is not None
+    overrides.pop("LinkUpRegion", None)
     if ticket.region.upper() != PARAMETER_DEFAULTS["LinkUpRegion"]:
-        overrides["LinkUpRegion"] = ticket.region.upper()  # the region the login ended in
+        overrides["LinkUpRegion"] = ticket.region.upper()  # the region the login ended in, whatever was given
     if email:
         overrides["AlarmEmail"] = email
     value = secret_value(username, password, people)

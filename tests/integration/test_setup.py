@@ -286,8 +286,9 @@ def test_make_setup_from_an_empty_checkout_to_uploaded_readings(sandbox: Sandbox
 def test_setup_for_two_people_in_another_region_stores_targets(
     sandbox: Sandbox, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The login is redirected to EU2 (deployed as LinkUpRegion=EU2); two people, each with a Nightscout,
-    from TARGETS in the environment: the secret gets the TARGETS form."""
+    """The login, started in the region given (US), is redirected to EU2: deployed as LinkUpRegion=EU2, not
+    as the region given; two people, each with a Nightscout, from TARGETS in the environment: the secret
+    gets the TARGETS form."""
     box = sandbox
     second_ns = NightscoutStandIn(time.time).start()
     try:
@@ -301,14 +302,16 @@ def test_setup_for_two_people_in_another_region_stores_targets(
             {"LINK_UP_CONNECTION": first, "NIGHTSCOUT_URL": box.ns.base_url, "NIGHTSCOUT_API_TOKEN": box.token},
             {"LINK_UP_CONNECTION": second, "NIGHTSCOUT_URL": second_ns.base_url, "NIGHTSCOUT_API_TOKEN": second_token},
         ]
-        env = box.answers(LINK_UP_USERNAME=email, LINK_UP_CONNECTION="all", TARGETS=json.dumps(targets))
+        env = box.answers(
+            LINK_UP_USERNAME=email, LINK_UP_CONNECTION="all", TARGETS=json.dumps(targets), LINK_UP_REGION="US"
+        )
         del env["NIGHTSCOUT_URL"], env["NIGHTSCOUT_API_TOKEN"]
         code, out = _setup(box, capsys, env, "--yes")
         assert code == 0, out
         assert "LibreLink Up moved the login to region EU2" in out
         assert "  1  AO" in out and "  2  BT" in out  # initials only
         deploy = box.commands()[1]
-        assert "LinkUpRegion=EU2" in deploy
+        assert "LinkUpRegion=EU2" in deploy and "LinkUpRegion=US" not in deploy
         secret = box.secret()
         assert "NIGHTSCOUT_URL" not in secret and secret["TARGETS"] == targets
         assert "✔ The first run uploaded " in out
