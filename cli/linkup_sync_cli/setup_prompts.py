@@ -103,6 +103,12 @@ class Asker:
                 value = default or ""
                 self.say(f"{question}: {value or '(none)'} (the default)")
                 return value
+            if name.startswith("TARGETS ("):  # one person of several: an entry of the TARGETS list, not a variable
+                raise SetupAborted(
+                    f"--yes asks no questions, and {name} is missing: add an entry for this person to the "
+                    "environment variable TARGETS, with LINK_UP_CONNECTION (the person's patientId), NIGHTSCOUT_URL "
+                    "and NIGHTSCOUT_API_TOKEN, as in the secret."
+                )
             raise SetupAborted(f"{name} is not set, and --yes asks no questions: set the environment variable {name}.")
         while True:
             hint = f" [{default}]" if default else (" (Enter for none)" if optional else "")

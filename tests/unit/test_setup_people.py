@@ -30,3 +30,21 @@ def test_a_kept_persons_api_v3_survives_the_rewrite() -> None:
     (only_a,) = [p for p in people_of(current) if p.patient_id == A]
     flat = secret_value(USER, PASSWORD, [only_a])  # one person left: the flat form keeps it too
     assert flat["NIGHTSCOUT_API_V3"] == "true" and flat["LINK_UP_CONNECTION"] == A
+
+
+def test_with_yes_a_missing_targets_entry_says_how_to_add_it() -> None:
+    """Not "set the environment variable TARGETS (the entry for AO)", which names no variable there is."""
+    import io
+
+    import pytest
+
+    from linkup_sync_cli.setup_prompts import Asker, SetupAborted
+
+    asker = Asker({}, io.StringIO(), yes=True, ask=input, ask_secret=input)
+    with pytest.raises(SetupAborted) as stop:
+        asker.answer("TARGETS (the entry for AO)", "Nightscout address for AO")
+    assert "add an entry for this person to the environment variable TARGETS" in stop.value.message
+    assert (
+        "LINK_UP_CONNECTION" in stop.value.message
+        and "set the environment variable TARGETS (" not in stop.value.message
+    )
