@@ -305,6 +305,23 @@ def test_stale_readings_are_announced_once_in_nightscout_and_cleared(harness: Ha
     assert all(d["isAnnouncement"] is True for d in announced)
 
 
+def test_a_future_dated_reading_does_not_hide_stale_data(harness: Harness) -> None:
+    """Issue 21: the stale-reading incident looks at the newest plausible reading. The phone stops
+    uploading and LibreLink Up's current reading carries a date a year ahead (a wrong clock): it must not
+    count as fresh, or nobody is told that no reading arrives."""
+    provision(harness)
+    patient = harness.llu.patients[harness.llu.account(EMAIL).patient_ids[0]]
+    run(harness)
+    harness.tick(300)
+    patient.offline(harness.clock() - 60, harness.clock() + 3 * HOUR)
+    harness.llu.future_readings(365 * 24 * HOUR, where="current", replies=None)
+    for _ in range(12):  # an hour of 5-minute runs
+        run(harness)
+        harness.tick(300)
+    announced = harness.ns.announcements()
+    assert len(announced) == 1 and "no new reading for 30 minutes" in announced[0]["notes"]
+
+
 def test_v3_announcements_carry_the_announcement_mark(harness: Harness) -> None:
     provision(harness, NIGHTSCOUT_API_V3="true")
     terms_pending_after_a_healthy_run(harness)
