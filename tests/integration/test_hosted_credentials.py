@@ -66,7 +66,7 @@ def raw_account(person: HostedPerson, **changes: Any) -> dict[str, Any]:
     return {**raw, **changes}
 
 
-def test_a_replace_with_a_wrong_password_and_another_site_sends_that_site_nothing(aws: None) -> None:
+def test_a_replace_with_a_wrong_password_and_another_site_sends_that_site_no_reading(aws: None) -> None:
     with hosted() as stack:
         person = stack.add_person(interval=1)
         assert statuses(stack, 2) == ["ran", "ran"]
