@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TypeVar
 
 from linkup_sync.errors import LinkUpPatientNotFound, LinkUpUnauthorized, NightscoutUnreachable, StateConflict
 from linkup_sync.ports import Connection, Existing, Graph, Ticket
@@ -135,3 +138,35 @@ class MemoryStateStore:
             self.targets[(key, target.target_id)] = saved
             return saved
         raise StateConflict()
+
+
+class FakeDns:
+    """A resolver (linkup_sync.addresses.Resolve) answering from a table: a name it does not know does not
+    resolve. `asked` records every name looked up."""
+
+    def __init__(self, answers: dict[str, list[str]]) -> None:
+        self.answers = answers
+        self.asked: list[str] = []
+
+    def __call__(self, host: str, port: int) -> Sequence[str]:
+        self.asked.append(host)
+        if host not in self.answers:
+            raise OSError("Name or service not known")
+        return self.answers[host]
+
+
+_Handler = TypeVar("_Handler", bound=logging.Handler)
+
+
+@contextlib.contextmanager
+def package_log(handler: _Handler, level: int = logging.INFO) -> Iterator[_Handler]:
+    """`handler` on the package's logger ("linkup_sync") at `level`, for the block; restored afterwards."""
+    logger = logging.getLogger("linkup_sync")
+    saved = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved)

@@ -37,6 +37,7 @@ from linkup_sync.nightscout.transport import MAX_ANSWER_BYTES, readback_limit
 from linkup_sync.nightscout.v1 import READ_COUNT, NightscoutV1
 from linkup_sync.nightscout.v3 import NightscoutV3
 
+from ..support import nightscout
 from ..support.nightscout import SECRET, T0_S
 
 EMAIL = "fiona.follower@example.invalid"
@@ -49,9 +50,8 @@ DEADLINE_S = 2.0
 ENDS_WITHIN_S = 15.0  # generous versus the 2 s deadline, far below the drip's 120 s
 
 
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock(T0_S)
+clock = nightscout.clock
+ns = nightscout.ns
 
 
 @pytest.fixture
@@ -63,15 +63,6 @@ def llu(clock: VirtualClock) -> Iterator[LinkUpSimulator]:
         yield sim
     finally:
         sim.stop()
-
-
-@pytest.fixture
-def ns(clock: VirtualClock) -> Iterator[NightscoutStandIn]:
-    server = NightscoutStandIn(clock).start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def peak_mb(call: Callable[[], object]) -> tuple[float, BaseException | None]:

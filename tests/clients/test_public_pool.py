@@ -4,7 +4,7 @@ stub plays the site; a fake resolver plays DNS."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import pytest
 import urllib3
@@ -13,20 +13,9 @@ from linkup_sync.addresses import SiteAddresses
 from linkup_sync.http import TransportError, make_pool, send
 from linkup_sync.public_pool import guard_pool, public_only_pool
 from tests.clients._stub_server import StubServer
+from tests.fakes import FakeDns
 
 TIMEOUT = urllib3.Timeout(connect=5, read=5)
-
-
-class Dns:
-    def __init__(self, answers: dict[str, list[str]]) -> None:
-        self.answers = answers
-        self.asked: list[str] = []
-
-    def __call__(self, host: str, port: int) -> Sequence[str]:
-        self.asked.append(host)
-        if host not in self.answers:
-            raise OSError("Name or service not known")
-        return self.answers[host]
 
 
 @pytest.fixture
@@ -45,7 +34,7 @@ def port_of(stub: StubServer) -> int:
 
 @pytest.mark.parametrize("host", ["ns.example.org", "127.0.0.1", "localhost", "2130706433", "127.1", "[::ffff:7f00:1]"])
 def test_a_site_on_this_machine_gets_no_connection(stub: StubServer, host: str) -> None:
-    pool = public_only_pool(SiteAddresses(resolve=Dns({"ns.example.org": ["127.0.0.1"]})))
+    pool = public_only_pool(SiteAddresses(resolve=FakeDns({"ns.example.org": ["127.0.0.1"]})))
     with pytest.raises(TransportError) as refused:
         get(pool, f"http://{host}:{port_of(stub)}/api/v1/status.json")
     assert refused.value.kind == "address"
@@ -56,7 +45,7 @@ def test_a_site_on_this_machine_gets_no_connection(stub: StubServer, host: str) 
 
 def test_the_checked_address_is_the_one_connected_to(stub: StubServer) -> None:
     """With loopback allowed (the tests' variable), the name is resolved once and its checked answer used."""
-    dns = Dns({"ns.example.org": ["127.0.0.1"]})
+    dns = FakeDns({"ns.example.org": ["127.0.0.1"]})
     stub.add_json(200, {"status": "ok"})
     pool = public_only_pool(SiteAddresses(allow_loopback=True, resolve=dns))
     assert get(pool, f"http://ns.example.org:{port_of(stub)}/api/v1/status.json") == 200
@@ -65,7 +54,7 @@ def test_the_checked_address_is_the_one_connected_to(stub: StubServer) -> None:
 
 
 def test_one_address_inside_refuses_the_name(stub: StubServer) -> None:
-    dns = Dns({"ns.example.org": ["127.0.0.1", "10.0.0.5"]})
+    dns = FakeDns({"ns.example.org": ["127.0.0.1", "10.0.0.5"]})
     pool = public_only_pool(SiteAddresses(allow_loopback=True, resolve=dns))
     with pytest.raises(TransportError) as refused:
         get(pool, f"http://ns.example.org:{port_of(stub)}/")
@@ -73,7 +62,7 @@ def test_one_address_inside_refuses_the_name(stub: StubServer) -> None:
 
 
 def test_a_name_that_does_not_resolve_is_a_dns_failure(stub: StubServer) -> None:
-    pool = public_only_pool(SiteAddresses(allow_loopback=True, resolve=Dns({})))
+    pool = public_only_pool(SiteAddresses(allow_loopback=True, resolve=FakeDns({})))
     with pytest.raises(TransportError) as failed:
         get(pool, f"http://gone.example.org:{port_of(stub)}/")
     assert failed.value.kind == "dns"

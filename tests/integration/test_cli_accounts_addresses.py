@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import json
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import boto3
 import pytest
@@ -19,23 +19,12 @@ from tools.local_stack import create_state_table
 from linkup_sync.addresses import ALLOW_LOOPBACK_ENV
 from linkup_sync.hosted.registry import account_id_for
 from linkup_sync_cli import main as cli
+from tests.fakes import FakeDns
 from tests.integration.test_cli_accounts import Stack, flat, secret_values
 from tests.unit.test_addresses import FINDING_5
 
 CONTROLS = [chr(c) for c in (*range(0, 9), *range(11, 32), *range(0x7F, 0xA0))] + ["\u202e", "\u2066"]
 ESCAPES = "\x1b]0;owned\x07\x1b[2J\x1b[31m\b\u202e\x9b"  # no white space: a user name has none
-
-
-class Dns:
-    """Answers from a table; a name it does not know does not resolve."""
-
-    def __init__(self, answers: dict[str, list[str]]) -> None:
-        self.answers = answers
-
-    def __call__(self, host: str, port: int) -> Sequence[str]:
-        if host not in self.answers:
-            raise OSError("Name or service not known")
-        return self.answers[host]
 
 
 @pytest.fixture
@@ -69,7 +58,7 @@ def test_add_refuses_every_address_of_finding_5(stack: Stack, url: str, what: st
 
 
 def test_add_refuses_a_name_that_resolves_inside(stack: Stack) -> None:
-    stack.resolve = Dns({"fiona-ns.example.net": ["93.184.215.14", "169.254.169.254"]})
+    stack.resolve = FakeDns({"fiona-ns.example.net": ["93.184.215.14", "169.254.169.254"]})
     code, out, err = stack.add(flat())
     assert code == 2 and out == "" and stack.items() == set()
     assert "NIGHTSCOUT_URL's host name resolves to 169.254.169.254, a link-local address" in err
@@ -77,14 +66,14 @@ def test_add_refuses_a_name_that_resolves_inside(stack: Stack) -> None:
 
 
 def test_add_refuses_a_name_that_does_not_resolve(stack: Stack) -> None:
-    stack.resolve = Dns({})
+    stack.resolve = FakeDns({})
     code, out, err = stack.add(flat())
     assert code == 2 and out == "" and stack.items() == set()
     assert "NIGHTSCOUT_URL's host name could not be resolved" in err and "check the address for typos" in err
 
 
 def test_add_refuses_every_bad_site_of_a_targets_list_at_once(stack: Stack) -> None:
-    stack.resolve = Dns({"anna.example.net": ["10.1.2.3"], "ben.example.net": ["93.184.215.14"]})
+    stack.resolve = FakeDns({"anna.example.net": ["10.1.2.3"], "ben.example.net": ["93.184.215.14"]})
     entries = [
         ("anna.example.net", "8b6e4d2c-1a3f-4c5e-9d7b-2f0a6c8e4b13"),
         ("ben.example.net", "0d3c6b7a-5e4f-4a1b-8c9d-7e6f5a4b3c2d"),

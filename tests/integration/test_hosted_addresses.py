@@ -10,7 +10,7 @@ address (the simulator, on 127.0.0.1 too) is the operator's setting and stays re
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,18 +18,7 @@ from tools.hosted_stack import HostedPerson, HostedStack
 
 from linkup_sync.addresses import ALLOW_LOOPBACK_ENV
 from linkup_sync.hosted.worker import Outcome, Worker
-
-
-class Dns:
-    def __init__(self, answers: dict[str, list[str]]) -> None:
-        self.answers = answers
-        self.asked: list[str] = []
-
-    def __call__(self, host: str, port: int) -> Sequence[str]:
-        self.asked.append(host)
-        if host not in self.answers:
-            raise OSError("Name or service not known")
-        return self.answers[host]
+from tests.fakes import FakeDns, package_log
 
 
 class Lines(logging.Handler):
@@ -46,19 +35,11 @@ class Lines(logging.Handler):
 
 @pytest.fixture
 def lines() -> Iterator[Lines]:
-    handler = Lines()
-    logger = logging.getLogger("linkup_sync")
-    saved = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    with package_log(Lines()) as handler:
         yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(saved)
 
 
-def hosted_worker(stack: HostedStack, dns: Dns, *, allow_loopback: bool) -> Worker:
+def hosted_worker(stack: HostedStack, dns: FakeDns, *, allow_loopback: bool) -> Worker:
     """A worker container as hosted.yaml makes it (the variable unset), or as the tests' stack does."""
     env = {k: v for k, v in stack.stack_env.items() if k != ALLOW_LOOPBACK_ENV}
     if allow_loopback:
@@ -91,7 +72,7 @@ def outcomes(stack: HostedStack) -> dict[str, Outcome]:
 
 
 def test_the_worker_refuses_a_site_whose_name_now_resolves_inside(stack: HostedStack, lines: Lines) -> None:
-    dns = Dns({"ns.example.org": ["127.0.0.1"]})  # added while it pointed elsewhere; now: this machine
+    dns = FakeDns({"ns.example.org": ["127.0.0.1"]})  # added while it pointed elsewhere; now: this machine
     person = named_site_person(stack, "ns.example.org")
     hosted_worker(stack, dns, allow_loopback=False)
     found = outcomes(stack)[person.account_id]
@@ -106,7 +87,7 @@ def test_the_worker_refuses_a_site_whose_name_now_resolves_inside(stack: HostedS
 
 def test_a_stored_site_on_this_machine_is_refused_before_the_run(stack: HostedStack, lines: Lines) -> None:
     person = stack.add_person(interval=1)  # http://127.0.0.1:<port>/s/0, stored by the tests' own check
-    hosted_worker(stack, Dns({}), allow_loopback=False)
+    hosted_worker(stack, FakeDns({}), allow_loopback=False)
     found = outcomes(stack)[person.account_id]
     assert found.status == "failed" and found.reason == "config", found
     assert person.site.requests == [] and stack.llu.requests == []  # not even a LibreLink Up request
@@ -115,7 +96,7 @@ def test_a_stored_site_on_this_machine_is_refused_before_the_run(stack: HostedSt
 
 def test_with_the_tests_variable_the_same_site_is_served(stack: HostedStack) -> None:
     person = stack.add_person(interval=1)
-    hosted_worker(stack, Dns({}), allow_loopback=True)
+    hosted_worker(stack, FakeDns({}), allow_loopback=True)
     found = outcomes(stack)[person.account_id]
     assert found.status == "ran" and found.report is not None and found.report.uploaded > 0, found
     assert person.site.requests

@@ -18,6 +18,7 @@ from linkup_sync.hosted.worker import Worker
 from linkup_sync.log_context import account_logs, current_account, install
 from linkup_sync.runtime import Dependencies
 from linkup_sync.sync import RunReport
+from tests.fakes import package_log
 from tests.support.moto_hosted import NOW, HostedAws, hosted_aws
 
 MINUTE = int(NOW // 60)
@@ -46,16 +47,8 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[HostedAws]:
 
 @pytest.fixture
 def lines() -> Iterator[Lines]:
-    handler = Lines()
-    logger = logging.getLogger("linkup_sync")
-    saved = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
+    with package_log(Lines()) as handler:
         yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(saved)
 
 
 def add(aws: HostedAws, number: int) -> Account:
