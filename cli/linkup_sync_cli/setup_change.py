@@ -121,24 +121,16 @@ def change_deployed(
 
 
 def people_of(secret: Mapping[str, Any]) -> list[Person]:
-    if isinstance(secret.get("TARGETS"), list):
-        return [
-            Person(
-                str(t.get("LINK_UP_CONNECTION", "")),
-                "",
-                str(t.get("NIGHTSCOUT_URL", "")),
-                str(t.get("NIGHTSCOUT_API_TOKEN", "")),
-                str(t.get("NIGHTSCOUT_API_V3", "")),
-            )
-            for t in secret["TARGETS"]
-            if isinstance(t, dict)
-        ]
+    """The people of a stored secret: each TARGETS entry, or the flat form's one person."""
+    listed = secret.get("TARGETS")
+    entries = [t for t in listed if isinstance(t, dict)] if isinstance(listed, list) else [secret]
     return [
         Person(
-            str(secret.get("LINK_UP_CONNECTION", "")),
+            str(entry.get("LINK_UP_CONNECTION", "")),
             "",
-            str(secret.get("NIGHTSCOUT_URL", "")),
-            str(secret.get("NIGHTSCOUT_API_TOKEN", "")),
-            str(secret.get("NIGHTSCOUT_API_V3", "")),
+            str(entry.get("NIGHTSCOUT_URL", "")),
+            str(entry.get("NIGHTSCOUT_API_TOKEN", "")),
+            str(entry.get("NIGHTSCOUT_API_V3", "")),
         )
+        for entry in entries
     ]

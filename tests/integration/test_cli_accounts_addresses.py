@@ -9,31 +9,20 @@ from __future__ import annotations
 
 import io
 import json
-import uuid
-from collections.abc import Iterator
 
-import boto3
 import pytest
-from tools.local_stack import create_state_table
 
 from linkup_sync.addresses import ALLOW_LOOPBACK_ENV
 from linkup_sync.hosted.registry import account_id_for
 from linkup_sync_cli import main as cli
 from tests.fakes import FakeDns
-from tests.integration.test_cli_accounts import Stack, flat, secret_values
+from tests.integration.test_cli_accounts import Stack, flat, secret_values, stack
 from tests.unit.test_addresses import FINDING_5
+
+__all__ = ["stack"]  # the fixture, shared with test_cli_accounts.py
 
 CONTROLS = [chr(c) for c in (*range(0, 9), *range(11, 32), *range(0x7F, 0xA0))] + ["\u202e", "\u2066"]
 ESCAPES = "\x1b]0;owned\x07\x1b[2J\x1b[31m\b\u202e\x9b"  # no white space: a user name has none
-
-
-@pytest.fixture
-def stack(aws_env: str, capsys: pytest.CaptureFixture[str]) -> Iterator[Stack]:
-    table = create_state_table(boto3.client("dynamodb"), f"linkup-sync-hosted-{uuid.uuid4().hex[:8]}")
-    key = boto3.client("kms").create_key(Description="CredentialsKey")["KeyMetadata"]["Arn"]
-    s = Stack(table=table, key_arn=key, capsys=capsys)
-    yield s
-    s.assert_no_secrets()
 
 
 def add_with(stack: Stack, raw: dict[str, object], env: dict[str, str]) -> tuple[int, str, str]:

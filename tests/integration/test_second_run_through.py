@@ -23,6 +23,14 @@ def _aws_cli(h: Harness) -> dict[str, str]:
     return {"LINK_UP_API_URL": h.env["LINK_UP_API_URL"], "LINK_UP_REGION": "EU", "NIGHTSCOUT_SENSOR_START": "false"}
 
 
+def _deployed(h: Harness) -> Harness:
+    """The stack deployed with one patient, the secret read afresh by the next command."""
+    h.llu.add_patient(EMAIL)
+    h.provision()
+    _clear_secret_cache()
+    return h
+
+
 def _clear_secret_cache() -> None:
     from aws_lambda_powertools.utilities import parameters
 
@@ -35,10 +43,7 @@ def _clear_secret_cache() -> None:
 def test_sync_with_a_table_that_does_not_exist_names_it_and_the_region_and_exits_2(
     harness: Harness, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    h = harness
-    h.llu.add_patient(EMAIL)
-    h.provision()
-    _clear_secret_cache()
+    h = _deployed(harness)
     code = cli.main(
         ["sync", "--once", "--secret-id", h.secret_arn, "--table", "no-such-table"], env=_aws_cli(h), clock=h.clock
     )
@@ -59,10 +64,7 @@ def test_sync_with_a_table_that_does_not_exist_names_it_and_the_region_and_exits
 def test_doctor_with_a_table_that_does_not_exist_fails_the_check_and_exits_2(
     harness: Harness, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    h = harness
-    h.llu.add_patient(EMAIL)
-    h.provision()
-    _clear_secret_cache()
+    h = _deployed(harness)
     code = cli.main(["doctor", "--secret-id", h.secret_arn, "--table", "no-such-table"], env=_aws_cli(h), clock=h.clock)
     out = unwrap(capsys.readouterr().out)
     assert code == 2, out
@@ -73,10 +75,7 @@ def test_a_secret_that_does_not_exist_is_named_with_its_region_and_differs_from_
     harness: Harness, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Findings 1 and 5: "does not exist (here)" and "has no value yet" are different fixes."""
-    h = harness
-    h.llu.add_patient(EMAIL)
-    h.provision()
-    _clear_secret_cache()
+    h = _deployed(harness)
     code = cli.main(["sync", "--once", "--secret-id", "no-such-secret"], env=_aws_cli(h), clock=h.clock)
     missing = unwrap(capsys.readouterr().err)
     assert code == 2
@@ -97,10 +96,7 @@ def test_a_secret_that_does_not_exist_is_named_with_its_region_and_differs_from_
 def test_the_secret_arn_names_the_region_for_the_table_too(
     harness: Harness, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    h = harness
-    h.llu.add_patient(EMAIL)
-    h.provision()
-    _clear_secret_cache()
+    h = _deployed(harness)
     monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
     monkeypatch.delenv("AWS_REGION", raising=False)
     assert ":us-east-1:" in h.secret_arn
@@ -116,10 +112,7 @@ def test_a_secret_and_a_table_in_another_region_are_named_with_the_region_looked
 ) -> None:
     """Finding 1, "the same for a secret or table in another region": they exist, in us-east-1; the shell's
     region is eu-west-1. The message names what was looked for and where, and a person must act (exit 2)."""
-    h = harness
-    h.llu.add_patient(EMAIL)
-    h.provision()
-    _clear_secret_cache()
+    h = _deployed(harness)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-1")
     monkeypatch.delenv("AWS_REGION", raising=False)
     name = h.secret_arn.split(":secret:")[1].rsplit("-", 1)[0]  # by its name: the region is the shell's
