@@ -51,8 +51,8 @@ from .reporter import Reporter
 
 if TYPE_CHECKING:
     from linkup_sync.ports import Connection, Credentials
+    from linkup_sync.report import RunReport
     from linkup_sync.state.model import AccountState, StateStore
-    from linkup_sync.sync import RunReport
 
 AWS_HINT = (
     "Check the AWS credentials (aws configure, AWS_PROFILE) and the region: set AWS_REGION (or "

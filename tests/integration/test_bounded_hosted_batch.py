@@ -22,8 +22,8 @@ from tools.simulators.hostile_bodies import HostileBody
 
 from linkup_sync.hosted import worker as worker_module
 from linkup_sync.hosted.worker import AFTER_DEADLINE_S, INVOCATION_BUDGET_S, RETURN_MARGIN_S
+from linkup_sync.report import RunReport
 from linkup_sync.runtime import RUN_DEADLINE_S, Dependencies
-from linkup_sync.sync import RunReport
 
 WORKER_TIMEOUT_S = float(
     read_template(HOSTED_TEMPLATE_PATH)["Resources"]["SyncWorkerFunction"]["Properties"]["Timeout"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from linkup_sync import errors, sync
+from linkup_sync import errors, report, sync
 from linkup_sync.ports import Credentials, Graph, Sensor, Target, Ticket
 from linkup_sync.readings import Reading
 from linkup_sync.state.model import account_key
@@ -101,7 +101,7 @@ class World:
         target = Target(patient_id=None, nightscout_url="https://ns.example.org", nightscout_token="t")
         return Credentials(username="f@example.invalid", password="pw", targets=(target,), version=self.secret_version)
 
-    def run(self) -> sync.RunReport | Exception:
+    def run(self) -> report.RunReport | Exception:
         self.llu.version = self.version
         self.llu.graphs[PATIENT] = self.graph(self.now, self.llu.graphs[PATIENT].sensor)
         service = SyncService(
@@ -120,7 +120,7 @@ class World:
 
     def skipped(self) -> str | None:
         result = self.run()
-        return result.skipped if isinstance(result, sync.RunReport) else None
+        return result.skipped if isinstance(result, report.RunReport) else None
 
     def login_now(self) -> None:
         """Make the stored ticket unusable, so the next run has to log in."""
@@ -139,7 +139,7 @@ def holds_until(world: World, seconds: float, reason: str) -> None:
 
 def healthy(world: World) -> None:
     result = world.run()
-    assert isinstance(result, sync.RunReport) and result.skipped is None, result
+    assert isinstance(result, report.RunReport) and result.skipped is None, result
 
 
 def bad_credentials(world: World, ends: str) -> None:

@@ -21,8 +21,8 @@ from linkup_sync.hosted.accounts import check_account, seal_account
 from linkup_sync.hosted.dispatch import Dispatcher, SqsQueue
 from linkup_sync.hosted.registry import Account
 from linkup_sync.hosted.worker import Worker
+from linkup_sync.report import RunReport
 from linkup_sync.runtime import Dependencies
-from linkup_sync.sync import RunReport
 from tests.support.moto_hosted import NOW, REGION, HostedAws, hosted_aws
 
 MINUTE = int(NOW // 60)

@@ -16,8 +16,8 @@ from linkup_sync.hosted.accounts import check_account, seal_account
 from linkup_sync.hosted.registry import Account, account_id_for
 from linkup_sync.hosted.worker import Worker
 from linkup_sync.log_context import account_logs, current_account, install
+from linkup_sync.report import RunReport
 from linkup_sync.runtime import Dependencies
-from linkup_sync.sync import RunReport
 from tests.fakes import package_log
 from tests.support.moto_hosted import NOW, HostedAws, hosted_aws
 

@@ -34,7 +34,6 @@ from linkup_sync.librelinkup.parsing import (
     parse_graph,
     parse_login,
     reading_from_item,
-    version_key,
 )
 from linkup_sync.librelinkup.regions import (
     DEFAULT_URL_TEMPLATE,
@@ -43,6 +42,7 @@ from linkup_sync.librelinkup.regions import (
     normalize_region,
     redirect_region,
 )
+from linkup_sync.librelinkup.versions import version_key
 from linkup_sync.plausibility import ImplausibleValue
 from linkup_sync.readings import NOT_COMPUTABLE
 from tests.support.librelinkup import (

@@ -186,7 +186,7 @@ def test_future_entries_read_back_from_nightscout_never_enter_the_ledger() -> No
 
 
 def test_a_run_report_with_two_people_sums_implausible() -> None:
-    from linkup_sync.sync import RunReport, TargetReport
+    from linkup_sync.report import RunReport, TargetReport
 
     report = RunReport(targets=[TargetReport(patient="a", implausible=2), TargetReport(patient="b", implausible=1)])
     summary = report.as_dict()

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from linkup_sync import errors, fingerprint, sync
+from linkup_sync import errors, fingerprint, report
 from linkup_sync.ports import Credentials, Graph, Target, Ticket
 from linkup_sync.readings import Reading
 from linkup_sync.state.model import AccountState, StoredState, account_key
@@ -54,7 +54,7 @@ class World:
         target = Target(patient_id=None, nightscout_url=site, nightscout_token="token-one")
         return Credentials(username=USER, password=password, targets=(target,), version=version)
 
-    def run(self, creds: Credentials) -> sync.RunReport | errors.LinkupSyncError:
+    def run(self, creds: Credentials) -> report.RunReport | errors.LinkupSyncError:
         self.now += 300
         current = Reading(int(self.now - 60) * 1000, 120, "Flat", "current")
         self.llu.graphs[PATIENT] = Graph(patient_id=PATIENT, current=current, history=())
@@ -78,8 +78,8 @@ class World:
         return self.store.accounts[account_key(USER)]
 
 
-def ok(result: sync.RunReport | errors.LinkupSyncError) -> sync.RunReport:
-    assert isinstance(result, sync.RunReport) and result.skipped is None, result
+def ok(result: report.RunReport | errors.LinkupSyncError) -> report.RunReport:
+    assert isinstance(result, report.RunReport) and result.skipped is None, result
     return result
 
 
@@ -92,7 +92,7 @@ def test_a_wrong_new_password_never_rides_on_the_old_ticket() -> None:
     assert world.llu.attempts == ["right", "wrong"]  # the old ticket was not used: one login, refused
     for _ in range(5):  # then the breaker holds: no login, no graph, nothing sent
         result = world.run(wrong)
-        assert isinstance(result, sync.RunReport) and result.skipped == "bad_credentials"
+        assert isinstance(result, report.RunReport) and result.skipped == "bad_credentials"
     assert world.llu.attempts == ["right", "wrong"]
     assert world.llu.requests.count("graph") == 1
     two = world.sites["https://two.example"]  # made only to check its settings before LibreLink Up
@@ -137,14 +137,14 @@ def test_a_changed_password_lifts_the_block_of_the_rejected_one_in_the_same_secr
     world = World()
     assert isinstance(world.run(world.creds("wrong")), errors.LinkUpBadCredentials)
     skipped = world.run(world.creds("wrong"))
-    assert isinstance(skipped, sync.RunReport) and skipped.skipped == "bad_credentials"
+    assert isinstance(skipped, report.RunReport) and skipped.skipped == "bad_credentials"
     ok(world.run(world.creds("right")))
     assert world.llu.attempts == ["wrong", "right"]
     assert world.account.bad_credentials_version is None and world.account.bad_credentials_tag is None
     # and going back to the rejected password is one login, then blocked again
     assert isinstance(world.run(world.creds("wrong")), errors.LinkUpBadCredentials)
     skipped = world.run(world.creds("wrong"))
-    assert isinstance(skipped, sync.RunReport) and skipped.skipped == "bad_credentials"
+    assert isinstance(skipped, report.RunReport) and skipped.skipped == "bad_credentials"
     assert world.llu.attempts == ["wrong", "right", "wrong"]
 
 
@@ -153,7 +153,7 @@ def test_a_block_stored_before_fingerprints_holds_for_its_secret_version() -> No
     key = account_key(USER)
     world.store.accounts[key] = AccountState(bad_credentials_version="env", rev=1)
     skipped = world.run(world.creds("other"))
-    assert isinstance(skipped, sync.RunReport) and skipped.skipped == "bad_credentials"
+    assert isinstance(skipped, report.RunReport) and skipped.skipped == "bad_credentials"
     ok(world.run(world.creds("right", version="v2")))  # a new version still ends it
     assert world.llu.attempts == ["right"]
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
-if TYPE_CHECKING:  # sync.py imports this module: a run-time import would be a cycle
-    from .sync import RunReport
+if TYPE_CHECKING:
+    from .report import RunReport
 
 
 class LinkupSyncError(Exception):

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from aws_lambda_powertools import Logger, Metrics
 
-    from .sync import RunReport
+    from .report import RunReport
 
 SERVICE = "linkup-sync"
 NAMESPACE = "LinkupSync"

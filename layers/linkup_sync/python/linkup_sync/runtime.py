@@ -13,9 +13,10 @@ from .errors import ConfigError, LinkupSyncError
 from .fingerprint import slow_fingerprint
 from .http import Deadline, make_pool
 from .ports import Clock, Credentials, NightscoutSink, Target
+from .report import RunReport
 from .settings import Settings
 from .state.model import StateStore, TargetState
-from .sync import RunReport, SyncService
+from .sync import SyncService
 
 if TYPE_CHECKING:
     import urllib3

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from .errors import ConfigError, SecretError
 from .http import check_url_scheme
 from .librelinkup.regions import ALIASES, DEFAULT_URL_TEMPLATE, REGIONS
+from .librelinkup.versions import DEFAULT_VERSION
 from .ports import Credentials, Target
 from .trends import DEFAULT_TREND_MODE, TREND_MODES
 
-DEFAULT_VERSION = "4.16.0"  # the built-in version: sent until LibreLink Up names a higher minimum
 DEFAULT_VERSION_SETTING = "auto"  # LINK_UP_VERSION when unset: follow LibreLink Up's minimum (issue #10)
 
 SECRET_KEYS = ("LINK_UP_USERNAME", "LINK_UP_PASSWORD", "NIGHTSCOUT_URL", "NIGHTSCOUT_API_TOKEN")

@@ -50,7 +50,7 @@ from .vault import Vault
 if TYPE_CHECKING:
     import urllib3
 
-    from ..sync import RunReport
+    from ..report import RunReport
 
 log = logging.getLogger("linkup_sync")
 

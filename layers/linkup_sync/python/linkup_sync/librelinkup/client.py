@@ -34,8 +34,8 @@ from ..http import (
 from ..ports import Connection, Graph, Ticket
 from . import parsing
 from .regions import DEFAULT_URL_TEMPLATE, base_url, normalize_region, redirect_region
+from .versions import DEFAULT_VERSION
 
-DEFAULT_VERSION = "4.16.0"
 DEFAULT_USER_AGENT = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 "
     "(KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1"

@@ -34,6 +34,7 @@ from ..errors import (
 from ..plausibility import SGV_MAX, ImplausibleValue, sgv_value
 from ..ports import Connection, Graph, Sensor, Ticket
 from ..readings import Reading, Source, direction_for
+from .versions import version_key
 
 log = logging.getLogger("linkup_sync")
 
@@ -299,17 +300,6 @@ def _lockout(body: Mapping[str, Any]) -> int | None:
     if not math.isfinite(lockout) or lockout <= 0:
         return DEFAULT_LOCKOUT_S
     return math.ceil(lockout)
-
-
-_VERSION = re.compile(r"^\d{1,4}(\.\d{1,4}){0,3}$")
-
-
-def version_key(version: str | None) -> tuple[int, ...] | None:
-    """'4.16.0' -> (4, 16, 0), padded so that 4.16 == 4.16.0; None when it is not a version number."""
-    if not isinstance(version, str) or not _VERSION.match(version.strip()):
-        return None
-    parts = [int(p) for p in version.strip().split(".")]
-    return tuple(parts + [0] * (4 - len(parts)))
 
 
 def _edge(status: int, retry_after: int | None, what: str) -> Exception:
