@@ -193,11 +193,12 @@ def child_environment(env: Mapping[str, str]) -> dict[str, str]:
 
 def stack_outputs(stack: str, region: str) -> dict[str, str] | None:
     """The stack's outputs, or None when there is no such stack in the region."""
-    import boto3
     from botocore.exceptions import ClientError
 
+    from linkup_sync.aws import client
+
     try:
-        reply = boto3.client("cloudformation", region_name=region).describe_stacks(StackName=stack)
+        reply = client("cloudformation", region=region, patient=True).describe_stacks(StackName=stack)
     except ClientError as exc:
         if "does not exist" in str(exc):
             return None
@@ -208,9 +209,9 @@ def stack_outputs(stack: str, region: str) -> dict[str, str] | None:
 
 def stack_version(stack: str, region: str) -> str | None:
     """The linkup-sync version the stack was deployed with (its tag), if it says."""
-    import boto3
+    from linkup_sync.aws import client
 
-    reply = boto3.client("cloudformation", region_name=region).describe_stacks(StackName=stack)
+    reply = client("cloudformation", region=region, patient=True).describe_stacks(StackName=stack)
     for tag in reply["Stacks"][0].get("Tags", []):
         if tag.get("Key") == "linkup-sync:version":
             return str(tag.get("Value"))
@@ -218,11 +219,12 @@ def stack_version(stack: str, region: str) -> str | None:
 
 
 def read_secret(secret_arn: str, region: str) -> dict[str, Any] | None:
-    import boto3
     from botocore.exceptions import ClientError
 
+    from linkup_sync.aws import client
+
     try:
-        text = boto3.client("secretsmanager", region_name=region).get_secret_value(SecretId=secret_arn)
+        text = client("secretsmanager", region=region, patient=True).get_secret_value(SecretId=secret_arn)
     except ClientError:
         return None
     try:
@@ -233,9 +235,9 @@ def read_secret(secret_arn: str, region: str) -> dict[str, Any] | None:
 
 
 def store_secret(secret_arn: str, region: str, value: Mapping[str, Any]) -> None:
-    import boto3
+    from linkup_sync.aws import client
 
-    boto3.client("secretsmanager", region_name=region).put_secret_value(
+    client("secretsmanager", region=region, patient=True).put_secret_value(
         SecretId=secret_arn, SecretString=json.dumps(value)
     )
 

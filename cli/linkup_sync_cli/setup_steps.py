@@ -247,10 +247,10 @@ def step_stack(s: Session, saved: Saved | None) -> tuple[str, str]:
         default=(saved.region if saved else None) or shell_region(s.env),
         check=lambda v: None if AWS_REGION_RE.match(v) else "this is not an AWS region name such as eu-central-1.",
     )
-    import boto3
+    from linkup_sync.aws import client
 
     try:
-        boto3.client("sts", region_name=region).get_caller_identity()
+        client("sts", region=region, patient=True).get_caller_identity()
     except Exception as exc:
         s.asker.spend("AWS_REGION")
         raise StepFailed(

@@ -8,20 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from .aws import ClientSlot
+
 
 class SnsAlerts:
-    def __init__(self, topic_arn: str, client: Any = None) -> None:
+    def __init__(self, topic_arn: str, client: Any = None, *, secret_id: str | None = None) -> None:
         self.topic_arn = topic_arn
-        self._client = client
+        self._client: ClientSlot[Any] = ClientSlot("sns", client, secret_id=secret_id)
         self.published = 0
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            from .aws import client
-
-            self._client = client("sns")
-        return self._client
+        return self._client.get()
 
     def publish(self, subject: str, body: str) -> None:
         self.client.publish(TopicArn=self.topic_arn, Subject=subject, Message=body)

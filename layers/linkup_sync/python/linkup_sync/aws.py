@@ -21,7 +21,7 @@ import re
 import time
 from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 from .errors import ConfigError
 
@@ -43,6 +43,8 @@ AWS_CALL_WORST_S = AWS_MAX_ATTEMPTS * (AWS_CONNECT_TIMEOUT_S + AWS_READ_TIMEOUT_
 
 # The monotonic time after which this run starts no AWS call (None: no run, e.g. the command line).
 _CALLS_UNTIL: ContextVar[float | None] = ContextVar("linkup_sync_aws_calls_until", default=None)
+
+C = TypeVar("C")
 
 
 def region_name(secret_id: str | None = None, env: Mapping[str, str] | None = None) -> str | None:
@@ -67,20 +69,45 @@ def client_config() -> Any:
     )
 
 
-def client(service: str, *, secret_id: str | None = None) -> Any:
-    """boto3.client(service) in the region above, with client_config(); a missing region is a
-    ConfigError naming the fix."""
+def client(service: str, *, secret_id: str | None = None, region: str | None = None, patient: bool = False) -> Any:
+    """boto3.client(service) in the region above (or the `region` named), with client_config(); a missing
+    region is a ConfigError naming the fix.
+
+    patient: botocore's own timeouts and retries, for the setup command's calls from a person's shell
+    (perhaps far from the region, with a person watching), which are no run's."""
     import boto3
     from botocore.exceptions import NoRegionError
 
     try:
         made = boto3.client(  # type: ignore[call-overload]
-            service, region_name=region_name(secret_id), config=client_config()
+            service,
+            region_name=region or region_name(secret_id),
+            **({} if patient else {"config": client_config()}),
         )
     except NoRegionError:
         raise ConfigError([NO_REGION], heading="AWS cannot be used") from None
     made.meta.events.register("before-call", _refuse_late_call)
     return made
+
+
+class ClientSlot(Generic[C]):
+    """An adapter's boto3 client, made by client() on first use: runs that never need it neither import
+    boto3 nor build it. `given` (a test's, or one built for the command line) is used as it is.
+
+    secret_id: the secret whose ARN names the region when AWS_REGION and AWS_DEFAULT_REGION are unset,
+    so every adapter of a run finds the same region. Adapters that share one connection pool share
+    one slot (the incident store takes the state store's).
+    """
+
+    def __init__(self, service: str, given: C | None = None, *, secret_id: str | None = None) -> None:
+        self.service = service
+        self.secret_id = secret_id
+        self._made = given
+
+    def get(self) -> C:
+        if self._made is None:
+            self._made = cast("C", client(self.service, secret_id=self.secret_id))
+        return self._made
 
 
 @contextlib.contextmanager

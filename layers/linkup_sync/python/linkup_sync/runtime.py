@@ -72,14 +72,16 @@ class Dependencies:
 
         settings = Settings.from_env(os.environ if env is None else env)
         assert settings.table_name and settings.secret_id  # from_env(need_aws=True) guarantees both
-        store = DynamoDBStateStore(settings.table_name, clock=clock)
+        store = DynamoDBStateStore(settings.table_name, clock=clock, secret_id=settings.secret_id)
         return cls(
             settings=settings,
             store=store,
             credentials=SecretsManagerCredentials(settings.secret_id, clock=clock),
             clock=clock,
             incidents=DynamoDBIncidentStore(settings.table_name, sharing=store, clock=clock),
-            alerts=SnsAlerts(settings.alert_topic_arn) if settings.alert_topic_arn else None,
+            alerts=SnsAlerts(settings.alert_topic_arn, secret_id=settings.secret_id)
+            if settings.alert_topic_arn
+            else None,
         )
 
 

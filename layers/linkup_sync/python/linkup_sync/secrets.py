@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from .aws import ClientSlot
 from .errors import SecretError
 from .ports import Credentials
 from .settings import credentials_from_secret, set_secret_hint
@@ -36,7 +37,8 @@ class SecretsManagerCredentials:
         self.secret_id = secret_id
         self.clock = clock  # the age is counted on the run's clock (a virtual one in tests)
         self._fetched_at: float | None = None
-        self._provider = _provider_class()(boto3_client=client) if client is not None else None
+        self._client: ClientSlot[Any] = ClientSlot("secretsmanager", client, secret_id=secret_id)
+        self._provider: Any = None
         self._refresh = False
 
     def refresh_next(self) -> None:
@@ -45,11 +47,9 @@ class SecretsManagerCredentials:
 
     @property
     def provider(self) -> Any:
+        """Powertools' provider around the client (AWS_REGION, AWS_DEFAULT_REGION, else the secret ARN's region)."""
         if self._provider is None:
-            from .aws import client
-
-            # AWS_REGION as well as AWS_DEFAULT_REGION, or the region in the secret's ARN
-            self._provider = _provider_class()(boto3_client=client("secretsmanager", secret_id=self.secret_id))
+            self._provider = _provider_class()(boto3_client=self._client.get())
         return self._provider
 
     def _region(self) -> str:

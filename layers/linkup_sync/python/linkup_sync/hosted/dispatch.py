@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from ..aws import ClientSlot
 from ..errors import LinkupSyncError
 from ..ports import Clock
 from .registry import Registry
@@ -45,16 +46,12 @@ class Queue(Protocol):
 class SqsQueue:
     def __init__(self, url: str, client: Any = None) -> None:
         self.url = url
-        self._client = client
+        self._client: ClientSlot[Any] = ClientSlot("sqs", client)
         self.requests = 0
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            from ..aws import client
-
-            self._client = client("sqs")
-        return self._client
+        return self._client.get()
 
     def send_batch(self, entries: Sequence[tuple[str, int]]) -> int:
         from botocore.exceptions import BotoCoreError, ClientError

@@ -20,6 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..aws import ClientSlot
 from ..errors import SecretError, StateUnavailable
 from ..state.dynamodb import SealedStateLost
 
@@ -49,7 +50,7 @@ class Vault:
         max_entries: int = CACHE_MAX_ENTRIES,
     ) -> None:
         self.key_id = key_id  # needed to encrypt; decrypting also pins it, so a foreign key is refused
-        self._client = client
+        self._client: ClientSlot[Any] = ClientSlot("kms", client)
         self._clock = clock
         self.max_age_s = max_age_s
         self.max_entries = max_entries
@@ -65,11 +66,7 @@ class Vault:
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            from ..aws import client
-
-            self._client = client("kms")
-        return self._client
+        return self._client.get()
 
     def seal(self, account_id: str, plaintext: bytes) -> tuple[bytes, str]:
         """(ciphertext, ARN of the key that encrypted it)."""

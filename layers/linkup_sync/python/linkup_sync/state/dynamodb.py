@@ -12,8 +12,9 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol
 
+from ..aws import ClientSlot
 from ..errors import StateConflict, StateUnavailable
 from ..ports import Ticket
 from ..trends import Point, pack_recent, unpack_recent
@@ -152,19 +153,18 @@ class TableAccess:
         client: DynamoDBClient | None = None,
         clock: Callable[[], float] = time.time,
         sealer: Sealer | None = None,
+        *,
+        secret_id: str | None = None,
     ) -> None:
         self.table_name = table_name
-        self._client = client
+        # made on first use: keeps boto3's import time out of runs that fail before touching state
+        self.client_slot: ClientSlot[DynamoDBClient] = ClientSlot("dynamodb", client, secret_id=secret_id)
         self._clock = clock
         self.sealer = sealer  # None: the personal stack, whose table is one person's own
 
     @property
     def client(self) -> DynamoDBClient:
-        if self._client is None:
-            from ..aws import client  # lazy: keeps import time out of runs that fail before touching state
-
-            self._client = cast("DynamoDBClient", client("dynamodb"))
-        return self._client
+        return self.client_slot.get()
 
 
 class DynamoDBStateStore(TableAccess):

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from ..aws import ClientSlot
 from ..incidents import EMAIL_OPEN, Incident, IncidentRecord
 from .dynamodb import DynamoDBStateStore, _aws_errors, _n, _s
 
@@ -59,23 +60,22 @@ class DynamoDBIncidentStore:
         *,
         sharing: DynamoDBStateStore | None = None,
         pk: str = INCIDENTS_PK,
+        secret_id: str | None = None,
     ) -> None:
         self.table_name = table_name
         self.pk = pk  # the hosted stack keeps each account's incidents in its own partition
-        self._client = client
+        # sharing: the state store's client, one connection pool, made lazily by whichever needs it first
+        self._client: ClientSlot[DynamoDBClient] = (
+            sharing.client_slot
+            if client is None and sharing is not None
+            else ClientSlot("dynamodb", client, secret_id=secret_id)
+        )
         self._clock = clock
-        self._sharing = sharing  # use the state store's client: one connection pool, made lazily
         self.people: dict[str, str] = {}  # scope (patient short hash) -> initials, as last loaded
 
     @property
     def client(self) -> DynamoDBClient:
-        if self._client is None:
-            if self._sharing is not None:
-                return self._sharing.client
-            from ..aws import client
-
-            self._client = client("dynamodb")
-        return self._client
+        return self._client.get()
 
     def load_incidents(self) -> dict[tuple[str, str], IncidentRecord]:
         params: dict[str, Any] = {
