@@ -393,7 +393,7 @@ INTRO = """\
 # Troubleshooting
 
 <!-- Written by `python -m tools.troubleshooting` from the error classes in
-layers/linkup_sync/python/linkup_sync/errors.py; edit the tool, not this page. -->
+layers/linkup_sync/python/linkup_sync/errors/; edit the tool, not this page. -->
 
 Each problem below shows the message linkup-sync prints: in the function's logs (`make logs`), in the
 output of `linkup-sync sync --once`, in `linkup-sync doctor`, and in the alert e-mail when a person must
@@ -423,11 +423,11 @@ check that `NightscoutSensorStart` is `true`.
 
 
 def error_classes() -> list[type[LinkupSyncError]]:
-    """Every error class linkup_sync.errors defines (the dynamic partial-upload classes left out)."""
+    """Every error class linkup_sync.errors exports (the dynamic partial-upload classes left out)."""
     return [
         cls
-        for _, cls in inspect.getmembers(errors, inspect.isclass)
-        if issubclass(cls, LinkupSyncError) and cls.__module__ == errors.__name__ and "[" not in cls.__name__
+        for name, cls in inspect.getmembers(errors, inspect.isclass)
+        if issubclass(cls, LinkupSyncError) and name in errors.__all__ and "[" not in cls.__name__
     ]
 
 
