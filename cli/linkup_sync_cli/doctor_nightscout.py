@@ -39,7 +39,7 @@ def _send(
 ) -> HttpResult:
     import urllib3
 
-    from linkup_sync.http import send
+    from linkup_sync.http_request import send
 
     return send(
         pool,

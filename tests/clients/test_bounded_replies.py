@@ -30,7 +30,8 @@ from linkup_sync.errors import (
     NightscoutTooLarge,
     NightscoutUnreachable,
 )
-from linkup_sync.http import MAX_BODY_BYTES, Deadline, TransportError, make_pool, send, size_text
+from linkup_sync.http import MAX_BODY_BYTES, Deadline, TransportError, make_pool, size_text
+from linkup_sync.http_request import send
 from linkup_sync.librelinkup import LinkUpClient
 from linkup_sync.librelinkup.client import MAX_REPLY_BYTES
 from linkup_sync.nightscout.transport import MAX_ANSWER_BYTES, readback_limit

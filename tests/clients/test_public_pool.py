@@ -10,7 +10,8 @@ import pytest
 import urllib3
 
 from linkup_sync.addresses import SiteAddresses
-from linkup_sync.http import TransportError, make_pool, send
+from linkup_sync.http import TransportError, make_pool
+from linkup_sync.http_request import send
 from linkup_sync.public_pool import guard_pool, public_only_pool
 from tests.clients._stub_server import StubServer
 from tests.fakes import FakeDns

@@ -33,7 +33,8 @@ import urllib3
 from tools.local_stack import EMAIL, PASSWORD, LocalStack, aws_environment, moto_server
 
 from linkup_sync import errors
-from linkup_sync.http import TransportError, check_url_scheme, make_pool, send
+from linkup_sync.http import TransportError, check_url_scheme, make_pool
+from linkup_sync.http_request import send
 from linkup_sync.librelinkup.client import LinkUpClient
 from linkup_sync.nightscout.url import normalize_nightscout_url
 from linkup_sync.nightscout.v1 import NightscoutV1

@@ -3,22 +3,19 @@
 Only stdlib + urllib3 (works with urllib3 1.26 and 2.x). TLS verification is always on: there is no
 switch to turn it off. Plain http is allowed only to loopback hosts (local simulators and tests).
 
-Every reply is untrusted: its body is read in chunks, decoded here with a cap on the decoded size (a
-gzip bomb stops at the cap, not at the end of its inflation), and the whole request, body included,
-ends by the time its timeout's `total` allows (docs/limits.md).
+Every reply is untrusted: its body is read in chunks, decoded with a cap on the decoded size (a gzip
+bomb stops at the cap, not at the end of its inflation), and the whole request, body included, ends by
+the time its timeout's `total` allows (docs/limits.md).
+
+Here: the pools, the run's Deadline, the URL checks and what a request gives back (HttpResult,
+TransportError). One request is `http_request.send`; its body is read by http_body.py, its deadline
+held by http_watchdog.py.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import http.client
 import ipaddress
-import socket
-import threading
-import time
-import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -27,28 +24,14 @@ import urllib3
 from urllib3 import exceptions as _ux
 from urllib3.connection import HTTPConnection, HTTPSConnection
 
+from .http_watchdog import headers_by_deadline
+
 DEFAULT_CONNECT_TIMEOUT = 3.05
 DEFAULT_READ_TIMEOUT = 10.0
 # A request made without a run's deadline (the command line's checks) still ends within this many seconds.
 DEFAULT_REQUEST_LIMIT_S = 30.0
 # The most of a reply's body this bridge reads, decoded, unless the caller names its own cap.
 MAX_BODY_BYTES = 4 * 1024 * 1024
-_CHUNK_BYTES = 64 * 1024
-
-
-# The monotonic time by which the request under way in this thread must be over (set by `send`): the
-# connection classes below hold the status line and headers to it, _read_body the body.
-_REQUEST_END: contextvars.ContextVar[float | None] = contextvars.ContextVar("linkup_sync_request_end", default=None)
-
-
-def _headers_by_deadline(sock: object, getresponse: Callable[[], Any]) -> Any:
-    """http.client reads the status line and headers before the bridge sees the response; a server that
-    sends them a byte at a time, each just within the socket timeout, would hold the run past its deadline."""
-    end = _REQUEST_END.get()
-    if end is None or not isinstance(sock, socket.socket):
-        return getresponse()
-    with _shut_at(sock, end):
-        return getresponse()
 
 
 class BoundedHTTPConnection(HTTPConnection):
@@ -56,14 +39,14 @@ class BoundedHTTPConnection(HTTPConnection):
     connect timeout, a TLS handshake as a whole by it too: CPython's handshake keeps one deadline)."""
 
     def getresponse(self) -> Any:
-        return _headers_by_deadline(getattr(self, "sock", None), super().getresponse)
+        return headers_by_deadline(getattr(self, "sock", None), super().getresponse)
 
 
 class BoundedHTTPSConnection(HTTPSConnection):
     """urllib3's TLS connection, its response headers bounded by the request's deadline."""
 
     def getresponse(self) -> Any:
-        return _headers_by_deadline(getattr(self, "sock", None), super().getresponse)
+        return headers_by_deadline(getattr(self, "sock", None), super().getresponse)
 
 
 class BoundedHTTPPool(urllib3.HTTPConnectionPool):
@@ -178,7 +161,7 @@ def check_url_scheme(url: str, *, name: str = "The URL") -> None:
     raise ValueError(f"{name} must start with https:// (found {scheme + '://' if scheme else 'no scheme'}).")
 
 
-# --- one request, with failures reduced to a few safe kinds -------------------------------------------
+# --- what one request gives back (http_request.send) -------------------------------------------------
 
 
 class AddressNotAllowed(_ux.NewConnectionError):
@@ -227,216 +210,3 @@ def too_large(host: str, limit: int) -> TransportError:
         "too_large",
         f"the answer of {host or 'the server'} is larger than {size_text(limit)}, the most the bridge reads",
     )
-
-
-def send(
-    pool: urllib3.PoolManager,
-    method: str,
-    url: str,
-    *,
-    headers: Mapping[str, str],
-    body: bytes | None,
-    timeout: urllib3.Timeout,
-    max_body: int = MAX_BODY_BYTES,
-) -> HttpResult:
-    """One request: no retries, no redirects, the body read in chunks and decoded here.
-
-    The whole request ends within `timeout.total` seconds (DEFAULT_REQUEST_LIMIT_S without one): connect
-    and headers by urllib3's timeouts, the body by this function however slowly it arrives. A body whose
-    decoded size would pass `max_body` is a TransportError("too_large") and nothing of it is kept.
-    """
-    budget = timeout.total if isinstance(timeout.total, int | float) else DEFAULT_REQUEST_LIMIT_S
-    end = time.monotonic() + budget
-    host = urlsplit(url).hostname or ""
-    ending = _REQUEST_END.set(end)
-    try:
-        resp = pool.request(
-            method,
-            url,
-            body=body,
-            headers=dict(headers),
-            timeout=timeout,
-            retries=False,
-            redirect=False,
-            preload_content=False,
-            decode_content=False,
-        )
-    except _ux.MaxRetryError as exc:  # not expected with retries=False; unwrap defensively
-        raise _late(end) or _transport_error(exc.reason) from None
-    except (_ux.HTTPError, http.client.HTTPException, OSError, ValueError) as exc:
-        # ValueError: a TLS socket the watchdog shut while a read was starting
-        raise _late(end) or _transport_error(exc) from None
-    finally:
-        _REQUEST_END.reset(ending)
-    status = int(resp.status)
-    hdrs = {str(k).lower(): str(v) for k, v in resp.headers.items()}
-    read_timeout = timeout.read_timeout if isinstance(timeout.read_timeout, int | float) else DEFAULT_READ_TIMEOUT
-    complete = False
-    try:
-        if method.upper() == "HEAD":  # no body, whatever Content-Length says
-            data = b""
-            complete = True
-        else:
-            data = _read_body(resp, hdrs, host=host, limit=max_body, end=end, read_timeout=read_timeout)
-            complete = True
-    except (_ux.HTTPError, http.client.HTTPException, OSError, ValueError) as exc:
-        raise _late(end) or _transport_error(exc) from None
-    finally:
-        if not complete:  # a hostile or broken connection is never reused
-            with contextlib.suppress(Exception):
-                resp.close()
-        with contextlib.suppress(Exception):
-            resp.release_conn()
-    return HttpResult(status=status, headers=hdrs, data=data)
-
-
-def _read_body(
-    resp: urllib3.BaseHTTPResponse,
-    headers: Mapping[str, str],
-    *,
-    host: str,
-    limit: int,
-    end: float,
-    read_timeout: float,
-) -> bytes:
-    """The body, decoded, at most `limit` bytes, by monotonic time `end`.
-
-    Reads go straight to the http.client response with read1 (one socket read each), every read's socket
-    timeout is the time left, and a watchdog shuts the socket at `end`: a body sent a byte at a time, or
-    a chunked body whose chunk header never ends, cannot hold the run past its deadline.
-    """
-    declared = headers.get("content-length", "").strip()
-    if declared.isdigit() and int(declared) > limit:
-        raise too_large(host, limit)
-    decoder = _Decoder(headers.get("content-encoding", ""), host=host, limit=limit)
-    raw: Any = getattr(resp, "_fp", None)  # http.client.HTTPResponse in urllib3 1.26 and 2.x alike
-    if raw is None:  # pragma: no cover - a response without a body stream (never seen from urllib3)
-        decoder.feed(resp.read(limit + 1, decode_content=False))
-        return decoder.finish()
-    sock = _socket_of(resp)
-    with _shut_at(sock, end) as expired:
-        received = 0
-        while True:
-            left = end - time.monotonic()
-            if left <= 0 or expired.is_set():
-                raise TransportError("timeout", "no answer in time")
-            if sock is not None:
-                sock.settimeout(min(read_timeout, left))
-            chunk = raw.read1(_CHUNK_BYTES)
-            if expired.is_set():
-                raise TransportError("timeout", "no answer in time")
-            if not chunk:
-                break
-            received += len(chunk)
-            if received > limit:
-                raise too_large(host, limit)
-            decoder.feed(chunk)
-    if getattr(raw, "length", None):  # the connection ended before the declared Content-Length
-        raise TransportError("connect", "the connection was closed before the whole answer arrived")
-    return decoder.finish()
-
-
-def _socket_of(resp: urllib3.BaseHTTPResponse) -> socket.socket | None:
-    connection = getattr(resp, "connection", None) or getattr(resp, "_connection", None)
-    sock = getattr(connection, "sock", None)
-    return sock if isinstance(sock, socket.socket) else None
-
-
-def _late(end: float) -> TransportError | None:
-    """A failure after the request's deadline is the deadline's doing (the watchdog shut the socket)."""
-    return TransportError("timeout", "no answer in time") if time.monotonic() >= end else None
-
-
-@contextlib.contextmanager
-def _shut_at(sock: socket.socket | Callable[[], socket.socket | None] | None, end: float) -> Iterator[threading.Event]:
-    """A watchdog that shuts `sock` (or the socket a callable gives then) at monotonic time `end`; the
-    event tells that it did."""
-    expired = threading.Event()
-    watchdog = threading.Timer(max(0.0, end - time.monotonic()), _shut, (sock, expired))
-    watchdog.daemon = True
-    watchdog.start()
-    try:
-        yield expired
-    finally:
-        watchdog.cancel()
-
-
-def _shut(sock: socket.socket | None, expired: threading.Event) -> None:
-    """The deadline passed: a blocked read returns at once (the connection is not reused).
-
-    socket.socket.shutdown, not the TLS socket's own: that one also drops its TLS object, which a read
-    starting in the run's thread at that moment would meet as an AttributeError instead of an OSError."""
-    expired.set()
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            socket.socket.shutdown(sock, socket.SHUT_RDWR)
-
-
-class _Decoder:
-    """Content-Encoding gzip, deflate or none, never inflating past `limit` bytes."""
-
-    def __init__(self, encoding: str, *, host: str, limit: int) -> None:
-        self.host = host
-        self.limit = limit
-        self.parts: list[bytes] = []
-        self.size = 0
-        self.encoding = encoding.strip().lower()
-        self._inflate: Any = None
-        if self.encoding in ("gzip", "x-gzip"):
-            self._inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        elif self.encoding not in ("", "identity", "deflate"):
-            raise TransportError(
-                "decode", f"the answer is compressed as {self.encoding[:20]!r}, which this bridge does not read"
-            )
-
-    def feed(self, data: bytes) -> None:
-        if self.encoding == "deflate" and self._inflate is None:
-            # RFC 9110 says zlib-wrapped, some servers send raw deflate: the first byte tells them apart
-            self._inflate = zlib.decompressobj(zlib.MAX_WBITS if data[:1] == b"\x78" else -zlib.MAX_WBITS)
-        if self._inflate is None:
-            self._add(data)
-            return
-        if self._inflate.eof:  # anything after the end of the compressed stream is ignored
-            return
-        room = self.limit - self.size + 1
-        try:
-            out = self._inflate.decompress(data, room)
-        except zlib.error:
-            raise TransportError("decode", "the compressed response could not be decoded") from None
-        self._add(out)  # output stops at `room`: one byte past the limit is enough to know
-
-    def _add(self, data: bytes) -> None:
-        self.size += len(data)
-        if self.size > self.limit:
-            self.parts.clear()
-            raise too_large(self.host, self.limit)
-        if data:
-            self.parts.append(data)
-
-    def finish(self) -> bytes:
-        if self._inflate is not None and not self._inflate.eof:
-            try:
-                self._add(self._inflate.flush())
-            except zlib.error:
-                raise TransportError("decode", "the compressed response could not be decoded") from None
-        return b"".join(self.parts)
-
-
-def _transport_error(exc: BaseException | None) -> TransportError:
-    # Order matters: NewConnectionError subclasses ConnectTimeoutError (a TimeoutError) in urllib3.
-    if isinstance(exc, AddressNotAllowed):
-        return TransportError("address", exc.detail)
-    name_resolution = getattr(_ux, "NameResolutionError", None)
-    if name_resolution is not None and isinstance(exc, name_resolution):
-        return TransportError("dns", "the host name could not be resolved")
-    if isinstance(exc, _ux.NewConnectionError):
-        if "Name or service not known" in str(exc) or "getaddrinfo" in str(exc):
-            return TransportError("dns", "the host name could not be resolved")
-        return TransportError("connect", "the connection was refused or failed")
-    if isinstance(exc, _ux.TimeoutError | TimeoutError):
-        return TransportError("timeout", "no answer in time")
-    if isinstance(exc, _ux.SSLError):
-        return TransportError("tls", "the TLS certificate could not be verified or the TLS handshake failed")
-    if isinstance(exc, _ux.DecodeError):
-        return TransportError("decode", "the compressed response could not be decoded")
-    return TransportError("connect", "the connection failed or was closed")

@@ -29,8 +29,8 @@ from ..http import (
     TransportError,
     check_url_scheme,
     make_pool,
-    send,
 )
+from ..http_request import send
 from ..ports import Connection, Graph, Ticket
 from . import parsing
 from .regions import DEFAULT_URL_TEMPLATE, base_url, normalize_region, redirect_region

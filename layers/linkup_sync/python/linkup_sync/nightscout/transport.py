@@ -21,8 +21,8 @@ from ..http import (
     Deadline,
     HttpResult,
     TransportError,
-    send,
 )
+from ..http_request import send
 from ..ports import Existing
 from .url import normalize_nightscout_url
 
