@@ -87,7 +87,7 @@ def _url_problem(url: str) -> ConfigError:
 
 
 def _v3_token_problem(token: str) -> ConfigError:
-    from linkup_sync.nightscout.v3 import needs_subject_text
+    from linkup_sync.nightscout.v3_access import needs_subject_text
     from linkup_sync.runtime import NIGHTSCOUT_SETTINGS_UNUSABLE
 
     return ConfigError([needs_subject_text(token)], heading=NIGHTSCOUT_SETTINGS_UNUSABLE)

@@ -165,7 +165,7 @@ def _check_token_v1(
         )
         return True
     if result.status == 401:
-        from linkup_sync.nightscout.v3 import is_access_token
+        from linkup_sync.nightscout.v3_access import is_access_token
 
         granted: list[str] | None = None
         if is_access_token(token):  # ask Nightscout whether it knows the token at all, and what it may do
@@ -216,7 +216,7 @@ def _missing(granted: list[str], wanted: Iterable[str]) -> list[str]:
 def _check_token_v3(r: Reporter, title: str, base: str, token: str, pool: urllib3.PoolManager) -> list[str] | None:
     """The token's permissions when it may upload with API v3, else None."""
     from linkup_sync.http import TransportError
-    from linkup_sync.nightscout.v3 import ENTRIES_ROLE, UNKNOWN_SUBJECT_TEXT, is_access_token, needs_subject_text
+    from linkup_sync.nightscout.v3_access import ENTRIES_ROLE, UNKNOWN_SUBJECT_TEXT, is_access_token, needs_subject_text
 
     r.start(title)
     if not is_access_token(token):
@@ -254,7 +254,7 @@ def _check_treatments(
 ) -> None:
     """NIGHTSCOUT_SENSOR_START: may the token post the Sensor Start treatment? Only an access token can be asked."""
     from linkup_sync.http import TransportError
-    from linkup_sync.nightscout.v3 import is_access_token
+    from linkup_sync.nightscout.v3_access import is_access_token
 
     if not is_access_token(token):
         return  # the API_SECRET may do everything; a SHA-1 cannot be looked up

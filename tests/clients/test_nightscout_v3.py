@@ -23,7 +23,7 @@ from linkup_sync.errors import (
 )
 from linkup_sync.http import Deadline
 from linkup_sync.nightscout import NightscoutV1, NightscoutV3, is_access_token
-from linkup_sync.nightscout.v3 import JWT_RENEW_MARGIN_S
+from linkup_sync.nightscout.v3_access import JWT_RENEW_MARGIN_S
 from linkup_sync.readings import Reading
 from tests.support import nightscout
 from tests.support.nightscout import SECRET, T0_S

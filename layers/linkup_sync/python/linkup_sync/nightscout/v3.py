@@ -1,9 +1,8 @@
 """Nightscout API v3 uploader (implements ports.NightscoutSink; docs/nightscout-api.md §3.7, §5).
 
 API v3 takes one document per POST and authenticates only with a JWT obtained for an access token
-(``GET /api/v2/authorization/request/<token>``, valid 8 h). The JWT is reused through a JwtCache (the
-caller keeps it in its state so it survives cold starts) until 10 minutes before it expires; on a 401 a
-new one is fetched once and the request retried once.
+(``GET /api/v2/authorization/request/<token>``, valid 8 h): v3_access.py holds the token, the JWT and the
+texts that say which permission a refusal lacks.
 
 Immutable fields (§5.6): `app`, `device` and the `utcOffset` rule of a deployment must never change, or
 re-uploads fail with 400 (counted here as "already there", with a warning) or, for `device`, create
@@ -21,7 +20,6 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
-from urllib.parse import quote
 
 import urllib3
 
@@ -35,56 +33,22 @@ from ..http import Deadline, HttpResult, make_pool
 from ..ports import Existing
 from ..readings import Reading
 from .transport import (
-    JSON_HEADERS,
-    MAX_ANSWER_BYTES,
     READ_BACK,
-    NightscoutTransport,
     entry_dates,
     existing_from,
     json_or_none,
     readback_limit,
 )
 from .treatments import announcement_v3, sensor_start_v3, v3_identifier
+from .v3_access import ANNOUNCE_ROLE, ENTRIES_ROLE, TREATMENTS_ROLE, UNKNOWN_SUBJECT_TEXT, V3Access
 
 log = logging.getLogger("linkup_sync")
 
-JWT_RENEW_MARGIN_S = 600  # use a JWT only while it has more than 10 minutes left
-_JWT_FALLBACK_LIFETIME_S = 3600  # when the exchange answer lacks a usable `exp`
-_JWT_MAX_LIFETIME_S = 24 * 3600  # Nightscout's JWTs live 8 hours: a later `exp` is not believed
 _ENTRIES_PATH = "/api/v3/entries"
 READ_LIMIT = 1000  # API3_MAX_LIMIT's default: a larger limit is "400 Parameter limit out of tolerance"
 _TREATMENTS_PATH = "/api/v3/treatments"
-_JWT_PATH = "/api/v2/authorization/request/"
-# spec §3.3: "<abbrev>-<16 hex>", abbrev = up to 10 characters of the subject's name. Nightscout strips
-# non-word characters; "_" is kept by some versions, so it is allowed here.
-_ACCESS_TOKEN = re.compile(r"^[a-z0-9_]{0,10}-[0-9a-f]{16}$")
 _IMMUTABLE = re.compile(r"Field (\w+) cannot be modified by the client")
 _MISSING_PERMISSION = re.compile(r"Missing permission ((?:api:)?[a-z0-9*]+:[a-z*]+)")
-
-NEEDS_SUBJECT_TEXT = (
-    "API v3 needs an access token from Nightscout's Admin Tools, not the API_SECRET; make a subject with a "
-    "role that has api:entries:create, api:entries:read and api:entries:update, then put its token in "
-    "NIGHTSCOUT_API_TOKEN, or set NIGHTSCOUT_API_V3=false"
-)
-UNKNOWN_SUBJECT_TEXT = (
-    "Nightscout does not accept the access token in NIGHTSCOUT_API_TOKEN for API v3 (HTTP 401): the token "
-    "is unknown to Nightscout, or the site's API_SECRET was changed, which changes every access token. Copy "
-    "the subject's current token from Admin Tools into the secret."
-)
-ENTRIES_ROLE = (
-    "for API v3 the token's role needs api:entries:create, api:entries:read AND api:entries:update "
-    "(re-sending a reading that is already there counts as an update in API v3). Add them to the role in "
-    "Admin Tools, or set NIGHTSCOUT_API_V3=false"
-)
-TREATMENTS_ROLE = (
-    "for the Sensor Start treatment the token's role needs api:treatments:create and "
-    "api:treatments:update. Add them to the role in Admin Tools, or turn the Sensor Start posting off"
-)
-
-ANNOUNCE_ROLE = (
-    "for announcements the token's role needs api:treatments:create and api:treatments:update. Add them to "
-    "the role in Admin Tools, or set NIGHTSCOUT_ANNOUNCE=false"
-)
 
 
 class JwtCache(Protocol):
@@ -97,26 +61,6 @@ class JwtCache(Protocol):
     def put(self, jwt: str, exp: int) -> None: ...
 
 
-_SHA1 = re.compile(r"^[0-9a-fA-F]{40}$")
-
-
-def needs_subject_text(token: str) -> str:
-    """Why this NIGHTSCOUT_API_TOKEN cannot be used with API v3, for a value that is no access token."""
-    if isinstance(token, str) and _SHA1.match(token.strip()):
-        # nightscout-librelink-up's v1 form: the SHA-1 of the token cannot be turned back into the token
-        return (
-            "NIGHTSCOUT_API_TOKEN looks like a SHA-1 (40 hex digits), which only API v1 accepts; API v3 needs the "
-            "access token itself: paste the subject's token from Nightscout's Admin Tools (it looks like "
-            "bridge-0123456789abcdef), or set NIGHTSCOUT_API_V3=false"
-        )
-    return NEEDS_SUBJECT_TEXT
-
-
-def is_access_token(token: str) -> bool:
-    """True for a Nightscout access token such as ``bridge-0123456789abcdef`` (not a secret or a hash)."""
-    return isinstance(token, str) and bool(_ACCESS_TOKEN.match(token.strip().lower()))
-
-
 @dataclass(frozen=True)
 class _Outcome:
     ok: bool
@@ -125,7 +69,7 @@ class _Outcome:
     per_document: bool = False  # the error concerns this document only; the others are worth sending
 
 
-class NightscoutV3(NightscoutTransport):
+class NightscoutV3(V3Access):
     """Uploads readings with one ``POST /api/v3/entries`` per reading, at most `parallel` in flight."""
 
     _NOT_NIGHTSCOUT = (
@@ -149,24 +93,22 @@ class NightscoutV3(NightscoutTransport):
         parallel: int = 4,
         allow_http: bool = False,
     ) -> None:
-        super().__init__(base_url=base_url, deadline=deadline, device=device, allow_http=allow_http)
-        if not isinstance(token, str) or not token.strip():
-            raise ValueError("NIGHTSCOUT_API_TOKEN is empty; " + NEEDS_SUBJECT_TEXT + ".")
-        if not is_access_token(token):
-            raise ValueError(needs_subject_text(token) + ".")
+        super().__init__(
+            base_url=base_url,
+            token=token,
+            deadline=deadline,
+            device=device,
+            jwt_cache=jwt_cache,
+            clock=clock,
+            allow_http=allow_http,
+        )
         if not isinstance(device, str) or not device.strip() or not isinstance(app, str) or not app.strip():
             raise ValueError("device and app must be non-empty (Nightscout API v3 requires app)")
         if parallel < 1:
             raise ValueError("parallel must be at least 1")
-        self._token = token.strip().lower()
         self.pool = pool if pool is not None else make_pool(maxsize=parallel)
         self.app = app
-        self.jwt_cache = jwt_cache
-        self.clock = clock
         self.parallel = parallel
-        self._jwt: str | None = None
-        self._jwt_exp = 0
-        self._jwt_lock = threading.Lock()  # one JWT exchange at a time
 
     def __repr__(self) -> str:
         return f"NightscoutV3(base_url={self.base_url!r}, device={self.device!r}, app={self.app!r})"
@@ -368,86 +310,3 @@ class NightscoutV3(NightscoutTransport):
                 what=what,
             )
         return super()._failure(result, what, path)
-
-    # --- JWT -------------------------------------------------------------------------------------------
-
-    def _usable(self, exp: int) -> bool:
-        return exp - JWT_RENEW_MARGIN_S > self.clock()
-
-    def _bearer(self) -> str:
-        """A JWT with more than 10 minutes left: this client's, the cache's, or a new one."""
-        with self._jwt_lock:
-            if self._jwt is not None and self._usable(self._jwt_exp):
-                return self._jwt
-            cached = self._cache_get()
-            if cached is not None and self._usable(cached[1]):
-                self._jwt, self._jwt_exp = cached
-                return cached[0]
-            return self._exchange()
-
-    def _renew(self, stale: str) -> str:
-        """After a 401 with `stale`: a new JWT, unless another request already fetched one."""
-        with self._jwt_lock:
-            if self._jwt is not None and self._jwt != stale and self._usable(self._jwt_exp):
-                return self._jwt
-            return self._exchange()
-
-    def _exchange(self) -> str:
-        """GET /api/v2/authorization/request/<token> (§3.7). Caller holds _jwt_lock."""
-        result = self._send("GET", _JWT_PATH + quote(self._token, safe=""), None, {"Accept": "application/json"})
-        if result.status == 401:
-            raise NightscoutUnauthorized(UNKNOWN_SUBJECT_TEXT)
-        if result.status != 200:
-            raise self._failure(result, "the access token")
-        parsed = json_or_none(result.data)
-        jwt = parsed.get("token") if isinstance(parsed, dict) else None
-        if not isinstance(jwt, str) or not jwt:
-            raise self._not_nightscout("the access token")
-        raw_exp = parsed.get("exp") if isinstance(parsed, dict) else None
-        now = int(self.clock())
-        if (
-            isinstance(raw_exp, int | float)
-            and not isinstance(raw_exp, bool)
-            and 0 < raw_exp <= now + _JWT_MAX_LIFETIME_S
-        ):
-            exp = int(raw_exp)
-        else:
-            exp = now + _JWT_FALLBACK_LIFETIME_S
-        self._jwt, self._jwt_exp = jwt, exp
-        self._cache_put(jwt, exp)
-        return jwt
-
-    def _cache_get(self) -> tuple[str, int] | None:
-        if self.jwt_cache is None:
-            return None
-        try:
-            value = self.jwt_cache.get()
-        except Exception as exc:  # a broken cache must not stop the upload
-            log.warning("Reading the cached Nightscout JWT failed (%s); requesting a new one", type(exc).__name__)
-            return None
-        if not value or not isinstance(value[0], str) or not value[0]:
-            return None
-        try:
-            return value[0], int(value[1])
-        except (TypeError, ValueError):
-            return None
-
-    def _cache_put(self, jwt: str, exp: int) -> None:
-        if self.jwt_cache is None:
-            return
-        try:
-            self.jwt_cache.put(jwt, exp)
-        except Exception as exc:  # the JWT still works for this run
-            log.warning("Storing the Nightscout JWT failed (%s); the next run requests a new one", type(exc).__name__)
-
-    # --- transport -----------------------------------------------------------------------------------
-
-    def _secrets(self) -> tuple[str | None, ...]:
-        return (self._token, self._jwt)
-
-    def _send_get(self, path: str, jwt: str, *, max_body: int = MAX_ANSWER_BYTES) -> HttpResult:
-        headers = {"Accept": "application/json", "Authorization": f"Bearer {jwt}"}
-        return self._send("GET", path, None, headers, max_body=max_body)
-
-    def _send_json(self, method: str, path: str, body: bytes, jwt: str) -> HttpResult:
-        return self._send(method, path, body, {**JSON_HEADERS, "Authorization": f"Bearer {jwt}"})
