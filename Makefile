@@ -58,9 +58,11 @@ update: run-env sam-cli ## bring the deployed stack to the newest release, with 
 
 venv: $(BIN)/.installed ## create .venv with the project and its development tools (from requirements-dev.lock)
 
-lock: venv ## regenerate requirements-dev.lock from pyproject.toml (keeps pins; LOCK_ARGS=--upgrade for newest)
+# The deployed Powertools layer follows the lock: both templates name the version the tests ran.
+lock: venv ## regenerate requirements-dev.lock from pyproject.toml (keeps pins; LOCK_ARGS=--upgrade for newest), pin the templates' Powertools to it
 	$(BIN)/pip-compile --quiet --strip-extras --extra dev --allow-unsafe --no-emit-index-url \
 	  --no-emit-find-links $(LOCK_ARGS) --output-file requirements-dev.lock pyproject.toml
+	$(BIN)/python -m tools.pin_powertools
 
 lint: venv ## ruff check and ruff format --check
 	$(BIN)/ruff check layers cli functions tools tests

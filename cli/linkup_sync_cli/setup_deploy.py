@@ -36,7 +36,7 @@ PARAMETER_DEFAULTS: dict[str, str] = {
     "CreateDashboard": "false",
     "ScheduleRate": "5 minutes",
     "MemorySize": "256",
-    "PowertoolsLayerArn": "/aws/service/powertools/python/arm64/python3.13/latest",
+    "PowertoolsLayerArn": "/aws/service/powertools/python/arm64/python3.13/3.37.0",
     "LogLevel": "INFO",
     "LogRetentionDays": "30",
     "AlarmEmail": "",

@@ -15,6 +15,7 @@ import boto3
 import pytest
 from cfnlint.api import ManualArgs, lint, lint_all
 from moto import mock_aws
+from tools.pin_powertools import locked_version, parameter_name
 
 from tests.support.template import (
     FUNCTION_ID,
@@ -190,7 +191,7 @@ def test_function_uses_project_layer_and_powertools_layer(function: dict[str, An
 
     powertools = cfn["Parameters"]["PowertoolsLayerArn"]
     assert powertools["Type"] == "AWS::SSM::Parameter::Value<String>"
-    assert powertools["Default"] == "/aws/service/powertools/python/arm64/python3.13/latest"
+    assert powertools["Default"] == parameter_name(locked_version())  # issue 25: the tested version, not latest
 
 
 def test_layer_ships_the_package_without_a_python_build_step(template: dict[str, Any]) -> None:
