@@ -22,6 +22,10 @@ export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 # The unit tier: folders whose tests open no socket (make unit enforces it with --disable-socket).
 UNIT_TESTS := tests/unit tests/property tests/template
+# make test fails when the line coverage of the layer (linkup_sync, measured in the pytest processes; code
+# run in a subprocess is not counted) falls below this percentage: a little under today's figure.
+COV_FLOOR ?= 91.7
+COVERAGE := --cov=linkup_sync --cov-report=term --cov-fail-under=$(COV_FLOOR)
 
 .PHONY: help python-check run-env setup update venv lock test unit integration lint type docs docs-figures demo sandbox bench scale soak sam-cli build validate package-bucket package publish deploy logs invoke-local secret clean
 
@@ -74,12 +78,12 @@ type: venv ## mypy (strict) on the package, the handlers, the tools and the test
 	$(BIN)/mypy functions/dispatch/app.py
 	$(BIN)/mypy functions/worker/app.py
 
-test: venv sam-cli ## the whole suite: lint, types, unit, integration (moto + simulators), template checks, sam CLI
+test: venv sam-cli ## the whole suite: lint, types, unit, integration (moto + simulators), template checks, sam CLI; the layer's line coverage
 	$(BIN)/ruff check layers cli functions tools tests
 	$(BIN)/ruff format --check layers cli functions tools tests
 	$(MAKE) type
 	$(MAKE) docs
-	LINKUP_SYNC_SAM="$(SAM)" $(BIN)/pytest -n 2 -q
+	LINKUP_SYNC_SAM="$(SAM)" $(BIN)/pytest -n 2 -q $(COVERAGE)
 
 unit: venv ## the unit tier: no sockets at all (pytest-socket), in-process fakes and moto only
 	$(BIN)/pytest -n 2 -q --disable-socket $(UNIT_TESTS)
