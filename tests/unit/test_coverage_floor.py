@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 import tomllib
+from pathlib import Path
 
 from tests.conftest import TESTS
 
@@ -37,8 +39,9 @@ def test_pytest_cov_is_a_locked_dev_tool() -> None:
     assert re.search(r"^coverage==\d", lock, re.MULTILINE)
 
 
-def run_with_floor(floor: str) -> subprocess.CompletedProcess[str]:
-    """A small test file under make test's coverage options, in a pytest of its own."""
+def run_with_floor(floor: str, data: Path) -> subprocess.CompletedProcess[str]:
+    """A small test file under make test's coverage options, in a pytest of its own (its data file in
+    `data`, not the repository's)."""
     return subprocess.run(
         [
             sys.executable,
@@ -55,6 +58,7 @@ def run_with_floor(floor: str) -> subprocess.CompletedProcess[str]:
             "tests/unit/test_plausibility.py",
         ],
         cwd=ROOT,
+        env={**os.environ, "COVERAGE_FILE": str(data / ".coverage")},
         capture_output=True,
         text=True,
         timeout=300,
@@ -62,12 +66,12 @@ def run_with_floor(floor: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_floor_fails_the_run_and_the_table_names_the_layer() -> None:
+def test_the_floor_fails_the_run_and_the_table_names_the_layer(tmp_path: Path) -> None:
     """The options measure linkup_sync (its modules in the table) and a total under the floor fails."""
-    passed = run_with_floor("0")
+    passed = run_with_floor("0", tmp_path)
     assert passed.returncode == 0, passed.stdout + passed.stderr
     assert "linkup_sync/" in passed.stdout and re.search(r"^TOTAL\s", passed.stdout, re.MULTILINE)
     assert "tests/" not in passed.stdout.split("coverage:", 1)[1]  # the layer only, not the tests
-    failed = run_with_floor("100")  # this one file does not run the whole layer
+    failed = run_with_floor("100", tmp_path)  # this one file does not run the whole layer
     assert failed.returncode != 0
     assert "Required test coverage of 100% not reached" in failed.stdout
