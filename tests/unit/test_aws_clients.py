@@ -30,7 +30,8 @@ from tests.support.moto_hosted import aws_env
 
 ROOT = Path(__file__).resolve().parents[2]
 # What the functions run (the command line's accounts commands use the same stores). The setup command
-# (cli/linkup_sync_cli/setup_*.py) deploys from a person's shell with its own clients: not a run.
+# (cli/linkup_sync_cli/setup_*.py) deploys from a person's shell, not in a run: its clients come from
+# aws.client(..., patient=True) with botocore's own timeouts (tests/unit/test_client_factory.py).
 SHIPPED = [ROOT / "layers", ROOT / "functions"]
 
 
