@@ -91,17 +91,22 @@ class FakeNightscout:
 
 @dataclass
 class MemoryStateStore:
+    """The StateStore in memory, held to the contract the file and DynamoDB stores meet
+    (tests/unit/test_state_contract.py). `reads` and `writes` count the calls; `conflict_next` makes that
+    many record_upload writes meet a concurrent writer."""
+
     accounts: dict[str, AccountState] = field(default_factory=dict)
     targets: dict[tuple[str, str], TargetState] = field(default_factory=dict)
     reads: int = 0
     writes: int = 0
     conflict_next: int = 0
-    locks: dict[str, float] = field(default_factory=dict)
+    locks: dict[str, int] = field(default_factory=dict)
 
     def acquire_login_lock(self, key: str, now: float, seconds: int) -> bool:
-        if self.locks.get(key, 0) > now:
+        # Whole seconds, held through its last one, like the file and DynamoDB stores.
+        if key in self.locks and self.locks[key] >= int(now):
             return False
-        self.locks[key] = now + seconds
+        self.locks[key] = int(now) + seconds
         return True
 
     def load(self, key: str) -> StoredState:
@@ -114,6 +119,8 @@ class MemoryStateStore:
         stored = self.accounts.get(key, AccountState())
         if stored.rev != account.rev:
             return stored
+        if account.ticket is not None:  # the next login starts where the last ticket came from
+            account = replace(account, region=account.ticket.region)
         saved = replace(account, rev=account.rev + 1)
         self.accounts[key] = saved
         self.locks.pop(key, None)
