@@ -1,7 +1,8 @@
 """The state-store contract (linkup_sync.state.model.StateStore), one suite run against every store.
 
-Each test below runs against the local JSON file store and against the DynamoDB store (moto, in process,
-with the table built from template.yaml). What only one store has — file permissions, a damaged file, two
+Each test below runs against the in-memory fake the unit tests use (tests/fakes.py), the local JSON file
+store and the DynamoDB store (moto, in process, with the table built from template.yaml): the fake is held
+to what the real stores do. What only one store has — file permissions, a damaged file, two
 processes at once; the DynamoDB item size — is tested beside this file, in test_file_state.py and
 test_state_dynamodb.py.
 """
@@ -20,14 +21,18 @@ from linkup_sync.ports import Ticket
 from linkup_sync.state.dynamodb import DynamoDBStateStore
 from linkup_sync.state.file import FileStateStore
 from linkup_sync.state.model import AccountState, StateStore, TargetState, account_key
+from tests.fakes import MemoryStateStore
 from tests.support.template import create_state_table
 
 NOW = 1_800_000_000
 KEY = account_key("Fiona.Follower@example.invalid")
 
 
-@pytest.fixture(params=["file", "dynamodb"])
+@pytest.fixture(params=["memory", "file", "dynamodb"])
 def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StateStore]:
+    if request.param == "memory":
+        yield MemoryStateStore()
+        return
     if request.param == "file":
         yield FileStateStore(tmp_path / "state" / "state.json", clock=lambda: NOW)
         return
@@ -102,6 +107,12 @@ def test_login_lock_is_exclusive_until_it_expires_or_the_account_is_saved(store:
     saved = store.save_account(KEY, AccountState(ticket=ticket()))
     assert saved.rev == 1
     assert store.acquire_login_lock(KEY, NOW + 62, 60)  # saving released the lock
+
+
+def test_login_lock_counts_whole_seconds_and_holds_through_its_last_one(store: StateStore) -> None:
+    assert store.acquire_login_lock(KEY, NOW + 0.5, 60)  # held until NOW + 60
+    assert not store.acquire_login_lock(KEY, NOW + 60.9, 60)  # its last second: still held
+    assert store.acquire_login_lock(KEY, NOW + 61, 60)
 
 
 def test_record_upload_merges_with_a_concurrent_writer(store: StateStore) -> None:
