@@ -691,8 +691,8 @@ def run_the_worker_steps(table: str, client: Any, vault: Any, account: Any) -> N
     record, sealed), its incidents (open, tell, remind, close, the people's initials)."""
     from linkup_sync.hosted.registry import incidents_partition
     from linkup_sync.hosted.sealed_state import VaultSealer
-    from linkup_sync.incidents import Incident
-    from linkup_sync.ports import Ticket
+    from linkup_sync.incidents.model import Incident
+    from linkup_sync.model import Ticket
     from linkup_sync.state.dynamodb import DynamoDBStateStore
     from linkup_sync.state.incidents import DynamoDBIncidentStore
     from linkup_sync.state.model import AccountState, TargetState

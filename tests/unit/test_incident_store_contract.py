@@ -21,17 +21,17 @@ import pytest
 from moto import mock_aws
 
 from linkup_sync.hosted.registry import incidents_partition
-from linkup_sync.incidents import (
+from linkup_sync.incidents.model import (
     ANN_CLEAR,
     ANN_OPEN,
     EMAIL_CLEAR,
     EMAIL_OPEN,
     Incident,
     IncidentRecord,
-    IncidentStore,
-    MemoryIncidentStore,
 )
+from linkup_sync.ports import IncidentStore
 from linkup_sync.state.incidents import DynamoDBIncidentStore
+from tests.fakes import MemoryIncidentStore
 from tests.support.template import create_state_table
 
 if TYPE_CHECKING:

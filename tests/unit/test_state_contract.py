@@ -19,10 +19,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from linkup_sync.ports import Ticket
+from linkup_sync.model import Ticket
+from linkup_sync.ports import StateStore
 from linkup_sync.state.dynamodb import DynamoDBStateStore
 from linkup_sync.state.file import FileStateStore
-from linkup_sync.state.model import AccountState, StateStore, TargetState, account_key
+from linkup_sync.state.model import AccountState, TargetState, account_key
 from tests.fakes import MemoryStateStore
 from tests.support.template import create_state_table
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import SecretError
-from .ports import Credentials
+from .model import Credentials
 from .settings import credentials_from_secret, set_secret_hint
 
 # GetSecretValue costs money per call: the secret is read at most hourly by a warm container, and at

@@ -16,7 +16,7 @@ from .errors import ConfigError, SecretError
 from .http import check_url_scheme
 from .librelinkup.regions import ALIASES, DEFAULT_URL_TEMPLATE, REGIONS
 from .librelinkup.versions import DEFAULT_VERSION
-from .ports import Credentials, Target
+from .model import Credentials, Target
 from .trends import DEFAULT_TREND_MODE, TREND_MODES
 
 DEFAULT_VERSION_SETTING = "auto"  # LINK_UP_VERSION when unset: follow LibreLink Up's minimum (issue #10)

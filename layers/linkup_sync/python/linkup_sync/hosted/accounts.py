@@ -14,7 +14,7 @@ from typing import Any
 
 from ..addresses import AddressRefused, SiteAddresses
 from ..errors import ConfigError
-from ..ports import Credentials, Target
+from ..model import Credentials, Target
 from ..runtime import nightscout_base_url
 from ..settings import FLAT_SECRET_KEYS, Settings, credentials_from_secret, meant_keys, unknown_key_problems
 from ..state.model import account_key

@@ -35,7 +35,8 @@ from ..errors import ConfigError, LinkupSyncError
 from ..fingerprint import sealed_fingerprint
 from ..http import make_pool
 from ..log_context import account_logs, install
-from ..ports import Clock, Credentials
+from ..model import Credentials
+from ..ports import Clock
 from ..public_pool import guard_pool
 from ..runtime import RUN_AWS_UNTIL_S, RUN_DEADLINE_S, Dependencies, run_once
 from ..settings import Settings
