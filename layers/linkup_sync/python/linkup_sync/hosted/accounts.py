@@ -16,7 +16,8 @@ from ..addresses import AddressRefused, SiteAddresses
 from ..errors import ConfigError
 from ..ports import Credentials, Target
 from ..runtime import nightscout_base_url
-from ..settings import FLAT_SECRET_KEYS, Settings, credentials_from_secret, meant_keys, unknown_key_problems
+from ..secret_format import FLAT_SECRET_KEYS, credentials_from_secret, meant_keys, unknown_key_problems
+from ..settings import Settings
 from ..state.model import account_key
 from .registry import ACCOUNT_SETTING_KEYS, Account, account_id_for, mask_email
 from .schedule import DEFAULT_INTERVAL, check_interval
