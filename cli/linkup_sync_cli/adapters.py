@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from linkup_sync.errors import ConfigError
-from linkup_sync.settings import SECRET_KEYS
+from linkup_sync.secret_format import SECRET_KEYS
 
 from .output import shorten_home
 
@@ -44,7 +44,7 @@ class EnvCredentials:
         self.env = env
 
     def get(self) -> Credentials:
-        from linkup_sync.settings import credentials_from_secret
+        from linkup_sync.secret_format import credentials_from_secret
 
         missing = [key for key in SECRET_KEYS if not self.env.get(key, "").strip()]
         if missing:

@@ -31,7 +31,8 @@ from linkup_sync.errors import (
     StateUnavailable,
 )
 from linkup_sync.librelinkup.regions import DEFAULT_URL_TEMPLATE
-from linkup_sync.settings import SECRET_KEYS, Settings
+from linkup_sync.secret_format import SECRET_KEYS
+from linkup_sync.settings import Settings
 
 from .adapters import (
     CollectingSink,

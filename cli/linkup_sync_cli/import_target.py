@@ -10,7 +10,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from linkup_sync.errors import ConfigError, NightscoutRejected
-from linkup_sync.settings import Settings, is_patient_id
+from linkup_sync.secret_format import is_patient_id
+from linkup_sync.settings import Settings
 
 if TYPE_CHECKING:
     from linkup_sync.model import Target

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from linkup_sync.errors import LinkUpBadCredentials, LinkUpError
-from linkup_sync.settings import credentials_from_secret
+from linkup_sync.secret_format import credentials_from_secret
 
 from .doctor_nightscout import check_nightscout
 from .reporter import Reporter

@@ -19,7 +19,8 @@ from cfnlint.api import ManualArgs, lint, lint_all
 from moto import mock_aws
 
 from linkup_sync.hosted import vault as hosted_vault
-from linkup_sync.hosted.worker import STACK_SETTING_KEYS, Worker
+from linkup_sync.hosted.settings import STACK_SETTING_KEYS
+from linkup_sync.hosted.worker import Worker
 from tests.support.iam import (
     WORKER_ROLE_ARN,
     Call,

@@ -268,18 +268,20 @@ def test_nightscout_url_normalising_with_its_config_error_is_one_function() -> N
 
 
 def test_the_patient_id_pattern_is_checked_in_one_place() -> None:
-    tree = ast.parse((RUNTIME / "settings.py").read_text(encoding="utf-8"))
+    """secret_format.is_patient_id (settings.py until issue 25) is the one match; settings.py calls it."""
+    tree = ast.parse((RUNTIME / "secret_format.py").read_text(encoding="utf-8"))
     uses = [
         node.lineno
         for node in ast.walk(tree)
         if isinstance(node, ast.Name) and node.id == "_PATIENT_RE" and isinstance(node.ctx, ast.Load)
     ]
-    assert len(uses) == 1, f"settings.py matches the patientId pattern on lines {uses}"
+    assert len(uses) == 1, f"secret_format.py matches the patientId pattern on lines {uses}"
 
 
 def test_the_patient_id_check_still_names_the_place_and_an_example() -> None:
     from linkup_sync.errors import ConfigError
-    from linkup_sync.settings import Settings, credentials_from_secret
+    from linkup_sync.secret_format import credentials_from_secret
+    from linkup_sync.settings import Settings
 
     base = {"LINK_UP_USERNAME": "a@example.com", "LINK_UP_PASSWORD": "p"}
     site = {"NIGHTSCOUT_URL": "https://ns.example.com", "NIGHTSCOUT_API_TOKEN": "t"}

@@ -3,7 +3,6 @@ the command line, so both take exactly the same code path."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -70,13 +69,13 @@ class Dependencies:
     fingerprint: Callable[[Credentials], str] = slow_fingerprint
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, *, clock: Clock = time.time) -> Dependencies:
+    def from_env(cls, env: Mapping[str, str], *, clock: Clock = time.time) -> Dependencies:
         from .alerts import SnsAlerts
         from .secrets import SecretsManagerCredentials
         from .state.dynamodb import DynamoDBStateStore
         from .state.incidents import DynamoDBIncidentStore
 
-        settings = Settings.from_env(os.environ if env is None else env)
+        settings = Settings.from_env(env)
         assert settings.table_name and settings.secret_id  # from_env(need_aws=True) guarantees both
         store = DynamoDBStateStore(settings.table_name, clock=clock)
         return cls(
@@ -263,7 +262,7 @@ QUIET_RECHECK_S = 3600  # a warm container re-reads the incidents at least hourl
 
 
 def _secret_hint(deps: Dependencies, creds: Credentials | None = None) -> str:
-    from .settings import set_secret_hint
+    from .secret_format import set_secret_hint
 
     if deps.secret_hint is not None:
         return deps.secret_hint
