@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..addresses import AddressRefused, SiteAddresses
 from ..errors import ConfigError
-from ..ports import Credentials, Target
+from ..model import Credentials, Target
 from ..runtime import nightscout_base_url
-from ..settings import FLAT_SECRET_KEYS, Settings, credentials_from_secret, meant_keys, unknown_key_problems
+from ..secret_format import FLAT_SECRET_KEYS, credentials_from_secret, meant_keys, unknown_key_problems
+from ..settings import Settings
 from ..state.model import account_key
 from .registry import ACCOUNT_SETTING_KEYS, Account, account_id_for, mask_email
 from .schedule import DEFAULT_INTERVAL, check_interval
@@ -86,50 +87,21 @@ def check_account(raw: object, *, addresses: SiteAddresses = PUBLIC_SITES) -> Ne
     `addresses`: the hosted rule for the Nightscout sites (public https sites only; with a resolver, their
     names are looked up too, as `accounts add` does).
     """
-    if isinstance(raw, (str, bytes)):
-        try:
-            raw = json.loads(raw)
-        except ValueError:
-            raise ConfigError(
-                ["Standard input is not JSON: give one JSON object, e.g. < account.json."], heading=HEADING
-            ) from None
-    if not isinstance(raw, dict):
-        raise ConfigError(["The account's JSON must be one object {...}."], heading=HEADING)
-    problems: list[str] = []
-    own = {key: raw[key] for key in ACCOUNT_SETTING_KEYS if key in raw}
-    secret_part = {key: value for key, value in raw.items() if key not in own and key != INTERVAL_KEY}
+    obj = _account_object(raw)
+    own = {key: obj[key] for key in ACCOUNT_SETTING_KEYS if key in obj}
+    secret_part = {key: value for key, value in obj.items() if key not in own and key != INTERVAL_KEY}
     settings = {key: _setting_text(value) for key, value in own.items()}
-    given = [*settings.values(), *([str(raw[INTERVAL_KEY])] if INTERVAL_KEY in raw else [])]
-    secrets = [value for _key, value in _secret_values(raw)]
-    try:
-        Settings.from_env(settings, need_aws=False)
-    except ConfigError as exc:
-        problems += [_unquoted(p, given, secrets) for p in exc.problems]
-    interval = DEFAULT_INTERVAL
-    if INTERVAL_KEY in raw:
-        try:
-            interval = check_interval(raw[INTERVAL_KEY])
-        except ValueError as exc:
-            problems.append(_unquoted(str(exc), given, secrets))
-    # The secret's own check knows only the secret's keys: a key that stands for one of the account's
-    # settings, or for no key at all, is reported here, against every key an account takes.
-    for key in [k for k in secret_part if k not in SECRET_FORM_KEYS]:
-        if not meant_keys({key: None}, ACCOUNT_KEYS) & set(SECRET_FORM_KEYS):
-            problems += unknown_key_problems({key: None}, ACCOUNT_KEYS, PLACE)
-            del secret_part[key]
+    given = [*settings.values(), *([str(obj[INTERVAL_KEY])] if INTERVAL_KEY in obj else [])]
+    secrets = [value for _key, value in _secret_values(obj)]
+    problems = [_unquoted(p, given, secrets) for p in _settings_problems(settings)]
+    interval = _interval(obj, problems, lambda p: _unquoted(p, given, secrets))
+    problems += _unknown_account_keys(secret_part)  # drops them from secret_part
     creds: Credentials | None = None
     try:
         creds = credentials_from_secret(secret_part, version="", secret_id=None, hint=" ", place=PLACE)
     except ConfigError as exc:
         problems += [p for p in exc.problems if p.strip()]
-    site_settings = Settings.from_env({}, need_aws=False)
-    for where, url in _nightscout_urls(secret_part):  # also while other keys are wrong: every problem at once
-        try:
-            addresses.check_resolved(nightscout_base_url(Target(None, url, ""), site_settings, heading=HEADING))
-        except ConfigError as exc:
-            problems += [p + where for p in exc.problems]
-        except AddressRefused as exc:
-            problems.append(exc.message + where)
+    problems += _site_problems(secret_part, addresses)  # also while other keys are wrong: all at once
     if problems or creds is None:
         raise ConfigError(problems, heading=HEADING)
     return NewAccount(
@@ -141,6 +113,67 @@ def check_account(raw: object, *, addresses: SiteAddresses = PUBLIC_SITES) -> Ne
         people=len(creds.targets),
         plaintext=json.dumps(secret_part, separators=(",", ":"), sort_keys=True).encode(),
     )
+
+
+# --- the steps of check_account ------------------------------------------------------------------
+
+
+def _account_object(raw: object) -> dict[str, Any]:
+    """The account's JSON as one object, or a ConfigError saying what it must be."""
+    if isinstance(raw, (str, bytes)):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise ConfigError(
+                ["Standard input is not JSON: give one JSON object, e.g. < account.json."], heading=HEADING
+            ) from None
+    if not isinstance(raw, dict):
+        raise ConfigError(["The account's JSON must be one object {...}."], heading=HEADING)
+    return raw
+
+
+def _settings_problems(settings: Mapping[str, str]) -> list[str]:
+    """The account's own settings, checked with the personal stack's rules."""
+    try:
+        Settings.from_env(settings, need_aws=False)
+    except ConfigError as exc:
+        return exc.problems
+    return []
+
+
+def _interval(obj: Mapping[str, object], problems: list[str], unquoted: Callable[[str], str]) -> int:
+    if INTERVAL_KEY not in obj:
+        return DEFAULT_INTERVAL
+    try:
+        return check_interval(obj[INTERVAL_KEY])
+    except ValueError as exc:
+        problems.append(unquoted(str(exc)))
+        return DEFAULT_INTERVAL
+
+
+def _unknown_account_keys(secret_part: dict[str, Any]) -> list[str]:
+    """The secret's own check knows only the secret's keys: a key that stands for one of the account's
+    settings, or for no key at all, is reported here, against every key an account takes (and removed)."""
+    problems: list[str] = []
+    for key in [k for k in secret_part if k not in SECRET_FORM_KEYS]:
+        if not meant_keys({key: None}, ACCOUNT_KEYS) & set(SECRET_FORM_KEYS):
+            problems += unknown_key_problems({key: None}, ACCOUNT_KEYS, PLACE)
+            del secret_part[key]
+    return problems
+
+
+def _site_problems(secret_part: dict[str, Any], addresses: SiteAddresses) -> list[str]:
+    """Every Nightscout address against the hosted rule, each problem naming its TARGETS entry."""
+    site_settings = Settings.from_env({}, need_aws=False)
+    problems: list[str] = []
+    for where, url in _nightscout_urls(secret_part):
+        try:
+            addresses.check_resolved(nightscout_base_url(Target(None, url, ""), site_settings, heading=HEADING))
+        except ConfigError as exc:
+            problems += [p + where for p in exc.problems]
+        except AddressRefused as exc:
+            problems.append(exc.message + where)
+    return problems
 
 
 def _nightscout_urls(secret_part: dict[str, Any]) -> list[tuple[str, str]]:

@@ -31,8 +31,8 @@ from ..errors import (
     LinkUpVersionContradicted,
     LinkUpVersionRejected,
 )
+from ..model import Connection, Graph, Sensor, Ticket
 from ..plausibility import SGV_MAX, ImplausibleValue, sgv_value
-from ..ports import Connection, Graph, Sensor, Ticket
 from ..readings import Reading, Source, direction_for
 from .versions import version_key
 

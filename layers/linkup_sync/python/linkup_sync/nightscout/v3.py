@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import urllib3
 
@@ -30,7 +30,8 @@ from ..errors import (
     NightscoutUnauthorized,
 )
 from ..http import Deadline, HttpResult, make_pool
-from ..ports import Existing
+from ..model import Existing
+from ..ports import JwtCache
 from ..readings import Reading
 from .transport import (
     READ_BACK,
@@ -49,16 +50,6 @@ READ_LIMIT = 1000  # API3_MAX_LIMIT's default: a larger limit is "400 Parameter 
 _TREATMENTS_PATH = "/api/v3/treatments"
 _IMMUTABLE = re.compile(r"Field (\w+) cannot be modified by the client")
 _MISSING_PERMISSION = re.compile(r"Missing permission ((?:api:)?[a-z0-9*]+:[a-z*]+)")
-
-
-class JwtCache(Protocol):
-    """Where the JWT is kept between runs (e.g. the DynamoDB state), so it survives cold starts."""
-
-    def get(self) -> tuple[str, int] | None:
-        """(jwt, exp in Unix seconds), or None."""
-        ...
-
-    def put(self, jwt: str, exp: int) -> None: ...
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,12 @@ import logging
 import re
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from ..errors import NightscoutUnauthorized
 from ..http import Deadline, HttpResult
+from ..ports import JwtCache
 from .transport import JSON_HEADERS, MAX_ANSWER_BYTES, NightscoutTransport, json_or_none
-
-if TYPE_CHECKING:
-    from .v3 import JwtCache
 
 log = logging.getLogger("linkup_sync")
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..aws import ClientSlot
-from ..incidents import EMAIL_OPEN, Incident, IncidentRecord
+from ..incidents.model import EMAIL_OPEN, Incident, IncidentRecord
 from .dynamodb import DynamoDBStateStore, _aws_errors, _n, _s
 
 if TYPE_CHECKING:
