@@ -332,7 +332,7 @@ def wants_fresh_secret(report: object, exc: BaseException | None) -> bool:
     )
 
 
-def observe(
+def observe(  # noqa: C901
     report: object,
     exc: BaseException | None,
     *,

@@ -95,7 +95,7 @@ class Settings:
     device_name: str = DEFAULT_DEVICE_NAME  # NIGHTSCOUT_DEVICE_NAME: the entries' "device" (nightscout-librelink-up)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str], *, need_aws: bool = True, need_secret: bool = True) -> Settings:
+    def from_env(cls, env: Mapping[str, str], *, need_aws: bool = True, need_secret: bool = True) -> Settings:  # noqa: C901
         """need_secret=False: the hosted stack, whose credentials come from its registry, not a secret."""
         problems: list[str] = []
 
@@ -310,7 +310,7 @@ def _check_patient(patient: str | None, where: str, problems: list[str]) -> None
         problems.append(f"LINK_UP_CONNECTION in {where} must be a patientId such as {_PATIENT_EXAMPLE}.")
 
 
-def credentials_from_secret(
+def credentials_from_secret(  # noqa: C901
     raw: object, *, version: str, secret_id: str | None, hint: str | None = None, place: str = "the secret"
 ) -> Credentials:
     """Validate the secret's JSON. Messages name keys, never values.
