@@ -80,12 +80,7 @@ def _secret_values(raw: Mapping[str, object]) -> list[tuple[str, str]]:
     return found
 
 
-def check_account(raw: object, *, addresses: SiteAddresses = PUBLIC_SITES) -> NewAccount:
-    """The account to store, or a ConfigError listing every problem of the JSON.
-
-    `addresses`: the hosted rule for the Nightscout sites (public https sites only; with a resolver, their
-    names are looked up too, as `accounts add` does).
-    """
+def _json_object(raw: object) -> dict[str, Any]:
     if isinstance(raw, (str, bytes)):
         try:
             raw = json.loads(raw)
@@ -95,41 +90,75 @@ def check_account(raw: object, *, addresses: SiteAddresses = PUBLIC_SITES) -> Ne
             ) from None
     if not isinstance(raw, dict):
         raise ConfigError(["The account's JSON must be one object {...}."], heading=HEADING)
-    problems: list[str] = []
-    own = {key: raw[key] for key in ACCOUNT_SETTING_KEYS if key in raw}
-    secret_part = {key: value for key, value in raw.items() if key not in own and key != INTERVAL_KEY}
-    settings = {key: _setting_text(value) for key, value in own.items()}
-    given = [*settings.values(), *([str(raw[INTERVAL_KEY])] if INTERVAL_KEY in raw else [])]
-    secrets = [value for _key, value in _secret_values(raw)]
+    return raw
+
+
+def _settings_problems(settings: dict[str, str], given: list[str], secrets: list[str]) -> list[str]:
     try:
         Settings.from_env(settings, need_aws=False)
     except ConfigError as exc:
-        problems += [_unquoted(p, given, secrets) for p in exc.problems]
-    interval = DEFAULT_INTERVAL
-    if INTERVAL_KEY in raw:
-        try:
-            interval = check_interval(raw[INTERVAL_KEY])
-        except ValueError as exc:
-            problems.append(_unquoted(str(exc), given, secrets))
-    # The secret's own check knows only the secret's keys: a key that stands for one of the account's
-    # settings, or for no key at all, is reported here, against every key an account takes.
+        return [_unquoted(p, given, secrets) for p in exc.problems]
+    return []
+
+
+def _interval(raw: Mapping[str, object], given: list[str], secrets: list[str], problems: list[str]) -> int:
+    """The account's own interval (SYNC_INTERVAL_MINUTES), else the default; a wrong one is a problem."""
+    if INTERVAL_KEY not in raw:
+        return DEFAULT_INTERVAL
+    try:
+        return check_interval(raw[INTERVAL_KEY])
+    except ValueError as exc:
+        problems.append(_unquoted(str(exc), given, secrets))
+        return DEFAULT_INTERVAL
+
+
+def _unknown_key_problems(secret_part: dict[str, Any]) -> list[str]:
+    """The secret's own check knows only the secret's keys: a key that stands for one of the account's
+    settings, or for no key at all, is reported here, against every key an account takes (and taken out of
+    the secret part)."""
+    problems: list[str] = []
     for key in [k for k in secret_part if k not in SECRET_FORM_KEYS]:
         if not meant_keys({key: None}, ACCOUNT_KEYS) & set(SECRET_FORM_KEYS):
             problems += unknown_key_problems({key: None}, ACCOUNT_KEYS, PLACE)
             del secret_part[key]
-    creds: Credentials | None = None
-    try:
-        creds = credentials_from_secret(secret_part, version="", secret_id=None, hint=" ", place=PLACE)
-    except ConfigError as exc:
-        problems += [p for p in exc.problems if p.strip()]
+    return problems
+
+
+def _site_problems(secret_part: dict[str, Any], addresses: SiteAddresses) -> list[str]:
+    """Every Nightscout address the hosted rule refuses, also while other keys are wrong: every problem at once."""
+    problems: list[str] = []
     site_settings = Settings.from_env({}, need_aws=False)
-    for where, url in _nightscout_urls(secret_part):  # also while other keys are wrong: every problem at once
+    for where, url in _nightscout_urls(secret_part):
         try:
             addresses.check_resolved(nightscout_base_url(Target(None, url, ""), site_settings, heading=HEADING))
         except ConfigError as exc:
             problems += [p + where for p in exc.problems]
         except AddressRefused as exc:
             problems.append(exc.message + where)
+    return problems
+
+
+def check_account(raw: object, *, addresses: SiteAddresses = PUBLIC_SITES) -> NewAccount:
+    """The account to store, or a ConfigError listing every problem of the JSON.
+
+    `addresses`: the hosted rule for the Nightscout sites (public https sites only; with a resolver, their
+    names are looked up too, as `accounts add` does).
+    """
+    raw = _json_object(raw)
+    own = {key: raw[key] for key in ACCOUNT_SETTING_KEYS if key in raw}
+    secret_part = {key: value for key, value in raw.items() if key not in own and key != INTERVAL_KEY}
+    settings = {key: _setting_text(value) for key, value in own.items()}
+    given = [*settings.values(), *([str(raw[INTERVAL_KEY])] if INTERVAL_KEY in raw else [])]
+    secrets = [value for _key, value in _secret_values(raw)]
+    problems = _settings_problems(settings, given, secrets)
+    interval = _interval(raw, given, secrets, problems)
+    problems += _unknown_key_problems(secret_part)
+    creds: Credentials | None = None
+    try:
+        creds = credentials_from_secret(secret_part, version="", secret_id=None, hint=" ", place=PLACE)
+    except ConfigError as exc:
+        problems += [p for p in exc.problems if p.strip()]
+    problems += _site_problems(secret_part, addresses)
     if problems or creds is None:
         raise ConfigError(problems, heading=HEADING)
     return NewAccount(
