@@ -10,7 +10,8 @@ from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from linkup_sync.errors import LinkUpPatientNotFound, LinkUpUnauthorized, NightscoutUnreachable, StateConflict
-from linkup_sync.ports import Connection, Existing, Graph, Ticket
+from linkup_sync.incidents.model import EMAIL_OPEN, Incident, IncidentRecord
+from linkup_sync.model import Connection, Existing, Graph, Ticket
 from linkup_sync.readings import Reading
 from linkup_sync.state.model import AccountState, StoredState, TargetState
 
@@ -91,17 +92,22 @@ class FakeNightscout:
 
 @dataclass
 class MemoryStateStore:
+    """The StateStore in memory, held to the contract the file and DynamoDB stores meet
+    (tests/unit/test_state_contract.py). `reads` and `writes` count the calls; `conflict_next` makes that
+    many record_upload writes meet a concurrent writer."""
+
     accounts: dict[str, AccountState] = field(default_factory=dict)
     targets: dict[tuple[str, str], TargetState] = field(default_factory=dict)
     reads: int = 0
     writes: int = 0
     conflict_next: int = 0
-    locks: dict[str, float] = field(default_factory=dict)
+    locks: dict[str, int] = field(default_factory=dict)
 
     def acquire_login_lock(self, key: str, now: float, seconds: int) -> bool:
-        if self.locks.get(key, 0) > now:
+        # Whole seconds, held through its last one, like the file and DynamoDB stores.
+        if key in self.locks and self.locks[key] >= int(now):
             return False
-        self.locks[key] = now + seconds
+        self.locks[key] = int(now) + seconds
         return True
 
     def load(self, key: str) -> StoredState:
@@ -114,6 +120,8 @@ class MemoryStateStore:
         stored = self.accounts.get(key, AccountState())
         if stored.rev != account.rev:
             return stored
+        if account.ticket is not None:  # the next login starts where the last ticket came from
+            account = replace(account, region=account.ticket.region)
         saved = replace(account, rev=account.rev + 1)
         self.accounts[key] = saved
         self.locks.pop(key, None)
@@ -138,6 +146,71 @@ class MemoryStateStore:
             self.targets[(key, target.target_id)] = saved
             return saved
         raise StateConflict()
+
+
+class MemoryIncidentStore:
+    """The IncidentStore in memory (moved out of the Lambda layer: nothing in-memory ships there). Same
+    semantics as DynamoDBIncidentStore."""
+
+    def __init__(self) -> None:
+        self.records: dict[tuple[str, str], IncidentRecord] = {}
+        self.people: dict[str, str] = {}
+
+    def remember_people(self, people: dict[str, str]) -> None:
+        self.people = dict(people)
+
+    def load_incidents(self) -> dict[tuple[str, str], IncidentRecord]:
+        return dict(self.records)
+
+    def open_incident(self, incident: Incident, now: int) -> IncidentRecord | None:
+        old = self.records.get(incident.key)
+        if old is not None and old.is_open:
+            return None
+        record = IncidentRecord(
+            kind=incident.kind,
+            scope=incident.scope,
+            gen=(old.gen if old else 0) + 1,
+            opened_at=now,
+            title=incident.title,
+            what=incident.what,
+            todo=incident.todo,
+            person=incident.person,
+            email=incident.email,
+            announce=incident.announce,
+        )
+        self.records[incident.key] = record
+        return record
+
+    def _current(self, record: IncidentRecord) -> IncidentRecord | None:
+        stored = self.records.get(record.key)
+        return stored if stored is not None and stored.gen == record.gen else None
+
+    def claim(self, record: IncidentRecord, slot: str, now: int) -> bool:
+        stored = self._current(record)
+        if stored is None or slot in stored.slots:
+            return False
+        updated = replace(stored, slots={**stored.slots, slot: now})
+        self.records[record.key] = replace(updated, email_last=now) if slot == EMAIL_OPEN else updated
+        return True
+
+    def release(self, record: IncidentRecord, slot: str) -> None:
+        stored = self._current(record)
+        if stored is not None:
+            self.records[record.key] = replace(stored, slots={k: v for k, v in stored.slots.items() if k != slot})
+
+    def remind(self, record: IncidentRecord, now: int, cutoff: int) -> bool:
+        stored = self._current(record)
+        if stored is None or not stored.is_open or stored.email_last is None or stored.email_last > cutoff:
+            return False
+        self.records[record.key] = replace(stored, email_last=now, reminders=stored.reminders + 1)
+        return True
+
+    def close(self, record: IncidentRecord, now: int) -> bool:
+        stored = self._current(record)
+        if stored is None or not stored.is_open:
+            return False
+        self.records[record.key] = replace(stored, closed_at=now)
+        return True
 
 
 class FakeDns:

@@ -17,13 +17,13 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 
 from linkup_sync.aws import client, region_name
+from linkup_sync.config import TRUE_WORDS
 from linkup_sync.errors import ConfigError
 from linkup_sync.nightscout.url import normalize_nightscout_url
 from linkup_sync.nightscout.v3 import is_access_token, needs_subject_text
-from linkup_sync.settings import FLAT_SECRET_KEYS, SECRET_KEYS, credentials_from_secret
+from linkup_sync.secret_format import FLAT_SECRET_KEYS, SECRET_KEYS, credentials_from_secret
 
 PROG = "make secret"
-TRUE_WORDS = ("true", "1", "yes", "on")
 
 
 class SecretToolError(Exception):

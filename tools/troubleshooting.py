@@ -66,7 +66,7 @@ FLAT = {
 
 
 def _secret_problem(secret: dict[str, object]) -> SecretError:
-    from linkup_sync.settings import credentials_from_secret
+    from linkup_sync.secret_format import credentials_from_secret
 
     try:
         credentials_from_secret(secret, version="1", secret_id=ARN)

@@ -18,7 +18,7 @@ from .output import PROG, age_text, utc_text
 
 if TYPE_CHECKING:
     from linkup_sync.hosted.registry import Account, Registry
-    from linkup_sync.incidents import IncidentRecord
+    from linkup_sync.incidents.model import IncidentRecord
 
 LIST_THREADS = 8  # below boto3's 10 pooled connections per client, which the threads share
 TARGET_SK_PREFIX = "target#"

@@ -14,16 +14,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from linkup_sync.errors import ConfigError
-from linkup_sync.settings import SECRET_KEYS
+from linkup_sync.secret_format import SECRET_KEYS
 
 from .output import shorten_home
 
 if TYPE_CHECKING:
     from linkup_sync.http import Deadline
-    from linkup_sync.ports import Credentials, Existing, NightscoutSink, Target
+    from linkup_sync.model import Credentials, Existing, Target
+    from linkup_sync.ports import CredentialSource, NightscoutSink, StateStore
     from linkup_sync.readings import Reading
-    from linkup_sync.runtime import CredentialSource, Dependencies
-    from linkup_sync.state.model import AccountState, StateStore, StoredState, TargetState
+    from linkup_sync.runtime import Dependencies
+    from linkup_sync.state.model import AccountState, StoredState, TargetState
 
 ENV_VERSION = "LINK_UP_CREDENTIALS_VERSION"
 
@@ -43,7 +44,7 @@ class EnvCredentials:
         self.env = env
 
     def get(self) -> Credentials:
-        from linkup_sync.settings import credentials_from_secret
+        from linkup_sync.secret_format import credentials_from_secret
 
         missing = [key for key in SECRET_KEYS if not self.env.get(key, "").strip()]
         if missing:
@@ -180,7 +181,7 @@ class CollectingSink:
             finally:
                 self.requests_made = self.reader.requests_made
         # doctor: nothing is asked, every gap shows as LibreLink Up's history would fill it.
-        from linkup_sync.ports import Existing
+        from linkup_sync.model import Existing
 
         return Existing(instants=(), complete_since_ms=since_ms)
 

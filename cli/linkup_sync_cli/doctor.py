@@ -31,7 +31,8 @@ from linkup_sync.errors import (
     StateUnavailable,
 )
 from linkup_sync.librelinkup.regions import DEFAULT_URL_TEMPLATE
-from linkup_sync.settings import SECRET_KEYS, Settings
+from linkup_sync.secret_format import SECRET_KEYS
+from linkup_sync.settings import Settings
 
 from .adapters import (
     CollectingSink,
@@ -50,10 +51,11 @@ from .output import PROG, age_text, package_logs, utc_text
 from .reporter import Reporter
 
 if TYPE_CHECKING:
-    from linkup_sync.ports import Connection, Credentials, Ticket
+    from linkup_sync.model import Connection, Credentials, Ticket
+    from linkup_sync.ports import StateStore
     from linkup_sync.report import RunReport, TargetReport
     from linkup_sync.runtime import Dependencies
-    from linkup_sync.state.model import AccountState, StateStore
+    from linkup_sync.state.model import AccountState
 
 AWS_HINT = (
     "Check the AWS credentials (aws configure, AWS_PROFILE) and the region: set AWS_REGION (or "

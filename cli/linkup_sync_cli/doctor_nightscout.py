@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import urllib3
 
     from linkup_sync.http import HttpResult
-    from linkup_sync.ports import Target
+    from linkup_sync.model import Target
 
 V1_PERMISSIONS = ("api:entries:create", "api:entries:read")  # nightscout/v1.py, POST /api/v1/entries
 V3_PERMISSIONS = ("api:entries:create", "api:entries:read", "api:entries:update")

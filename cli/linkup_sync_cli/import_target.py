@@ -10,10 +10,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from linkup_sync.errors import ConfigError, NightscoutRejected
-from linkup_sync.settings import Settings, is_patient_id
+from linkup_sync.secret_format import is_patient_id
+from linkup_sync.settings import Settings
 
 if TYPE_CHECKING:
-    from linkup_sync.ports import Target
+    from linkup_sync.model import Target
     from linkup_sync.readings import Reading
 
 NIGHTSCOUT_KEYS = ("NIGHTSCOUT_URL", "NIGHTSCOUT_API_TOKEN")
@@ -34,7 +35,7 @@ class ImportSink(SpanReader, Protocol):
 
 
 def _env_target(env: Mapping[str, str]) -> Target:
-    from linkup_sync.ports import Target
+    from linkup_sync.model import Target
 
     missing = [key for key in NIGHTSCOUT_KEYS if not env.get(key, "").strip()]
     if missing:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from linkup_sync.errors import LinkUpBadCredentials, LinkUpError
-from linkup_sync.settings import credentials_from_secret
+from linkup_sync.secret_format import credentials_from_secret
 
 from .doctor_nightscout import check_nightscout
 from .reporter import Reporter
@@ -98,7 +98,7 @@ def _new_token(s: Session, current: Mapping[str, Any], value: dict[str, Any]) ->
     def new_token() -> str:
         assert s.settings is not None
         token = s.asker.answer("NIGHTSCOUT_API_TOKEN", f"The new token for {person.url} (not shown)", secret=True)
-        from linkup_sync.ports import Target
+        from linkup_sync.model import Target
 
         report = Reporter(s.out)
         target = Target(patient_id=person.patient_id, nightscout_url=person.url, nightscout_token=token)

@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from linkup_sync.settings import Settings, credentials_from_secret
+from linkup_sync.secret_format import credentials_from_secret
+from linkup_sync.settings import Settings
 
 from .setup_deploy import Runner, child_environment, describe_run, invoke_command, run_program, run_result
 from .setup_prompts import Asker, SetupAborted, StepFailed

@@ -29,7 +29,7 @@ from .setup_session import (
 )
 
 if TYPE_CHECKING:
-    from linkup_sync.ports import Connection, Ticket
+    from linkup_sync.model import Connection, Ticket
 
 # --- 1. LibreLink Up ---------------------------------------------------------------------------------
 
@@ -165,7 +165,7 @@ def targets_from_env(s: Session) -> dict[str, Mapping[str, Any]]:
 
 
 def step_nightscout(s: Session, person: Person, several: bool) -> None:
-    from linkup_sync.ports import Target
+    from linkup_sync.model import Target
 
     assert s.settings is not None
     given = targets_from_env(s).get(person.patient_id) if several else None

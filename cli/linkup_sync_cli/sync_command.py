@@ -30,9 +30,8 @@ from .adapters import (
 from .output import PROG, age_text, package_logs, utc_text
 
 if TYPE_CHECKING:
+    from linkup_sync.ports import CredentialSource, StateStore
     from linkup_sync.report import RunReport
-    from linkup_sync.runtime import CredentialSource
-    from linkup_sync.state.model import StateStore
 
 # Exit status of `sync --once` (documented in its --help and the README): cron and monitoring check it.
 EXIT_OK = 0  # uploaded, nothing new, or a breaker that clears by itself skipped the run

@@ -8,9 +8,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from linkup_sync.errors import ConfigError
 from linkup_sync.hosted.dispatch import Dispatcher, SqsQueue, scheduled_minute
 from linkup_sync.hosted.registry import Registry
+from linkup_sync.hosted.settings import DispatcherSettings
 from linkup_sync.observability import logger
 
 log = logger()
@@ -21,10 +21,8 @@ DISPATCHER: Dispatcher | None = None
 def dispatcher() -> Dispatcher:
     global DISPATCHER
     if DISPATCHER is None:
-        missing = [name for name in ("STATE_TABLE_NAME", "SYNC_QUEUE_URL") if not os.environ.get(name, "").strip()]
-        if missing:
-            raise ConfigError([f"{name} is not set: hosted.yaml sets it; redeploy the stack." for name in missing])
-        DISPATCHER = Dispatcher(Registry(os.environ["STATE_TABLE_NAME"]), SqsQueue(os.environ["SYNC_QUEUE_URL"]))
+        settings = DispatcherSettings.from_env(os.environ)
+        DISPATCHER = Dispatcher(Registry(settings.table_name), SqsQueue(settings.queue_url))
     return DISPATCHER
 
 

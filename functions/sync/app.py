@@ -13,6 +13,7 @@ When a run raises (a Lambda error, counted by the FailingRunsAlarm) and when it 
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from linkup_sync.errors import LinkupSyncError
@@ -28,7 +29,7 @@ DEPENDENCIES: Dependencies | None = None
 def dependencies() -> Dependencies:
     global DEPENDENCIES
     if DEPENDENCIES is None:
-        DEPENDENCIES = Dependencies.from_env()
+        DEPENDENCIES = Dependencies.from_env(os.environ)
     return DEPENDENCIES
 
 

@@ -33,7 +33,7 @@ from linkup_sync.errors import (
 from linkup_sync.http import Deadline, check_url_scheme, make_pool
 from linkup_sync.librelinkup import LinkUpClient
 from linkup_sync.librelinkup.client import DEFAULT_USER_AGENT
-from linkup_sync.ports import Ticket
+from linkup_sync.model import Ticket
 from tests.support.librelinkup import ACCOUNT_ID, EMAIL, PATIENT, USER_ID, fixture_json
 
 from ._stub_server import StubServer

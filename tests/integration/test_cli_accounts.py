@@ -27,7 +27,7 @@ from linkup_sync.hosted.accounts import HOSTED_HINT
 from linkup_sync.hosted.registry import Account, Registry, account_id_for, incidents_partition
 from linkup_sync.hosted.schedule import INTERVALS, account_partition, offset
 from linkup_sync.hosted.vault import Vault
-from linkup_sync.incidents import incident_for, stale_incident
+from linkup_sync.incidents.model import incident_for, stale_incident
 from linkup_sync.state.dynamodb import DynamoDBStateStore
 from linkup_sync.state.incidents import DynamoDBIncidentStore
 from linkup_sync.state.model import AccountState, TargetState, account_key, target_id

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from tools.simulators.librelinkup import SimPatient
 
-import linkup_sync.sync as sync_module
+import linkup_sync.upload as upload_module
 from linkup_sync.plausibility import FUTURE_S, SGV_MAX, SGV_MIN, Screened
 from linkup_sync.state.model import TargetState
 from tests.integration.checks import assert_clean_series
@@ -51,8 +51,8 @@ def assert_plausible_store(harness: Harness, *, sent_before: int = 0) -> None:
 
 def old_version(monkeypatch: pytest.MonkeyPatch) -> None:
     """The bridge before issue 21: every parsed reading taken as it came, the stored ledger trusted."""
-    monkeypatch.setattr(sync_module, "screen", lambda graph, now: Screened(graph, 0))
-    monkeypatch.setattr(sync_module, "heal", lambda stored, now: stored)
+    monkeypatch.setattr(upload_module, "screen", lambda graph, now: Screened(graph, 0))
+    monkeypatch.setattr(upload_module, "heal", lambda stored, now: stored)
 
 
 def target_item(harness: Harness) -> dict[str, Any]:

@@ -167,7 +167,7 @@ def test_environment_variables_are_not_called_the_secret(sim: Sim, capsys: pytes
 
 def test_an_unknown_key_is_not_called_incomplete() -> None:
     from linkup_sync.errors import SecretError
-    from linkup_sync.settings import credentials_from_secret
+    from linkup_sync.secret_format import credentials_from_secret
 
     raw = {
         "LINK_UP_USERNAME": EMAIL,
@@ -187,7 +187,7 @@ def test_an_unknown_key_is_not_called_incomplete() -> None:
 
 def test_errors_in_a_targets_secret_do_not_suggest_make_secret() -> None:
     from linkup_sync.errors import SecretError
-    from linkup_sync.settings import credentials_from_secret
+    from linkup_sync.secret_format import credentials_from_secret
 
     raw = {
         "LINK_UP_USERNAME": EMAIL,

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from linkup_sync.errors import LinkUpError, LinkUpMalformedResponse
 from linkup_sync.librelinkup import parsing, replies
-from linkup_sync.ports import Connection, Graph, Ticket
+from linkup_sync.model import Connection, Graph, Ticket
 from linkup_sync.readings import TREND_DIRECTIONS, Reading
 from linkup_sync.selection import GAP_S, KEEP_S, merge_ledger, select_new
 

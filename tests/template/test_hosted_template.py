@@ -19,7 +19,8 @@ from cfnlint.api import ManualArgs, lint, lint_all
 from moto import mock_aws
 
 from linkup_sync.hosted import vault as hosted_vault
-from linkup_sync.hosted.worker import STACK_SETTING_KEYS, Worker
+from linkup_sync.hosted.settings import STACK_SETTING_KEYS
+from linkup_sync.hosted.worker import Worker
 from tests.support.iam import (
     WORKER_ROLE_ARN,
     Call,
@@ -691,8 +692,8 @@ def run_the_worker_steps(table: str, client: Any, vault: Any, account: Any) -> N
     record, sealed), its incidents (open, tell, remind, close, the people's initials)."""
     from linkup_sync.hosted.registry import incidents_partition
     from linkup_sync.hosted.sealed_state import VaultSealer
-    from linkup_sync.incidents import Incident
-    from linkup_sync.ports import Ticket
+    from linkup_sync.incidents.model import Incident
+    from linkup_sync.model import Ticket
     from linkup_sync.state.dynamodb import DynamoDBStateStore
     from linkup_sync.state.incidents import DynamoDBIncidentStore
     from linkup_sync.state.model import AccountState, TargetState

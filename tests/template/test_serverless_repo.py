@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import linkup_sync
-import linkup_sync.settings
+import linkup_sync.secret_format
 from tests.support.template import REPO_ROOT, SECRET_ID, load_template
 
 APPLICATION = "AWS::ServerlessRepo::Application"
@@ -183,7 +183,7 @@ def test_outputs_show_the_json_to_paste(template: dict[str, Any]) -> None:
     assert all(isinstance(v, str) and v for v in shape.values())
     assert shape["NIGHTSCOUT_URL"].startswith("https://")
     # The output is what `make secret` (tools/secret.py) writes: the function's keys, in the same order.
-    assert list(shape) == list(linkup_sync.settings.SECRET_KEYS)  # what tools/secret.py stores
+    assert list(shape) == list(linkup_sync.secret_format.SECRET_KEYS)  # what tools/secret.py stores
 
 
 # --------------------------------------------------------------------------- README

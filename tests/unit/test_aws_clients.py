@@ -20,7 +20,7 @@ from tools.local_stack import HOSTED_TEMPLATE_PATH, create_state_table, read_tem
 from linkup_sync import aws
 from linkup_sync.alerts import SnsAlerts
 from linkup_sync.errors import StateUnavailable
-from linkup_sync.ports import Credentials, Target
+from linkup_sync.model import Credentials, Target
 from linkup_sync.runtime import RUN_AWS_UNTIL_S, RUN_DEADLINE_S, Dependencies, run_once
 from linkup_sync.settings import Settings
 from linkup_sync.state.dynamodb import DynamoDBStateStore

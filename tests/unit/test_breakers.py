@@ -1,6 +1,7 @@
 """Every circuit breaker in the code is in the documented table and ends as the table says (issue #10).
 
-The breakers are found in sync.py (each ``Skipped(...)`` reason, the back-off reasons of BACKOFF_ERRORS)
+The breakers are found in the modules of the run (breakers.py, sync.py and upload.py: each ``Skipped(...)``
+reason, the back-off reasons of BACKOFF_ERRORS, the Sensor Start refusal marker)
 and matched with the rows of "Circuit breakers" in docs/alerts.md (the README's section until issue 22).
 Each row then gets a scenario: the breaker is tripped with fakes and a virtual clock, holds just before the
 stated end, and is gone at the stated end (time) or with the stated fix (a new secret version, a changed
@@ -18,10 +19,11 @@ from pathlib import Path
 import pytest
 
 from linkup_sync import errors, report, sync
-from linkup_sync.ports import Credentials, Graph, Sensor, Target, Ticket
+from linkup_sync.breakers import BACKOFF_ERRORS
+from linkup_sync.model import Credentials, Graph, Sensor, Target, Ticket
 from linkup_sync.readings import Reading
 from linkup_sync.state.model import account_key
-from linkup_sync.sync import BACKOFF_ERRORS, SyncService
+from linkup_sync.sync import SyncService
 from tests.fakes import FakeLinkUp, FakeNightscout, MemoryStateStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,9 +46,10 @@ def readme_breakers() -> dict[str, str]:
 
 
 def code_breakers() -> set[str]:
-    source = (ROOT / "layers/linkup_sync/python/linkup_sync/sync.py").read_text(encoding="utf-8")
+    package = ROOT / "layers/linkup_sync/python/linkup_sync"
+    source = "".join((package / name).read_text(encoding="utf-8") for name in ("breakers.py", "sync.py", "upload.py"))
     reasons: set[str] = set()
-    for call in re.finditer(r"raise Skipped\(\s*(.*?),\n", source, re.S):
+    for call in re.finditer(r"(?:raise|return) Skipped\(\s*(.*?),\n", source, re.S):
         reasons.update(re.findall(r'"([a-z_]+)"', call.group(1)))
     reasons.discard("backoff")  # the fallback label of the back-off, whose reasons come from the errors
     reasons.update(cls.reason for cls in BACKOFF_ERRORS)

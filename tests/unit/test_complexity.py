@@ -1,6 +1,5 @@
 """ruff's C901 stays on with max-complexity 12 (issue 25): a function past twelve paths is split into named
-steps, never excused. The only excuses allowed are three temporary ones, on functions another part of
-issue 25 is splitting; the lead removes them (and tightens ALLOWED to nothing) when those splits land."""
+steps, never excused: no `noqa` for C901 anywhere, no per-file ignore, and ruff itself finds none."""
 
 from __future__ import annotations
 
@@ -14,12 +13,9 @@ from tests.support.template import REPO_ROOT
 
 FOLDERS = ("layers", "cli", "functions", "tools", "tests")
 
-# (file, function) -> the temporary excuse; nothing else may carry one
-ALLOWED = {
-    ("layers/linkup_sync/python/linkup_sync/settings.py", "from_env"),
-    ("layers/linkup_sync/python/linkup_sync/settings.py", "credentials_from_secret"),
-    ("layers/linkup_sync/python/linkup_sync/incidents.py", "observe"),
-}
+# (file, function) allowed a C901 excuse: none (the three temporary ones went when the other parts' splits
+# of Settings.from_env, credentials_from_secret and observe were merged)
+ALLOWED: set[tuple[str, str]] = set()
 
 # a noqa that names C901 (or the whole C90 family), and a bare noqa, which silences every rule C901 included
 _EXCUSE = re.compile(r"#\s*noqa\s*:[^#\n]*\bC90")
@@ -59,7 +55,7 @@ def test_no_file_is_excused_from_c901() -> None:
     assert excused == {}
 
 
-def test_only_the_three_temporary_noqa_c901_remain() -> None:
+def test_no_function_is_excused_from_c901() -> None:
     found: set[tuple[str, str]] = set()
     bare: list[str] = []
     for path in _python_files():

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from linkup_sync.incidents import Incident
-from linkup_sync.ports import Ticket
+from linkup_sync.incidents.model import Incident
+from linkup_sync.model import Ticket
 from linkup_sync.state.dynamodb import ACCOUNT_SK, ACCOUNT_TTL_GRACE_S, DynamoDBStateStore
 from linkup_sync.state.incidents import INCIDENT_TTL_S, DynamoDBIncidentStore
 from linkup_sync.state.model import AccountState, account_key

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from linkup_sync.errors import ConfigError
-from linkup_sync.ports import Ticket
+from linkup_sync.model import Ticket
 from linkup_sync.state.file import FileStateStore
 from linkup_sync.state.model import AccountState, TargetState, account_key
 

@@ -15,7 +15,8 @@ from linkup_sync.aws import NO_REGION, client, region_name
 from linkup_sync.errors import ConfigError, SecretError
 from linkup_sync.nightscout.url import normalize_nightscout_url
 from linkup_sync.runtime import Dependencies, build_sink
-from linkup_sync.settings import Settings, credentials_from_secret, set_secret_hint, unknown_key_problems
+from linkup_sync.secret_format import credentials_from_secret, set_secret_hint, unknown_key_problems
+from linkup_sync.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = {"STATE_TABLE_NAME": "t", "CREDENTIALS_SECRET_ID": "arn:secret"}

@@ -21,7 +21,8 @@ from linkup_sync.errors import ConfigError, LinkUpBadCredentials, LinkupSyncErro
 from linkup_sync.hosted import worker as worker_module
 from linkup_sync.hosted.accounts import check_account, seal_account
 from linkup_sync.hosted.registry import Account, account_id_for, incidents_partition
-from linkup_sync.hosted.worker import STACK_SETTING_KEYS, BatchResult, Outcome, Worker
+from linkup_sync.hosted.settings import STACK_SETTING_KEYS
+from linkup_sync.hosted.worker import BatchResult, Outcome, Worker
 from linkup_sync.report import RunReport
 from linkup_sync.runtime import Dependencies
 from linkup_sync.state.incidents import DynamoDBIncidentStore

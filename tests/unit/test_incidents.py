@@ -5,14 +5,10 @@ from __future__ import annotations
 import pytest
 
 from linkup_sync import errors
-from linkup_sync.incidents import (
-    SUBJECT_MAX,
-    IncidentDesk,
-    MemoryIncidentStore,
-    Observation,
-    incident_for,
-    stale_incident,
-)
+from linkup_sync.incidents.desk import IncidentDesk, Observation
+from linkup_sync.incidents.model import incident_for, stale_incident
+from linkup_sync.incidents.texts import SUBJECT_MAX
+from tests.fakes import MemoryIncidentStore
 
 
 class Inbox:

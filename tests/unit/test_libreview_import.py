@@ -24,7 +24,7 @@ from tools.libreview_exports import (
 )
 
 from linkup_sync.errors import ConfigError, NightscoutRejected
-from linkup_sync.ports import Target
+from linkup_sync.model import Target
 from linkup_sync.readings import NOT_COMPUTABLE, Reading
 from linkup_sync_cli.import_command import BATCH, _upload, chart_lines, progress_text
 from linkup_sync_cli.import_plan import Plan, build_plan, choose, reading_batches, span_ms

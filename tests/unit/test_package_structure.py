@@ -1,6 +1,9 @@
 """The shape of the two packages (issue 12): the Lambda layer ships only what runs in Lambda, the
-command line depends on the runtime and never the reverse, there is no import cycle, shipped code
-knows nothing of the repository, and logic that was repeated lives in one place.
+command line depends on the runtime and never the reverse, there is no import cycle (issue 25: not even
+through imports made for type checking), shipped code knows nothing of the repository, and logic that
+was repeated lives in one place. Issue 25 adds: every interface in ports.py, optional capabilities as
+named protocols rather than getattr probes, nothing in-memory in the layer, no layer module over 400
+lines.
 
 Static checks over the source (ast), plus the layer's real build (its Makefile), so they hold for
 code paths no test happens to run.
@@ -44,12 +47,12 @@ def _is_type_checking(node: ast.If) -> bool:
     )
 
 
-def _run_time_imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
-    """Every import that runs, at module level or inside a function; not those under TYPE_CHECKING."""
+def _imports(tree: ast.AST, *, type_checking: bool) -> Iterator[ast.Import | ast.ImportFrom]:
+    """Every import at module level or inside a function; those under TYPE_CHECKING only if asked."""
     stack = [tree]
     while stack:
         node = stack.pop()
-        if isinstance(node, ast.If) and _is_type_checking(node):
+        if isinstance(node, ast.If) and _is_type_checking(node) and not type_checking:
             stack.extend(node.orelse)
             continue
         if isinstance(node, ast.Import | ast.ImportFrom):
@@ -57,11 +60,11 @@ def _run_time_imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
         stack.extend(ast.iter_child_nodes(node))
 
 
-def _imported(module: str, path: Path) -> set[str]:
+def _imported(module: str, path: Path, *, type_checking: bool = True) -> set[str]:
     """The modules `module` imports, resolved (relative imports included, `from pkg import submodule` too)."""
     is_package = path.name == "__init__.py"
     names: set[str] = set()
-    for node in _run_time_imports(ast.parse(path.read_text(encoding="utf-8"))):
+    for node in _imports(ast.parse(path.read_text(encoding="utf-8")), type_checking=type_checking):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
             continue
@@ -76,11 +79,17 @@ def _imported(module: str, path: Path) -> set[str]:
     return names
 
 
-def _graph() -> dict[str, set[str]]:
-    """Module -> the package modules it imports. An import of its own parent package (`from . import
-    parsing`) is no edge: Python imports every parent package before the module itself."""
+def _graph(*, type_checking: bool = True) -> dict[str, set[str]]:
+    """Module -> the package modules it imports, those made only for type checking included unless
+    `type_checking` is False: mypy follows them, and a cycle through them is a cycle of concerns. An
+    import of its own parent package (`from . import parsing`) is no edge: Python imports every parent
+    package before the module itself."""
     return {
-        name: {m for m in _imported(name, path) if m in MODULES and not (name + ".").startswith(m + ".")}
+        name: {
+            m
+            for m in _imported(name, path, type_checking=type_checking)
+            if m in MODULES and not (name + ".").startswith(m + ".")
+        }
         for name, path in MODULES.items()
     }
 
@@ -123,6 +132,9 @@ def test_the_graph_sees_the_command_lines_imports() -> None:
     assert "linkup_sync.errors" in graph["linkup_sync.sync"]
     assert "linkup_sync.librelinkup.parsing" in graph["linkup_sync.librelinkup.client"]  # from . import parsing
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
+    # imports made for type checking only are edges too (errors names RunReport under TYPE_CHECKING)
+    assert "linkup_sync.report" in graph["linkup_sync.errors"]
+    assert "linkup_sync.report" not in _graph(type_checking=False)["linkup_sync.errors"]
 
 
 def test_no_import_cycle_in_either_package() -> None:
@@ -256,18 +268,20 @@ def test_nightscout_url_normalising_with_its_config_error_is_one_function() -> N
 
 
 def test_the_patient_id_pattern_is_checked_in_one_place() -> None:
-    tree = ast.parse((RUNTIME / "settings.py").read_text(encoding="utf-8"))
+    """secret_format.is_patient_id (settings.py until issue 25) is the one match; settings.py calls it."""
+    tree = ast.parse((RUNTIME / "secret_format.py").read_text(encoding="utf-8"))
     uses = [
         node.lineno
         for node in ast.walk(tree)
         if isinstance(node, ast.Name) and node.id == "_PATIENT_RE" and isinstance(node.ctx, ast.Load)
     ]
-    assert len(uses) == 1, f"settings.py matches the patientId pattern on lines {uses}"
+    assert len(uses) == 1, f"secret_format.py matches the patientId pattern on lines {uses}"
 
 
 def test_the_patient_id_check_still_names_the_place_and_an_example() -> None:
     from linkup_sync.errors import ConfigError
-    from linkup_sync.settings import Settings, credentials_from_secret
+    from linkup_sync.secret_format import credentials_from_secret
+    from linkup_sync.settings import Settings
 
     base = {"LINK_UP_USERNAME": "a@example.com", "LINK_UP_PASSWORD": "p"}
     site = {"NIGHTSCOUT_URL": "https://ns.example.com", "NIGHTSCOUT_API_TOKEN": "t"}
@@ -297,3 +311,193 @@ def test_the_failed_runs_report_is_a_declared_field_of_the_error() -> None:
         text = path.read_text(encoding="utf-8")
         assert not re.search(r"getattr\([^)]*[\"']report[\"']", text), f"{name} reads the report with getattr"
         assert not re.search(r"\.report = .*type: ignore", text), f"{name} attaches the report untyped"
+
+
+# --- one home for each interface, capabilities by name (issue 25) ------------------------------------------
+
+
+def _layer_trees() -> dict[str, ast.AST]:
+    return {name: ast.parse(path.read_text(encoding="utf-8")) for name, path in _modules(RUNTIME).items()}
+
+
+def _protocols(tree: ast.AST) -> list[str]:
+    """The classes of a module that are typing Protocols (`class X(Protocol)`, `class X(typing.Protocol)`)."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            bases = [b.value if isinstance(b, ast.Subscript) else b for b in node.bases]
+            if any(
+                (isinstance(b, ast.Name) and b.id == "Protocol")
+                or (isinstance(b, ast.Attribute) and b.attr == "Protocol")
+                for b in bases
+            ):
+                found.append(node.name)
+    return found
+
+
+def test_every_interface_of_the_layer_is_in_ports() -> None:
+    places = {name: _protocols(tree) for name, tree in _layer_trees().items()}
+    elsewhere = {name: found for name, found in places.items() if found and name != "linkup_sync.ports"}
+    assert not elsewhere, f"Protocol classes outside ports.py: {elsewhere}"
+    named = {
+        "LinkUpSource",
+        "NightscoutSink",
+        "Clock",
+        "StateStore",
+        "Sealer",
+        "IncidentStore",
+        "AlertPublisher",
+        "Announcer",
+        "CredentialSource",
+        "Queue",
+        "JwtCache",
+        "HoldsJwt",
+        "RefreshableCredentials",
+    }
+    assert named <= set(places["linkup_sync.ports"]), named - set(places["linkup_sync.ports"])
+
+
+def test_the_protocol_detector_sees_every_spelling() -> None:
+    code = "class A(Protocol): ...\nclass B(typing.Protocol): ...\nclass C(Protocol[T]): ...\nclass D(Base): ...\n"
+    assert _protocols(ast.parse(code)) == ["A", "B", "C"]
+
+
+def test_the_data_the_ports_carry_imports_no_interface() -> None:
+    """ports.py names the data types, so no data module may import it (not even for type checking)."""
+    graph = _graph()
+    data = ["linkup_sync.model", "linkup_sync.readings", "linkup_sync.report", "linkup_sync.state.model"]
+    data += ["linkup_sync.incidents.model", "linkup_sync.errors"]
+    assert {"linkup_sync.model", "linkup_sync.state.model", "linkup_sync.incidents.model"} <= graph["linkup_sync.ports"]
+    assert {name: "linkup_sync.ports" for name in data if "linkup_sync.ports" in graph[name]} == {}
+
+
+# Attributes of the package's own types that were once probed with getattr (or hasattr): a capability
+# is a named protocol of ports.py (isinstance), a report or an error is read through its declared type.
+PROBED = {"refresh_next", "post_announcement", "jwt_cache", "retry_after", "failure", "targets", "skipped"}
+PROBED |= {"needs_person", "login_block_reason", "report"}
+
+
+def _own_attributes() -> set[str]:
+    """Every member of a ports protocol and every field of the report, the account state and the errors."""
+    from dataclasses import fields
+
+    from linkup_sync import ports
+    from linkup_sync.errors import LinkUpRateLimited
+    from linkup_sync.report import RunReport, TargetReport
+    from linkup_sync.state.model import AccountState, TargetState
+
+    names = set(PROBED)
+    for name in _protocols(_layer_trees()["linkup_sync.ports"]):
+        names |= {n for n in vars(getattr(ports, name)) if not n.startswith("_")}
+        names |= set(getattr(getattr(ports, name), "__annotations__", {}))
+    for cls in (RunReport, TargetReport, AccountState, TargetState):
+        names |= {f.name for f in fields(cls)}
+    names |= set(vars(LinkUpRateLimited(7)))
+    return names
+
+
+def _probes(tree: ast.AST, names: set[str]) -> list[str]:
+    """The getattr/hasattr calls that ask an object for one of `names` by a constant string."""
+    found = []
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id in ("getattr", "hasattr")
+            and len(node.args) >= 2
+            and isinstance(node.args[1], ast.Constant)
+            and node.args[1].value in names
+        ):
+            found.append(f"{node.func.id}(..., {node.args[1].value!r}) line {node.lineno}")
+    return found
+
+
+def test_no_getattr_probing_of_the_packages_own_capabilities() -> None:
+    names = _own_attributes()
+    assert PROBED | {"get", "requests_made", "upload", "backoff_until"} <= names  # derived from the real types
+    probes = {name: found for name, tree in _layer_trees().items() if (found := _probes(tree, names))}
+    assert not probes, f"getattr probes of the package's own attributes: {probes}"
+
+
+def test_the_probe_detector_would_see_the_old_code() -> None:
+    old = (
+        'refresh = getattr(deps.credentials, "refresh_next", None)\n'
+        'ok = callable(getattr(sink, "post_announcement", None))\n'
+        'cache = getattr(sink, "jwt_cache", None)\n'
+        'retry_after = getattr(exc, "retry_after", None)\n'
+        'targets = list(getattr(report, "targets", []))\n'
+        'held = hasattr(report, "skipped")\n'
+        'sock = getattr(self, "sock", None)\n'  # urllib3's own attribute: not the package's
+    )
+    assert len(_probes(ast.parse(old), _own_attributes())) == 6
+
+
+def test_observe_reads_a_typed_report() -> None:
+    import inspect
+
+    from linkup_sync.incidents.desk import observe, wants_fresh_secret
+
+    for function in (observe, wants_fresh_secret):
+        assert inspect.signature(function).parameters["report"].annotation == "RunReport"
+    assert inspect.signature(observe).parameters["account"].annotation == "AccountState | None"
+
+
+# --- the incidents package, nothing in-memory in the layer -------------------------------------------------
+
+
+def test_the_incidents_package_init_holds_only_its_docstring() -> None:
+    tree = ast.parse((RUNTIME / "incidents" / "__init__.py").read_text(encoding="utf-8"))
+    assert len(tree.body) == 1 and isinstance(tree.body[0], ast.Expr), "incidents/__init__.py re-exports"
+    assert not (RUNTIME / "incidents.py").exists()
+    assert {"linkup_sync.incidents.model", "linkup_sync.incidents.texts", "linkup_sync.incidents.desk"} <= set(MODULES)
+
+
+# Where a store of the layer may keep its data: outside the process (DynamoDB, or a file for local runs).
+STORE_MODULES = {"linkup_sync.state.dynamodb", "linkup_sync.state.incidents", "linkup_sync.state.file"}
+STORE_METHODS = {
+    "save_account",
+    "record_upload",
+    "acquire_login_lock",
+    "load_incidents",
+    "open_incident",
+    "remember_people",
+}
+
+
+def _stores(tree: ast.AST) -> list[str]:
+    """Classes that implement a state or incident store (they define one of its methods), or are named
+    like an in-memory stand-in."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and not _protocols(ast.Module(body=[node], type_ignores=[])):
+            methods = {n.name for n in node.body if isinstance(n, ast.FunctionDef)}
+            if methods & STORE_METHODS or re.match(r"(In)?Memory|Fake|Stub", node.name):
+                found.append(node.name)
+    return found
+
+
+def test_nothing_in_memory_ships_in_the_layer() -> None:
+    places = {name: found for name, tree in _layer_trees().items() if (found := _stores(tree))}
+    assert {name: found for name, found in places.items() if name not in STORE_MODULES} == {}
+    assert places["linkup_sync.state.dynamodb"] == ["DynamoDBStateStore"]
+    memory = [c for found in places.values() for c in found if re.match(r"(In)?Memory|Fake|Stub", c)]
+    assert memory == []
+    fakes = ast.parse((ROOT / "tests" / "fakes.py").read_text(encoding="utf-8"))
+    assert {"MemoryStateStore", "MemoryIncidentStore"} <= set(_stores(fakes))  # the detector sees them there
+
+
+# --- sizes -------------------------------------------------------------------------------------------------
+
+MAX_MODULE_LINES = 400
+# Modules other parts of issue 25 split at the same time (the lead empties this set when they are merged).
+SPLIT_ELSEWHERE = {"errors.py", "http.py", "nightscout/v3.py", "settings.py"}
+
+
+def test_no_layer_module_is_over_400_lines() -> None:
+    sizes = {
+        path.relative_to(RUNTIME).as_posix(): len(path.read_text(encoding="utf-8").splitlines())
+        for path in RUNTIME.rglob("*.py")
+    }
+    assert sizes["sync.py"] > 100 and sizes["ports.py"] > 100  # the walk found the real modules
+    over = {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES and name not in SPLIT_ELSEWHERE}
+    assert not over, f"layer modules over {MAX_MODULE_LINES} lines: {over}"

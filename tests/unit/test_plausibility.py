@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from tools.simulators.clock import VirtualClock
 
+from linkup_sync.model import Credentials, Graph, Target
 from linkup_sync.plausibility import (
     FUTURE_S,
     PAST_S,
@@ -24,7 +25,6 @@ from linkup_sync.plausibility import (
     screen,
     sgv_value,
 )
-from linkup_sync.ports import Credentials, Graph, Target
 from linkup_sync.readings import Reading
 from linkup_sync.state.model import TargetState, account_key, target_id
 from linkup_sync.sync import SyncService

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from linkup_sync import errors, fingerprint, report
-from linkup_sync.ports import Credentials, Graph, Target, Ticket
+from linkup_sync.model import Credentials, Graph, Target, Ticket
 from linkup_sync.readings import Reading
 from linkup_sync.state.model import AccountState, StoredState, account_key
 from linkup_sync.sync import SyncService

@@ -14,7 +14,7 @@ from linkup_sync.errors import StateUnavailable
 from linkup_sync.hosted.registry import account_id_for
 from linkup_sync.hosted.sealed_state import VaultSealer, account_of
 from linkup_sync.hosted.vault import Vault
-from linkup_sync.ports import Ticket
+from linkup_sync.model import Ticket
 from linkup_sync.state.dynamodb import SEALED_ACCOUNT, SEALED_ATTRIBUTE, DynamoDBStateStore, SealedStateLost
 from linkup_sync.state.model import AccountState, TargetState, account_key
 from tests.support.moto_hosted import HostedAws, hosted_aws

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from itertools import pairwise
 
-from linkup_sync.ports import Graph
+from linkup_sync.model import Graph
 from linkup_sync.readings import Reading
 from linkup_sync.selection import GAP_S, KEEP_S, merge_ledger, select_new
 

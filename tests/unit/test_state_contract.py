@@ -1,14 +1,17 @@
 """The state-store contract (linkup_sync.state.model.StateStore), one suite run against every store.
 
-Each test below runs against the local JSON file store and against the DynamoDB store (moto, in process,
-with the table built from template.yaml). What only one store has — file permissions, a damaged file, two
+Each test below runs against the in-memory fake the unit tests use (tests/fakes.py), the local JSON file
+store and the DynamoDB store (moto, in process, with the table built from template.yaml): the fake is held
+to what the real stores do. What only one store has — file permissions, a damaged file, two
 processes at once; the DynamoDB item size — is tested beside this file, in test_file_state.py and
 test_state_dynamodb.py.
+
+At the end: the contract catches deliberately broken stores, so its rules can fail.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,18 +19,23 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from linkup_sync.ports import Ticket
+from linkup_sync.model import Ticket
+from linkup_sync.ports import StateStore
 from linkup_sync.state.dynamodb import DynamoDBStateStore
 from linkup_sync.state.file import FileStateStore
-from linkup_sync.state.model import AccountState, StateStore, TargetState, account_key
+from linkup_sync.state.model import AccountState, TargetState, account_key
+from tests.fakes import MemoryStateStore
 from tests.support.template import create_state_table
 
 NOW = 1_800_000_000
 KEY = account_key("Fiona.Follower@example.invalid")
 
 
-@pytest.fixture(params=["file", "dynamodb"])
+@pytest.fixture(params=["memory", "file", "dynamodb"])
 def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StateStore]:
+    if request.param == "memory":
+        yield MemoryStateStore()
+        return
     if request.param == "file":
         yield FileStateStore(tmp_path / "state" / "state.json", clock=lambda: NOW)
         return
@@ -104,6 +112,12 @@ def test_login_lock_is_exclusive_until_it_expires_or_the_account_is_saved(store:
     assert store.acquire_login_lock(KEY, NOW + 62, 60)  # saving released the lock
 
 
+def test_login_lock_counts_whole_seconds_and_holds_through_its_last_one(store: StateStore) -> None:
+    assert store.acquire_login_lock(KEY, NOW + 0.5, 60)  # held until NOW + 60
+    assert not store.acquire_login_lock(KEY, NOW + 60.9, 60)  # its last second: still held
+    assert store.acquire_login_lock(KEY, NOW + 61, 60)
+
+
 def test_record_upload_merges_with_a_concurrent_writer(store: StateStore) -> None:
     base = TargetState(target_id="p1#site")
     first = store.record_upload(KEY, base, [NOW - 600, NOW - 300])
@@ -158,3 +172,55 @@ def test_recent_readings_round_trip_and_merge_with_a_concurrent_writer(store: St
     later = store.load(KEY).targets["p1#site"].with_recent([(NOW + 3600, 150)])  # an hour later
     store.record_upload(KEY, later, [NOW + 3600])
     assert store.load(KEY).targets["p1#site"].recent == ((NOW + 3600, 150),)  # older than 15 minutes: gone
+
+
+# --- the contract can fail: deliberately broken stores ------------------------------------------------------
+
+
+class LedgerOfTheLastWriter(MemoryStateStore):
+    def record_upload(self, key: str, target: TargetState, added: Iterable[int]) -> TargetState:
+        stored = self.targets.get((key, target.target_id), TargetState(target_id=target.target_id))
+        saved = replace(target, uploaded=tuple(sorted(added)), rev=stored.rev + 1)
+        self.targets[(key, target.target_id)] = saved
+        return saved
+
+
+class LockEndsASecondEarly(MemoryStateStore):
+    def acquire_login_lock(self, key: str, now: float, seconds: int) -> bool:
+        if self.locks.get(key, 0) > now:  # free again in its last second, as the fake once was
+            return False
+        self.locks[key] = int(now) + seconds
+        return True
+
+
+class RegionAsGiven(MemoryStateStore):
+    def save_account(self, key: str, account: AccountState) -> AccountState:
+        saved = super().save_account(key, account)
+        if saved.rev == account.rev + 1:
+            self.accounts[key] = saved = replace(saved, region=account.region)
+        return saved
+
+
+class LoginLockNotReleasedBySaving(MemoryStateStore):
+    def save_account(self, key: str, account: AccountState) -> AccountState:
+        held = dict(self.locks)
+        saved = super().save_account(key, account)
+        self.locks.update(held)
+        return saved
+
+
+BROKEN: list[tuple[type[MemoryStateStore], Callable[[StateStore], None]]] = [
+    (LedgerOfTheLastWriter, test_record_upload_merges_with_a_concurrent_writer),
+    (LockEndsASecondEarly, test_login_lock_counts_whole_seconds_and_holds_through_its_last_one),
+    (RegionAsGiven, test_region_follows_the_ticket),
+    (LoginLockNotReleasedBySaving, test_login_lock_is_exclusive_until_it_expires_or_the_account_is_saved),
+]
+
+
+@pytest.mark.parametrize(("broken", "contract_test"), BROKEN, ids=lambda v: getattr(v, "__name__", ""))
+def test_the_contract_catches_a_broken_store(
+    broken: type[MemoryStateStore], contract_test: Callable[[StateStore], None]
+) -> None:
+    contract_test(MemoryStateStore())  # the sound store passes the very same test
+    with pytest.raises(AssertionError):
+        contract_test(broken())

@@ -4,10 +4,11 @@ import pytest
 from tools.simulators.clock import VirtualClock
 
 from linkup_sync.errors import LinkUpNoConnections, LinkUpPatientNotFound, LinkUpUnauthorized, NightscoutUnreachable
-from linkup_sync.ports import Credentials, Graph, Target
+from linkup_sync.model import Credentials, Graph, Target
 from linkup_sync.readings import Reading
+from linkup_sync.report import short_hash
 from linkup_sync.state.model import account_key, target_id
-from linkup_sync.sync import SyncService, short_hash
+from linkup_sync.sync import SyncService
 from tests.fakes import FakeLinkUp, FakeNightscout, MemoryStateStore
 
 NOW = 1_800_000_000
@@ -208,7 +209,7 @@ def test_future_dated_entries_do_not_move_the_ledger() -> None:
 
 
 def test_full_read_back_page_leaves_older_points_alone() -> None:
-    from linkup_sync.ports import Existing
+    from linkup_sync.model import Existing
 
     history = five_minute(NOW - 6 * 3600, NOW - 900)
     llu = FakeLinkUp(connection_ids=["p1"], graphs={"p1": g("p1", NOW - 60, history)})

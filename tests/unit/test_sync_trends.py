@@ -3,7 +3,7 @@ next arrow are remembered in the same write, and no request or write is added.""
 
 from __future__ import annotations
 
-from linkup_sync.ports import Credentials, Graph, Target
+from linkup_sync.model import Credentials, Graph, Target
 from linkup_sync.readings import NOT_COMPUTABLE, Reading
 from linkup_sync.sync import SyncService
 from tests.fakes import FakeLinkUp, FakeNightscout, MemoryStateStore

@@ -7,7 +7,7 @@ from fractions import Fraction
 
 import pytest
 
-from linkup_sync.ports import Graph
+from linkup_sync.model import Graph
 from linkup_sync.readings import NOT_COMPUTABLE, Reading
 from linkup_sync.trends import (
     MAX_RECENT,

@@ -21,7 +21,7 @@ import functools
 import hashlib
 import hmac
 
-from .ports import Credentials
+from .model import Credentials
 
 _LABEL = b"linkup-sync credentials fingerprint v1"
 # scrypt's cost: 16 MiB and ~50 ms per fingerprint on one core (once per container and password).

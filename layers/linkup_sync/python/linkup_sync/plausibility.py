@@ -18,7 +18,7 @@ import logging
 import math
 from dataclasses import dataclass, replace
 
-from .ports import Graph
+from .model import Graph
 from .readings import Reading
 from .state.model import TargetState
 

@@ -1,108 +1,27 @@
-"""The small interfaces between the sync service and the outside world.
+"""Every interface between the sync service and the outside world, and nothing else.
 
-The sync service (sync.py) only talks to these. Adapters implement them with urllib3, DynamoDB and
-Secrets Manager; tests implement them with in-memory fakes. Nothing outside `librelinkup/` knows
-LibreLink Up's JSON, and nothing outside `nightscout/` knows Nightscout's.
+The sync service (sync.py) and the incident desk (incidents/desk.py) only talk to these. Adapters
+implement them with urllib3, DynamoDB, SNS, SQS and Secrets Manager; tests implement them with fakes.
+Nothing outside `librelinkup/` knows LibreLink Up's JSON, and nothing outside `nightscout/` knows
+Nightscout's.
+
+A capability only some implementations have is a protocol of its own (`Announcer`, `HoldsJwt`,
+`RefreshableCredentials`), asked with `isinstance`, never probed with `getattr`. The data these
+interfaces carry lives in data modules that import no interface (model.py, state/model.py,
+incidents/model.py), so no import cycle runs through this module.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import Iterable, Sequence
+from typing import Protocol, runtime_checkable
 
+from .incidents.model import Incident, IncidentRecord
+from .model import Connection, Credentials, Existing, Graph, Ticket
 from .readings import Reading
+from .state.model import AccountState, StoredState, TargetState
 
-# Re-login a day before the 180-day ticket expires, so a run never starts with a ticket that dies mid-run.
-TICKET_RENEW_MARGIN_S = 24 * 3600
-
-
-@dataclass(frozen=True)
-class Ticket:
-    """A LibreLink Up login: valid for 180 days, usable only on the host (region) that issued it."""
-
-    token: str
-    expires: int  # Unix seconds
-    user_id: str
-    account_id: str  # lower-case hex SHA-256 of user_id, sent as the Account-Id header
-    region: str  # lower-case region key of the host that issued the ticket
-
-    def usable_at(self, now: float) -> bool:
-        return now < self.expires - TICKET_RENEW_MARGIN_S
-
-    def __repr__(self) -> str:  # never show the token or the Account-Id
-        return f"Ticket(region={self.region!r}, expires={self.expires})"
-
-
-@dataclass(frozen=True)
-class Sensor:
-    serial: str
-    activated_at: int  # Unix seconds
-
-
-@dataclass(frozen=True)
-class Connection:
-    """One person the follower account follows."""
-
-    patient_id: str
-    initials: str = ""  # for doctor output only; never logged
-    sensor: Sensor | None = None
-
-
-@dataclass(frozen=True)
-class Graph:
-    """What one graph request returned: the current reading plus ~12 h of history."""
-
-    patient_id: str
-    current: Reading | None
-    history: tuple[Reading, ...]
-    sensor: Sensor | None = None
-    skipped_items: int = 0  # malformed items that were left out (each logged as a warning)
-    # readings left out as implausible: a value no sensor gives, or (sync.py) a date outside the run's window
-    implausible_items: int = 0
-    initials: str = ""  # the person's initials, for alerts in a stack serving several; never logged
-
-
-@dataclass(frozen=True)
-class Existing:
-    """The sgv entries Nightscout already holds in a window, from any device (one read request).
-
-    `instants` are epoch seconds. `complete_since_ms` is where the answer is known to be complete: the
-    start of the window, or the oldest entry returned when the answer filled its page (then older
-    entries may exist that were not returned).
-    """
-
-    instants: tuple[int, ...]
-    complete_since_ms: int
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where one followed patient's readings go. `patient_id` None: the only (or first) one followed."""
-
-    patient_id: str | None
-    nightscout_url: str
-    nightscout_token: str = field(repr=False)
-    api_v3: bool | None = None  # None: the NIGHTSCOUT_API_V3 setting decides
-    entry: int | None = None  # its number in the secret's TARGETS list (None: the flat form)
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """The secret's content. `version` changes whenever the secret is changed."""
-
-    username: str
-    password: str = field(repr=False)
-    targets: tuple[Target, ...]
-    version: str = ""
-
-    @property
-    def nightscout_url(self) -> str:
-        return self.targets[0].nightscout_url
-
-    @property
-    def nightscout_token(self) -> str:
-        return self.targets[0].nightscout_token
+# --- LibreLink Up and Nightscout -------------------------------------------------------------------------
 
 
 class LinkUpSource(Protocol):
@@ -140,7 +59,133 @@ class NightscoutSink(Protocol):
         ...
 
 
+@runtime_checkable
+class Announcer(Protocol):
+    """A Nightscout site that can show an announcement (the real uploaders; not the command line's dry run)."""
+
+    def post_announcement(self, *, text: str, at_ms: int) -> None:
+        """Post one Nightscout Announcement treatment. Raises a NightscoutError on failure."""
+        ...
+
+
+class JwtCache(Protocol):
+    """Where API v3's JWT is kept between runs (e.g. the DynamoDB state), so it survives cold starts."""
+
+    def get(self) -> tuple[str, int] | None:
+        """(jwt, exp in Unix seconds), or None."""
+        ...
+
+    def put(self, jwt: str, exp: int) -> None: ...
+
+
+@runtime_checkable
+class HoldsJwt(Protocol):
+    """A Nightscout sink that exchanged its token for a JWT (API v3): the sync service stores it back."""
+
+    @property
+    def jwt_cache(self) -> JwtCache | None: ...
+
+
+# --- time, state and secrets -----------------------------------------------------------------------------
+
+
 class Clock(Protocol):
     def __call__(self) -> float:
         """Seconds since the epoch."""
+        ...
+
+
+class StateStore(Protocol):
+    def load(self, key: str) -> StoredState:
+        """Everything stored for one follower account, in one read."""
+        ...
+
+    def save_account(self, key: str, account: AccountState) -> AccountState:
+        """Store the account item if nobody changed it since `account.rev`; returns the stored version.
+
+        Also releases the login lock.
+        """
+        ...
+
+    def acquire_login_lock(self, key: str, now: float, seconds: int) -> bool:
+        """Take the account's login lock unless another run holds it: never two logins in flight."""
+        ...
+
+    def record_upload(self, key: str, target: TargetState, added: Iterable[int]) -> TargetState:
+        """Add accepted instants to the target's ledger (and store its other fields) in one conditional write.
+
+        The write is a union with whatever is stored, so it can never move the ledger backwards, even
+        when another run wrote in between (then it re-reads and merges).
+        """
+        ...
+
+
+class Sealer(Protocol):
+    """Encrypts what a state item must not hold in clear, for the account the state key belongs to.
+    `open` raises state.dynamodb.SealedStateLost for a ciphertext that no retry can open."""
+
+    def seal(self, key: str, plaintext: bytes) -> bytes: ...
+
+    def open(self, key: str, ciphertext: bytes) -> bytes: ...
+
+
+class CredentialSource(Protocol):
+    def get(self) -> Credentials: ...
+
+
+@runtime_checkable
+class RefreshableCredentials(Protocol):
+    """Credentials kept between runs that can be read afresh on the next one (the secret may be what is wrong)."""
+
+    def get(self) -> Credentials: ...
+
+    def refresh_next(self) -> None: ...
+
+
+# --- incidents -------------------------------------------------------------------------------------------
+
+
+class IncidentStore(Protocol):
+    def load_incidents(self) -> dict[tuple[str, str], IncidentRecord]:
+        """Every stored incident; also refreshes `people` (scope -> initials), stored alongside."""
+        ...
+
+    @property
+    def people(self) -> dict[str, str]: ...
+
+    def remember_people(self, people: dict[str, str]) -> None: ...
+
+    def open_incident(self, incident: Incident, now: int) -> IncidentRecord | None:
+        """Open (or re-open a closed) incident; returns the record only to the run that opened it."""
+        ...
+
+    def claim(self, record: IncidentRecord, slot: str, now: int) -> bool:
+        """Take `slot` of this opening unless another run has; True for exactly one run."""
+        ...
+
+    def release(self, record: IncidentRecord, slot: str) -> None:
+        """Give a claimed slot back (the message could not be sent): the next run tries again."""
+        ...
+
+    def remind(self, record: IncidentRecord, now: int, cutoff: int) -> bool:
+        """Claim a reminder: True for exactly one run once the last e-mail is older than `cutoff`."""
+        ...
+
+    def close(self, record: IncidentRecord, now: int) -> bool:
+        """Close this opening; True for exactly one run."""
+        ...
+
+
+class AlertPublisher(Protocol):
+    def publish(self, subject: str, body: str) -> None:
+        """Send one e-mail to the alert topic. Raises on failure."""
+        ...
+
+
+# --- the hosted stack ------------------------------------------------------------------------------------
+
+
+class Queue(Protocol):
+    def send_batch(self, entries: Sequence[tuple[str, int]]) -> int:
+        """Send (body, delay seconds) entries, at most ten; the number SQS did not accept."""
         ...

@@ -1,13 +1,20 @@
 """What a run did: the report that becomes the handler's return value, the summary log line, the
-failure metrics and the incident desk's observation. It imports nothing of the package but the ports,
-so every module can name it without an import cycle (errors included)."""
+failure metrics and the incident desk's observation, and the short label that names a patient in it.
+It imports nothing of the package but the data model, so every module can name it without an import
+cycle (errors included)."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from .ports import Target
+from .model import Target
+
+
+def short_hash(value: str) -> str:
+    """A stable, non-reversible label for a patient in logs and metrics (never the name or the id)."""
+    return hashlib.sha256(value.encode()).hexdigest()[:8]
 
 
 class Skipped(Exception):

@@ -3,25 +3,34 @@ the command line, so both take exactly the same code path."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError, LinkupSyncError
 from .fingerprint import slow_fingerprint
 from .http import Deadline, make_pool
-from .ports import Clock, Credentials, NightscoutSink, Target
+from .model import Credentials, Target
+from .ports import (
+    AlertPublisher,
+    Announcer,
+    Clock,
+    CredentialSource,
+    IncidentStore,
+    NightscoutSink,
+    RefreshableCredentials,
+    StateStore,
+)
 from .report import RunReport
 from .settings import Settings
-from .state.model import StateStore, TargetState
+from .state.model import TargetState
 from .sync import SyncService
 
 if TYPE_CHECKING:
     import urllib3
 
-    from .incidents import AlertPublisher, Announcer, IncidentStore, Site
+    from .incidents.desk import Site
 
 # A run stops talking to LibreLink Up and Nightscout after this long, well inside the 30 s Lambda timeout;
 # each request ends by it, body included.
@@ -30,10 +39,6 @@ RUN_DEADLINE_S = 20.0
 # takes at most aws.AWS_CALL_WORST_S, so a run ends by 21 + 7 = 28 s (tests hold this below the Timeout).
 RUN_AWS_UNTIL_S = RUN_DEADLINE_S + 1.0
 DEVICE = "linkup-sync"
-
-
-class CredentialSource(Protocol):
-    def get(self) -> Credentials: ...
 
 
 @dataclass
@@ -64,13 +69,13 @@ class Dependencies:
     fingerprint: Callable[[Credentials], str] = slow_fingerprint
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, *, clock: Clock = time.time) -> Dependencies:
+    def from_env(cls, env: Mapping[str, str], *, clock: Clock = time.time) -> Dependencies:
         from .alerts import SnsAlerts
         from .secrets import SecretsManagerCredentials
         from .state.dynamodb import DynamoDBStateStore
         from .state.incidents import DynamoDBIncidentStore
 
-        settings = Settings.from_env(os.environ if env is None else env)
+        settings = Settings.from_env(env)
         assert settings.table_name and settings.secret_id  # from_env(need_aws=True) guarantees both
         store = DynamoDBStateStore(settings.table_name, clock=clock)
         return cls(
@@ -203,12 +208,10 @@ def _after_run(
     service: SyncService | None = None,
 ) -> None:
     """Re-read the secret next time if it may be what is wrong; tell the people about incidents."""
-    from .incidents import wants_fresh_secret
+    from .incidents.desk import wants_fresh_secret
 
-    if wants_fresh_secret(report, exc):
-        refresh = getattr(deps.credentials, "refresh_next", None)
-        if callable(refresh):
-            refresh()
+    if wants_fresh_secret(report, exc) and isinstance(deps.credentials, RefreshableCredentials):
+        deps.credentials.refresh_next()
     if deps.incidents is None:
         return
     try:  # telling must never break a run that synced, nor hide why a run failed
@@ -229,7 +232,7 @@ def _tell(
     deadline: Deadline,
     service: SyncService | None,
 ) -> None:
-    from .incidents import IncidentDesk, observe
+    from .incidents.desk import IncidentDesk, observe
 
     assert deps.incidents is not None
     observation = observe(
@@ -259,7 +262,7 @@ QUIET_RECHECK_S = 3600  # a warm container re-reads the incidents at least hourl
 
 
 def _secret_hint(deps: Dependencies, creds: Credentials | None = None) -> str:
-    from .settings import set_secret_hint
+    from .secret_format import set_secret_hint
 
     if deps.secret_hint is not None:
         return deps.secret_hint
@@ -286,9 +289,9 @@ def _announcers(
             except ConfigError:
                 return None
             site = hashlib.sha256(target.nightscout_url.strip().rstrip("/").lower().encode()).hexdigest()[:10]
-            if not callable(getattr(sink, "post_announcement", None)):
+            if not isinstance(sink, Announcer):
                 return None  # a sink that cannot announce (the command line's dry run)
-            made[id(target)] = (site, cast("Announcer", sink))
+            made[id(target)] = (site, sink)
         return made[id(target)]
 
     seen_sites: set[str] = set()

@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import SecretError
-from .ports import Credentials
-from .settings import credentials_from_secret, set_secret_hint
+from .model import Credentials
+from .secret_format import credentials_from_secret, set_secret_hint
 
 # GetSecretValue costs money per call: the secret is read at most hourly by a warm container, and at
 # once on the next run after a login failure or a Nightscout 401/403 (`refresh_next`), so a fixed

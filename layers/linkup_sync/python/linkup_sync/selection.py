@@ -17,7 +17,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Sequence
 
-from .ports import Graph
+from .model import Graph
 from .readings import Reading
 
 GAP_S = 150

@@ -34,7 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from fractions import Fraction
 
-from .ports import Graph
+from .model import Graph
 from .readings import NOT_COMPUTABLE, Reading
 
 # 5 and 15 minutes, each widened by half a minute: the readings' seconds wander (history points are

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..addresses import AddressRefused, SiteAddresses
 from ..errors import ConfigError
-from ..ports import Credentials, Target
+from ..model import Credentials, Target
 from ..runtime import nightscout_base_url
-from ..settings import FLAT_SECRET_KEYS, Settings, credentials_from_secret, meant_keys, unknown_key_problems
+from ..secret_format import FLAT_SECRET_KEYS, credentials_from_secret, meant_keys, unknown_key_problems
+from ..settings import Settings
 from ..state.model import account_key
 from .registry import ACCOUNT_SETTING_KEYS, Account, account_id_for, mask_email
 from .schedule import DEFAULT_INTERVAL, check_interval
@@ -80,7 +81,45 @@ def _secret_values(raw: Mapping[str, object]) -> list[tuple[str, str]]:
     return found
 
 
-def _json_object(raw: object) -> dict[str, Any]:
+def check_account(raw: object, *, addresses: SiteAddresses = PUBLIC_SITES) -> NewAccount:
+    """The account to store, or a ConfigError listing every problem of the JSON.
+
+    `addresses`: the hosted rule for the Nightscout sites (public https sites only; with a resolver, their
+    names are looked up too, as `accounts add` does).
+    """
+    obj = _account_object(raw)
+    own = {key: obj[key] for key in ACCOUNT_SETTING_KEYS if key in obj}
+    secret_part = {key: value for key, value in obj.items() if key not in own and key != INTERVAL_KEY}
+    settings = {key: _setting_text(value) for key, value in own.items()}
+    given = [*settings.values(), *([str(obj[INTERVAL_KEY])] if INTERVAL_KEY in obj else [])]
+    secrets = [value for _key, value in _secret_values(obj)]
+    problems = [_unquoted(p, given, secrets) for p in _settings_problems(settings)]
+    interval = _interval(obj, problems, lambda p: _unquoted(p, given, secrets))
+    problems += _unknown_account_keys(secret_part)  # drops them from secret_part
+    creds: Credentials | None = None
+    try:
+        creds = credentials_from_secret(secret_part, version="", secret_id=None, hint=" ", place=PLACE)
+    except ConfigError as exc:
+        problems += [p for p in exc.problems if p.strip()]
+    problems += _site_problems(secret_part, addresses)  # also while other keys are wrong: all at once
+    if problems or creds is None:
+        raise ConfigError(problems, heading=HEADING)
+    return NewAccount(
+        id=account_id_for(creds.username),
+        state_key=account_key(creds.username),
+        interval=interval,
+        settings=settings,
+        email_masked=mask_email(creds.username),
+        people=len(creds.targets),
+        plaintext=json.dumps(secret_part, separators=(",", ":"), sort_keys=True).encode(),
+    )
+
+
+# --- the steps of check_account ------------------------------------------------------------------
+
+
+def _account_object(raw: object) -> dict[str, Any]:
+    """The account's JSON as one object, or a ConfigError saying what it must be."""
     if isinstance(raw, (str, bytes)):
         try:
             raw = json.loads(raw)
@@ -93,29 +132,28 @@ def _json_object(raw: object) -> dict[str, Any]:
     return raw
 
 
-def _settings_problems(settings: dict[str, str], given: list[str], secrets: list[str]) -> list[str]:
+def _settings_problems(settings: Mapping[str, str]) -> list[str]:
+    """The account's own settings, checked with the personal stack's rules."""
     try:
         Settings.from_env(settings, need_aws=False)
     except ConfigError as exc:
-        return [_unquoted(p, given, secrets) for p in exc.problems]
+        return exc.problems
     return []
 
 
-def _interval(raw: Mapping[str, object], given: list[str], secrets: list[str], problems: list[str]) -> int:
-    """The account's own interval (SYNC_INTERVAL_MINUTES), else the default; a wrong one is a problem."""
-    if INTERVAL_KEY not in raw:
+def _interval(obj: Mapping[str, object], problems: list[str], unquoted: Callable[[str], str]) -> int:
+    if INTERVAL_KEY not in obj:
         return DEFAULT_INTERVAL
     try:
-        return check_interval(raw[INTERVAL_KEY])
+        return check_interval(obj[INTERVAL_KEY])
     except ValueError as exc:
-        problems.append(_unquoted(str(exc), given, secrets))
+        problems.append(unquoted(str(exc)))
         return DEFAULT_INTERVAL
 
 
-def _unknown_key_problems(secret_part: dict[str, Any]) -> list[str]:
+def _unknown_account_keys(secret_part: dict[str, Any]) -> list[str]:
     """The secret's own check knows only the secret's keys: a key that stands for one of the account's
-    settings, or for no key at all, is reported here, against every key an account takes (and taken out of
-    the secret part)."""
+    settings, or for no key at all, is reported here, against every key an account takes (and removed)."""
     problems: list[str] = []
     for key in [k for k in secret_part if k not in SECRET_FORM_KEYS]:
         if not meant_keys({key: None}, ACCOUNT_KEYS) & set(SECRET_FORM_KEYS):
@@ -125,9 +163,9 @@ def _unknown_key_problems(secret_part: dict[str, Any]) -> list[str]:
 
 
 def _site_problems(secret_part: dict[str, Any], addresses: SiteAddresses) -> list[str]:
-    """Every Nightscout address the hosted rule refuses, also while other keys are wrong: every problem at once."""
-    problems: list[str] = []
+    """Every Nightscout address against the hosted rule, each problem naming its TARGETS entry."""
     site_settings = Settings.from_env({}, need_aws=False)
+    problems: list[str] = []
     for where, url in _nightscout_urls(secret_part):
         try:
             addresses.check_resolved(nightscout_base_url(Target(None, url, ""), site_settings, heading=HEADING))
@@ -136,40 +174,6 @@ def _site_problems(secret_part: dict[str, Any], addresses: SiteAddresses) -> lis
         except AddressRefused as exc:
             problems.append(exc.message + where)
     return problems
-
-
-def check_account(raw: object, *, addresses: SiteAddresses = PUBLIC_SITES) -> NewAccount:
-    """The account to store, or a ConfigError listing every problem of the JSON.
-
-    `addresses`: the hosted rule for the Nightscout sites (public https sites only; with a resolver, their
-    names are looked up too, as `accounts add` does).
-    """
-    raw = _json_object(raw)
-    own = {key: raw[key] for key in ACCOUNT_SETTING_KEYS if key in raw}
-    secret_part = {key: value for key, value in raw.items() if key not in own and key != INTERVAL_KEY}
-    settings = {key: _setting_text(value) for key, value in own.items()}
-    given = [*settings.values(), *([str(raw[INTERVAL_KEY])] if INTERVAL_KEY in raw else [])]
-    secrets = [value for _key, value in _secret_values(raw)]
-    problems = _settings_problems(settings, given, secrets)
-    interval = _interval(raw, given, secrets, problems)
-    problems += _unknown_key_problems(secret_part)
-    creds: Credentials | None = None
-    try:
-        creds = credentials_from_secret(secret_part, version="", secret_id=None, hint=" ", place=PLACE)
-    except ConfigError as exc:
-        problems += [p for p in exc.problems if p.strip()]
-    problems += _site_problems(secret_part, addresses)
-    if problems or creds is None:
-        raise ConfigError(problems, heading=HEADING)
-    return NewAccount(
-        id=account_id_for(creds.username),
-        state_key=account_key(creds.username),
-        interval=interval,
-        settings=settings,
-        email_masked=mask_email(creds.username),
-        people=len(creds.targets),
-        plaintext=json.dumps(secret_part, separators=(",", ":"), sort_keys=True).encode(),
-    )
 
 
 def _nightscout_urls(secret_part: dict[str, Any]) -> list[tuple[str, str]]:

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from ..errors import LinkupSyncError
-from ..ports import Clock
+from ..ports import Clock, Queue
 from .registry import Registry
 from .schedule import INTERVALS, partitions_due, spread
 
@@ -34,12 +34,6 @@ class DispatchFailed(LinkupSyncError):
             f"{unsent} of {due} due accounts could not be queued this minute (SQS refused them). They run at "
             "their next interval; if this repeats, check the SyncQueue and the dispatcher's permissions."
         )
-
-
-class Queue(Protocol):
-    def send_batch(self, entries: Sequence[tuple[str, int]]) -> int:
-        """Send (body, delay seconds) entries, at most ten; the number SQS did not accept."""
-        ...
 
 
 class SqsQueue:

@@ -7,8 +7,8 @@ from urllib.parse import urlsplit
 
 from ..addresses import AddressRefused, SiteAddresses
 from ..librelinkup.regions import DEFAULT_URL_TEMPLATE, REGIONS, base_url
+from ..model import Credentials
 from ..nightscout.url import normalize_nightscout_url
-from ..ports import Credentials
 from .accounts import HOSTED_HINT
 
 ADDRESS_HEADING = "The account's Nightscout address is not allowed in the hosted stack"

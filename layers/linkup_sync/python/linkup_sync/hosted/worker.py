@@ -35,7 +35,8 @@ from ..errors import ConfigError, LinkupSyncError
 from ..fingerprint import sealed_fingerprint
 from ..http import make_pool
 from ..log_context import account_logs, install
-from ..ports import Clock, Credentials
+from ..model import Credentials
+from ..ports import Clock
 from ..public_pool import guard_pool
 from ..runtime import RUN_AWS_UNTIL_S, RUN_DEADLINE_S, Dependencies, run_once
 from ..settings import Settings
@@ -44,6 +45,7 @@ from ..state.incidents import DynamoDBIncidentStore
 from .accounts import HOSTED_HINT, account_credentials
 from .registry import ACCOUNT_SETTING_KEYS, Account, Registry, incidents_partition
 from .sealed_state import VaultSealer
+from .settings import STACK_SETTING_KEYS, WorkerSettings
 from .sites import ADDRESS_HEADING, linkup_endpoints, refused_sites
 from .vault import Vault
 
@@ -54,15 +56,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("linkup_sync")
 
-# The settings that are the stack's (the worker's environment); an account may set only its own few.
-STACK_SETTING_KEYS = (
-    "LINK_UP_API_URL",
-    "LINK_UP_AUTO_ACCEPT_TERMS",
-    "NIGHTSCOUT_SENSOR_START",
-    "NIGHTSCOUT_ANNOUNCE",
-    "STALE_AFTER_MINUTES",
-    "STATE_TABLE_NAME",
-)
 QUIET_MEMORY = 20_000  # accounts whose "no incident open" this container remembers
 # The batch returns by this many seconds after it began (hosted.yaml gives the function 60 s), and at the
 # latest RETURN_MARGIN_S before the invocation's own end.
@@ -163,20 +156,13 @@ class Worker:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, clock: Clock = time.time) -> Worker:
-        problems = [
-            f"{name} is not set: it is an output of the hosted stack."
-            for name in ("STATE_TABLE_NAME", "CREDENTIALS_KEY_ARN")
-            if not env.get(name, "").strip()
-        ]
-        if problems:
-            raise ConfigError(problems, heading="The hosted worker is not configured")
-        table = env["STATE_TABLE_NAME"].strip()
-        store = DynamoDBStateStore(table, clock=clock)
+        settings = WorkerSettings.from_env(env)
+        store = DynamoDBStateStore(settings.table_name, clock=clock)
         return cls(
-            registry=Registry(table, client=store.client, clock=clock),
-            vault=Vault(env["CREDENTIALS_KEY_ARN"].strip(), clock=clock),
+            registry=Registry(settings.table_name, client=store.client, clock=clock),
+            vault=Vault(settings.key_arn, clock=clock),
             store=store,
-            stack_env=env,
+            stack_env=env,  # the loopback switch of the tests too (addresses.loopback_allowed)
             clock=clock,
         )
 

@@ -31,7 +31,7 @@ from ..http import (
     make_pool,
     send,
 )
-from ..ports import Connection, Graph, Ticket
+from ..model import Connection, Graph, Ticket
 from . import parsing, replies
 from .regions import DEFAULT_URL_TEMPLATE, base_url, normalize_region, redirect_region
 from .versions import DEFAULT_VERSION

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import LinkUpMalformedResponse
+from ..model import Connection, Graph, Sensor, Ticket
 from ..plausibility import SGV_MAX, ImplausibleValue, sgv_value
-from ..ports import Connection, Graph, Sensor, Ticket
 from ..readings import Reading, Source, direction_for
 
 log = logging.getLogger("linkup_sync")

@@ -3,10 +3,9 @@
 from .auth import api_secret_header
 from .url import normalize_nightscout_url
 from .v1 import NightscoutV1
-from .v3 import JwtCache, NightscoutV3, is_access_token
+from .v3 import NightscoutV3, is_access_token
 
 __all__ = [
-    "JwtCache",
     "NightscoutV1",
     "NightscoutV3",
     "api_secret_header",

@@ -23,7 +23,7 @@ from ..http import (
     TransportError,
     send,
 )
-from ..ports import Existing
+from ..model import Existing
 from .url import normalize_nightscout_url
 
 JSON_HEADERS: Mapping[str, str] = {"Content-Type": "application/json", "Accept": "application/json"}

@@ -10,7 +10,7 @@ import urllib3
 
 from ..errors import NightscoutError, NightscoutPartialUpload, NightscoutUnauthorized
 from ..http import Deadline, make_pool
-from ..ports import Existing
+from ..model import Existing
 from ..readings import Reading
 from .auth import api_secret_header
 from .transport import (

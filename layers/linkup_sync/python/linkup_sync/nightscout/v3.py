@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote
 
 import urllib3
@@ -32,7 +32,8 @@ from ..errors import (
     NightscoutUnauthorized,
 )
 from ..http import Deadline, HttpResult, make_pool
-from ..ports import Existing
+from ..model import Existing
+from ..ports import JwtCache
 from ..readings import Reading
 from .transport import (
     JSON_HEADERS,
@@ -85,16 +86,6 @@ ANNOUNCE_ROLE = (
     "for announcements the token's role needs api:treatments:create and api:treatments:update. Add them to "
     "the role in Admin Tools, or set NIGHTSCOUT_ANNOUNCE=false"
 )
-
-
-class JwtCache(Protocol):
-    """Where the JWT is kept between runs (e.g. the DynamoDB state), so it survives cold starts."""
-
-    def get(self) -> tuple[str, int] | None:
-        """(jwt, exp in Unix seconds), or None."""
-        ...
-
-    def put(self, jwt: str, exp: int) -> None: ...
 
 
 _SHA1 = re.compile(r"^[0-9a-fA-F]{40}$")

@@ -12,10 +12,11 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import StateConflict, StateUnavailable
-from ..ports import Ticket
+from ..model import Ticket
+from ..ports import Sealer
 from ..trends import Point, pack_recent, unpack_recent
 from .model import AccountState, StoredState, TargetState, pack_ledger, unpack_ledger
 
@@ -94,15 +95,6 @@ SEALED_ATTRIBUTE = "sealed"
 class SealedStateLost(Exception):
     """A sealed attribute that can never be opened again (another key, another stack's table): not a
     passing fault. What it held (a ticket, a JWT, fingerprints) can be had again, so it is treated as absent."""
-
-
-class Sealer(Protocol):
-    """Encrypts what a state item must not hold in clear, for the account the state key belongs to.
-    `open` raises SealedStateLost for a ciphertext that no retry can open."""
-
-    def seal(self, key: str, plaintext: bytes) -> bytes: ...
-
-    def open(self, key: str, ciphertext: bytes) -> bytes: ...
 
 
 def _account_from_item(item: dict[str, Any]) -> AccountState:

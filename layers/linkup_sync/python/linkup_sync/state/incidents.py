@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..incidents import EMAIL_OPEN, Incident, IncidentRecord
+from ..incidents.model import EMAIL_OPEN, Incident, IncidentRecord
 from .dynamodb import DynamoDBStateStore, _aws_errors, _n, _s
 
 if TYPE_CHECKING:

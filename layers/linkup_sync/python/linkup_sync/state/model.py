@@ -13,9 +13,8 @@ import struct
 import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Protocol
 
-from ..ports import Ticket
+from ..model import Ticket
 from ..selection import merge_ledger
 from ..trends import Point, remember
 
@@ -158,28 +157,3 @@ class StoredState:
 
     def target(self, target_id: str) -> TargetState:
         return self.targets.get(target_id) or TargetState(target_id=target_id)
-
-
-class StateStore(Protocol):
-    def load(self, key: str) -> StoredState:
-        """Everything stored for one follower account, in one read."""
-        ...
-
-    def save_account(self, key: str, account: AccountState) -> AccountState:
-        """Store the account item if nobody changed it since `account.rev`; returns the stored version.
-
-        Also releases the login lock.
-        """
-        ...
-
-    def acquire_login_lock(self, key: str, now: float, seconds: int) -> bool:
-        """Take the account's login lock unless another run holds it: never two logins in flight."""
-        ...
-
-    def record_upload(self, key: str, target: TargetState, added: Iterable[int]) -> TargetState:
-        """Add accepted instants to the target's ledger (and store its other fields) in one conditional write.
-
-        The write is a union with whatever is stored, so it can never move the ledger backwards, even
-        when another run wrote in between (then it re-reads and merges).
-        """
-        ...
