@@ -119,10 +119,44 @@ def fast_table_queries() -> Iterator[None]:
 Backup = list[tuple[Any, Any, Any, Any]]  # (table, hash key, range key, the item before or None)
 
 
+def _backup(backend: Any, transact_items: list[dict[str, Any]], real_copy: Any) -> Backup:
+    """A copy of every item the transaction may write, before it writes (None: the item is not there)."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    saved: Backup = []
+    for entry in transact_items:
+        for op in entry.values():
+            table = backend.tables.get(op.get("TableName")) if isinstance(op, dict) else None
+            if table is None:
+                continue
+            attrs = op.get("Item") or op.get("Key") or {}
+            try:
+                hash_key = DynamoType(attrs[table.hash_key_attr])
+                range_key = DynamoType(attrs[table.range_key_attr]) if table.range_key_attr else None
+            except (KeyError, TypeError, AttributeError):
+                continue  # moto refuses this one: it writes nothing
+            found = table.items.get(hash_key)
+            item = found.get(range_key) if range_key is not None and isinstance(found, dict) else found
+            saved.append((table, hash_key, range_key, real_copy.deepcopy(item) if item else None))
+    return saved
+
+
+def _restore(saved: Backup) -> None:
+    for table, hash_key, range_key, item in reversed(saved):  # the first backup of a key is its state before
+        if range_key is None:
+            if item is None:
+                table.items.pop(hash_key, None)
+            else:
+                table.items[hash_key] = item
+        elif item is None:
+            table.items[hash_key].pop(range_key, None)
+        else:
+            table.items[hash_key][range_key] = item
+
+
 @contextlib.contextmanager
 def fast_transactions() -> Iterator[None]:
     import moto.dynamodb.models as models
-    from moto.dynamodb.models.dynamo_type import DynamoType
     from moto.dynamodb.models.table import Table
 
     backend = models.DynamoDBBackend
@@ -141,43 +175,13 @@ def fast_transactions() -> Iterator[None]:
                 return value
             return real_copy.deepcopy(value, memo)
 
-    def backup(self: Any, transact_items: list[dict[str, Any]]) -> Backup:
-        saved: Backup = []
-        for entry in transact_items:
-            for op in entry.values():
-                table = self.tables.get(op.get("TableName")) if isinstance(op, dict) else None
-                if table is None:
-                    continue
-                attrs = op.get("Item") or op.get("Key") or {}
-                try:
-                    hash_key = DynamoType(attrs[table.hash_key_attr])
-                    range_key = DynamoType(attrs[table.range_key_attr]) if table.range_key_attr else None
-                except (KeyError, TypeError, AttributeError):
-                    continue  # moto refuses this one: it writes nothing
-                found = table.items.get(hash_key)
-                item = found.get(range_key) if range_key is not None and isinstance(found, dict) else found
-                saved.append((table, hash_key, range_key, real_copy.deepcopy(item) if item else None))
-        return saved
-
-    def restore(saved: Backup) -> None:
-        for table, hash_key, range_key, item in reversed(saved):  # the first backup of a key is its state before
-            if range_key is None:
-                if item is None:
-                    table.items.pop(hash_key, None)
-                else:
-                    table.items[hash_key] = item
-            elif item is None:
-                table.items[hash_key].pop(range_key, None)
-            else:
-                table.items[hash_key][range_key] = item
-
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> Any:
-        saved = backup(self, transact_items)
+        saved = _backup(self, transact_items, real_copy)
         _local.transaction = True
         try:
             return original(self, transact_items)
         except BaseException:
-            restore(saved)
+            _restore(saved)
             raise
         finally:
             _local.transaction = False
@@ -206,29 +210,37 @@ def _attribute_value(encode: Any, value: dict[str, Any]) -> Any:
             return _GENERIC
         if member is None:  # moto leaves out a member that is None
             continue
-        if key in _STRINGS:
-            out[key] = str(member) if member not in ({}, []) else member
-        elif key in _FLAGS:
-            out[key] = member
-        elif key == "B":
-            out[key] = encode(member)
-        elif key == "M" and isinstance(member, dict):
-            mapped = {name: _nested(encode, item) for name, item in member.items() if item is not None}
-            if any(item is _GENERIC for item in mapped.values()):
-                return _GENERIC
-            out[key] = mapped
-        elif key == "L" and isinstance(member, list):
-            items = [None if item is None else _nested(encode, item) for item in member]
-            if any(item is _GENERIC for item in items):
-                return _GENERIC
-            out[key] = items
-        elif key in _STRING_SETS and isinstance(member, list):
-            out[key] = [str(item) if item not in (None, {}, []) else item for item in member]
-        elif key == "BS" and isinstance(member, list):
-            out[key] = [encode(item) for item in member]
-        else:
+        written = _member(encode, key, member)
+        if written is _GENERIC:
             return _GENERIC
+        out[key] = written
     return out
+
+
+def _member(encode: Any, key: str, member: Any) -> Any:
+    """One member of an AttributeValue (S, N, BOOL, NULL, B, or a container), or _GENERIC."""
+    if key in _STRINGS:
+        return str(member) if member not in ({}, []) else member
+    if key in _FLAGS:
+        return member
+    if key == "B":
+        return encode(member)
+    return _container(encode, key, member)
+
+
+def _container(encode: Any, key: str, member: Any) -> Any:
+    """An M, L, SS, NS or BS member, or _GENERIC (another shape, or a nested value that is not plain)."""
+    if key == "M" and isinstance(member, dict):
+        mapped = {name: _nested(encode, item) for name, item in member.items() if item is not None}
+        return _GENERIC if any(item is _GENERIC for item in mapped.values()) else mapped
+    if key == "L" and isinstance(member, list):
+        items = [None if item is None else _nested(encode, item) for item in member]
+        return _GENERIC if any(item is _GENERIC for item in items) else items
+    if key in _STRING_SETS and isinstance(member, list):
+        return [str(item) if item not in (None, {}, []) else item for item in member]
+    if key == "BS" and isinstance(member, list):
+        return [encode(item) for item in member]
+    return _GENERIC
 
 
 def _nested(encode: Any, item: Any) -> Any:

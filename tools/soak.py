@@ -374,6 +374,33 @@ def complement(bad: list[tuple[float, float]], start: float, end: float) -> list
     return good
 
 
+# Faults armed in the plan: counted when they fire, not when they are armed.
+_ARMED_FAULTS = frozenset(("ddb_throttled", "ddb_conflict_target", "ddb_conflict_account", "crash_after_upload"))
+
+
+def _near(t: int, among: list[int]) -> bool:
+    i = bisect.bisect_left(among, t - GAP_S)
+    return i < len(among) and among[i] <= t + GAP_S
+
+
+class _BothUp:
+    """The stretches (start, end) in which LibreLink Up and Nightscout were both up, in time order."""
+
+    def __init__(self, good: list[tuple[float, float]]) -> None:
+        self.good = good
+        self.starts = [a for a, _ in good]
+
+    def long_enough(self, poll: float, until: float) -> bool:
+        """Both services were up for GOOD_WINDOW_S between the poll and the end of the reading's window."""
+        i = max(0, bisect.bisect_right(self.starts, poll) - 1)
+        for a, b in self.good[i:]:
+            if a >= until:
+                break
+            if min(b, until) - max(a, poll) >= GOOD_WINDOW_S:
+                return True
+        return False
+
+
 class Soak:
     def __init__(
         self,
@@ -418,63 +445,65 @@ class Soak:
         return bump_rev(self._ddb, self.stack.env["STATE_TABLE_NAME"], key, sk)
 
     def inject(self, kind: str) -> None:
-        llu, ns, rng, now = self.stack.llu, self.stack.ns, self.rng, self.stack.clock()
-        if kind == "llu_5xx":
-            llu.server_error(1, status=rng.choice((500, 502, 503, 504)))
-        elif kind == "llu_429_html":
-            llu.rate_limit_html(1)
-        elif kind == "llu_429_retry_after":
-            llu.rate_limit_html(1, retry_after=rng.choice((60, 300, 900)))
-        elif kind == "llu_cloudflare_403":
-            llu.cloudflare_block(1)
-        elif kind == "llu_430_on_login":
-            llu.http_430_on_login(1)
-        elif kind == "llu_timeout":
-            llu.hang(1, HOLD_S)
-        elif kind == "llu_slow_graph":
-            llu.delay(1, HOLD_S, path="/llu/connections/")
-        elif kind == "llu_truncated_json":
-            llu.truncated_json(1)
-        elif kind == "llu_non_json":
-            llu.non_json(1)
-        elif kind == "llu_token_revoked":
-            llu.revoke_tokens()
-            with llu._lock:  # the position in the request log, atomically
-                self.revoked_at.append(self.seq + len(llu.requests))
-            self.result.revocations += 1
-        elif kind == "llu_maintenance":
-            self.windows[kind].append((now, now + rng.randint(10, 90) * 60))
-        elif kind == "ns_5xx":
-            ns.fail_next(
+        action = self._fault_actions().get(kind)
+        if action is not None:
+            action()
+        if kind not in _ARMED_FAULTS:
+            self.result.faults[kind] += 1  # the armed ones are counted when they fire
+
+    def _fault_actions(self) -> dict[str, Callable[[], object]]:
+        """What each kind of fault does (each draws from the soak's random source only when it is injected)."""
+        llu, ns, rng = self.stack.llu, self.stack.ns, self.rng
+        return {
+            "llu_5xx": lambda: llu.server_error(1, status=rng.choice((500, 502, 503, 504))),
+            "llu_429_html": lambda: llu.rate_limit_html(1),
+            "llu_429_retry_after": lambda: llu.rate_limit_html(1, retry_after=rng.choice((60, 300, 900))),
+            "llu_cloudflare_403": lambda: llu.cloudflare_block(1),
+            "llu_430_on_login": lambda: llu.http_430_on_login(1),
+            "llu_timeout": lambda: llu.hang(1, HOLD_S),
+            "llu_slow_graph": lambda: llu.delay(1, HOLD_S, path="/llu/connections/"),
+            "llu_truncated_json": lambda: llu.truncated_json(1),
+            "llu_non_json": lambda: llu.non_json(1),
+            "llu_token_revoked": self._revoke_tokens,
+            "llu_maintenance": lambda: self._open_window("llu_maintenance", 10, 90),
+            "ns_5xx": lambda: ns.fail_next(
                 1,
                 status=rng.choice((500, 502, 503)),
                 body="<html><body>Application error</body></html>",
                 path="/api/v1/entries",
-            )
-        elif kind == "ns_timeout":
-            ns.hang_next(1, HOLD_S, path="/api/v1/entries")
-        elif kind == "ns_401_blip":
-            ns.fail_next(
+            ),
+            "ns_timeout": lambda: ns.hang_next(1, HOLD_S, path="/api/v1/entries"),
+            "ns_401_blip": lambda: ns.fail_next(
                 1,
                 status=401,
                 body=json.dumps(UNAUTHORIZED_BODY),
                 content_type="application/json",
                 path="/api/v1/entries",
-            )
-        elif kind == "ns_outage":
-            self.windows[kind].append((now, now + rng.randint(60, 360) * 60))
-        elif kind == "ddb_throttled":
-            self.plan.throttle_in = rng.randint(1, 3)
-        elif kind == "ddb_conflict_target":
-            self.plan.conflict_target = True
-        elif kind == "ddb_conflict_account":
-            self.plan.conflict_account = True
-        elif kind == "crash_after_upload":
-            self.plan.crash = True
-        elif kind == "new_container":
-            self.stack.new_container()
-        if kind not in ("ddb_throttled", "ddb_conflict_target", "ddb_conflict_account", "crash_after_upload"):
-            self.result.faults[kind] += 1  # the armed ones are counted when they fire
+            ),
+            "ns_outage": lambda: self._open_window("ns_outage", 60, 360),
+            "ddb_throttled": lambda: self._arm(throttle_in=rng.randint(1, 3)),
+            "ddb_conflict_target": lambda: self._arm(conflict_target=True),
+            "ddb_conflict_account": lambda: self._arm(conflict_account=True),
+            "crash_after_upload": lambda: self._arm(crash=True),
+            "new_container": self.stack.new_container,
+        }
+
+    def _arm(self, **armed: object) -> None:
+        """A fault of the state table or the run, set in the plan: it fires (and is counted) later."""
+        for name, value in armed.items():
+            setattr(self.plan, name, value)
+
+    def _revoke_tokens(self) -> None:
+        llu = self.stack.llu
+        llu.revoke_tokens()
+        with llu._lock:  # the position in the request log, atomically
+            self.revoked_at.append(self.seq + len(llu.requests))
+        self.result.revocations += 1
+
+    def _open_window(self, kind: str, shortest_min: int, longest_min: int) -> None:
+        """An outage from now, for a random number of minutes."""
+        now = self.stack.clock()
+        self.windows[kind].append((now, now + self.rng.randint(shortest_min, longest_min) * 60))
 
     def apply_windows(self) -> None:
         now = self.stack.clock()
@@ -716,42 +745,37 @@ class Soak:
         r.max_gap_s = max((b - a for a, b in itertools.pairwise(settled)), default=0)
         bad = union(self.windows["llu_maintenance"] + self.windows["ns_outage"])
         # The soak ends with a fault-free tail: the last good stretch goes on after the end.
-        good = [(a, b if b < end else float("inf")) for a, b in complement(bad, self.start, end)]
-        good_starts = [a for a, _ in good]
-
-        def required(poll: float, until: float) -> bool:
-            """Both services were up for GOOD_WINDOW_S between the poll and the end of the reading's window."""
-            i = max(0, bisect.bisect_right(good_starts, poll) - 1)
-            for a, b in good[i:]:
-                if a >= until:
-                    break
-                if min(b, until) - max(a, poll) >= GOOD_WINDOW_S:
-                    return True
-            return False
-
-        def near(t: int, among: list[int]) -> bool:
-            i = bisect.bisect_left(among, t - GAP_S)
-            return i < len(among) and among[i] <= t + GAP_S
-
-        stored_history = sorted(t for t in stored if t in self.history)
+        up = _BothUp([(a, b if b < end else float("inf")) for a, b in complement(bad, self.start, end)])
         r.offered_current, r.offered_history = len(self.current), len(self.history)
+        self.check_current(end, stored_set, sorted(t for t in stored if t in self.history), up)
+        self.check_history(end, stored, up)
+        self.check_logins(end)
+        self.check_state()
+
+    def check_current(self, end: float, stored_set: set[int], stored_history: list[int], up: _BothUp) -> None:
+        """Every current reading offered while both services were up long enough is in Nightscout (itself, or
+        a history point of the same moment)."""
+        r = self.result
         recent = end - RECENT_S  # offered this late, a reading may still be on its way
         for t, poll in sorted(self.current.items()):
             if poll >= recent:
                 continue
-            if not required(poll, t + HISTORY_WINDOW_S - GAP_S):
+            if not up.long_enough(poll, t + HISTORY_WINDOW_S - GAP_S):
                 r.excused += 1
-            elif t not in stored_set and not near(t, stored_history):
+            elif t not in stored_set and not _near(t, stored_history):
                 r.missing.append(f"current reading {_iso(t)} (offered at {_iso(poll)})")
+
+    def check_history(self, end: float, stored: list[int], up: _BothUp) -> None:
+        """Every history point offered while both services were up long enough is in Nightscout."""
+        r = self.result
+        recent = end - RECENT_S
         for t, poll in sorted(self.history.items()):
             if poll >= recent:
                 continue
-            if not required(poll, t + HISTORY_WINDOW_S):
+            if not up.long_enough(poll, t + HISTORY_WINDOW_S):
                 r.excused += 1
-            elif not near(t, stored):
+            elif not _near(t, stored):
                 r.missing.append(f"history point {_iso(t)} (offered at {_iso(poll)})")
-        self.check_logins(end)
-        self.check_state()
 
     def check_logins(self, end: float) -> None:
         """Issue 3: at most one login per ticket lifetime plus one per revocation; never two logins in a

@@ -51,9 +51,10 @@ from .output import PROG, age_text, package_logs, utc_text
 from .reporter import Reporter
 
 if TYPE_CHECKING:
-    from linkup_sync.model import Connection, Credentials
+    from linkup_sync.model import Connection, Credentials, Ticket
     from linkup_sync.ports import StateStore
-    from linkup_sync.report import RunReport
+    from linkup_sync.report import RunReport, TargetReport
+    from linkup_sync.runtime import Dependencies
     from linkup_sync.state.model import AccountState
 
 AWS_HINT = (
@@ -213,25 +214,21 @@ def _connection_lines(connections: list[Connection], used: set[str]) -> list[str
     ]
 
 
-def _check_linkup(
+_LATER = ("Connections", "Newest reading")
+
+
+def _run_through(
     r: Reporter,
     args: argparse.Namespace,
     settings: Settings,
     creds: Credentials,
-    store: StateStore,
+    guard: _DoctorStore,
     clock: Callable[[], float],
     err: TextIO,
-) -> None:
-    from linkup_sync.librelinkup.client import LinkUpClient
+) -> tuple[RunReport | None, LinkupSyncError | None, Dependencies]:
+    """One run of the function's own code path, into a Nightscout stand-in that only collects."""
     from linkup_sync.runtime import Dependencies, run_once
-    from linkup_sync.state.model import account_key
 
-    key = account_key(creds.username)
-    label = state_label(store)
-    if args.reset_login:
-        cleared = reset_login(store, key)
-        r.note("--reset-login: cleared " + "; ".join(cleared) if cleared else "--reset-login: nothing to clear")
-    guard = _DoctorStore(store)
     sinks: list[CollectingSink] = []
     deps = Dependencies(
         settings=settings, store=guard, credentials=FixedCredentials(creds), clock=clock, deadline_s=DOCTOR_DEADLINE_S
@@ -247,37 +244,26 @@ def _check_linkup(
         except LinkupSyncError as exc:
             error = exc
             report = exc.report
-    account = store.load(key).account
-    now = clock()
-    ticket = account.ticket if account.ticket is not None and account.ticket.usable_at(now) else None
-    later = ("Connections", "Newest reading")
+    return report, error, deps
 
-    if report is not None and report.skipped:
-        _report_skip(r, report, guard, args, label)
-        why = "needs an accepted app version" if report.skipped == "version" else "needs a LibreLink Up login"
-        for title in later:
-            r.skip(title, why)
-        return
-    if isinstance(error, LOGIN_ERRORS) or ticket is None:
-        text = error.message if error is not None else "LibreLink Up gave no login."
-        details = []
-        if isinstance(error, LinkUpBadCredentials):
-            details.append(
-                "Fix: "
-                + (
-                    "correct them in the secret; its new version allows one new login."
-                    if args.secret_id
-                    else "correct LINK_UP_USERNAME / LINK_UP_PASSWORD (no login is tried again with "
-                    f"the same ones), then run {_reset_hint(args)}."
-                )
+
+def _login_fix(args: argparse.Namespace, error: LinkupSyncError | None) -> list[str]:
+    if isinstance(error, LinkUpBadCredentials):
+        return [
+            "Fix: "
+            + (
+                "correct them in the secret; its new version allows one new login."
+                if args.secret_id
+                else "correct LINK_UP_USERNAME / LINK_UP_PASSWORD (no login is tried again with "
+                f"the same ones), then run {_reset_hint(args)}."
             )
-        elif isinstance(error, LinkUpActionRequired):
-            details.append(f"Then run {_reset_hint(args)} to check again at once.")
-        r.fail("LibreLink Up login", text, details)
-        for title in later:
-            r.skip(title, "needs a LibreLink Up login")
-        return
+        ]
+    if isinstance(error, LinkUpActionRequired):
+        return [f"Then run {_reset_hint(args)} to check again at once."]
+    return []
 
+
+def _report_login(r: Reporter, settings: Settings, ticket: Ticket, guard: _DoctorStore, label: str) -> None:
     until = utc_text(ticket.expires)[:10]
     if guard.logins:
         r.ok(
@@ -300,6 +286,36 @@ def _check_linkup(
             ],
         )
 
+
+def _check_login(
+    r: Reporter,
+    args: argparse.Namespace,
+    settings: Settings,
+    run: tuple[RunReport | None, LinkupSyncError | None],
+    ticket: Ticket | None,
+    guard: _DoctorStore,
+    label: str,
+) -> Ticket | None:
+    """The login line; the usable ticket, or None when the checks after it cannot run."""
+    report, error = run
+    if report is not None and report.skipped:
+        _report_skip(r, report, guard, args, label)
+        why = "needs an accepted app version" if report.skipped == "version" else "needs a LibreLink Up login"
+        for title in _LATER:
+            r.skip(title, why)
+        return None
+    if isinstance(error, LOGIN_ERRORS) or ticket is None:
+        text = error.message if error is not None else "LibreLink Up gave no login."
+        r.fail("LibreLink Up login", text, _login_fix(args, error))
+        for title in _LATER:
+            r.skip(title, "needs a LibreLink Up login")
+        return None
+    _report_login(r, settings, ticket, guard, label)
+    return ticket
+
+
+def _check_run_error(r: Reporter, error: LinkupSyncError | None) -> bool:
+    """The run's failure after the login, if any; False when the checks after it cannot run."""
     if isinstance(error, LinkUpVersionRejected):
         needed = error.minimum_version
         fix = (
@@ -308,20 +324,50 @@ def _check_linkup(
             else []
         )
         r.fail("LibreLink Up app version", error.message, fix)
-        for title in later:
+        for title in _LATER:
             r.skip(title, "needs an accepted app version")
-        return
+        return False
     if isinstance(error, LinkUpNoConnections):
         r.fail("Connections", error.message)
         r.skip("Newest reading", "nobody is followed")
-        return
+        return False
     if error is not None and not isinstance(error, LinkUpPatientNotFound):
         title = "LibreLink Up" if isinstance(error, LinkUpError) else "Sync"
         r.fail(title, error.message)
         r.skip("Newest reading", "LibreLink Up sent no readings")
-        return
+        return False
+    return True
 
-    # One more request: whom does the account follow (ids and initials only, to fill LINK_UP_CONNECTION)?
+
+def _report_connections(
+    r: Reporter, settings: Settings, creds: Credentials, connections: list[Connection], lines: list[str]
+) -> None:
+    if not connections:
+        r.fail("Connections", LinkUpNoConnections().message)
+        return
+    count = len(connections)
+    summary = f"this account follows {count} {'person' if count == 1 else 'people'}"
+    if count > 1 and not settings.connection and all(t.patient_id is None for t in creds.targets):
+        lines.append(
+            "It follows several people, so linkup-sync uses the first one. To choose, set "
+            "LINK_UP_CONNECTION to one of the patientIds above."
+        )
+    r.ok("Connections", summary, lines)
+
+
+def _check_connections(
+    r: Reporter,
+    settings: Settings,
+    creds: Credentials,
+    account: AccountState,
+    ticket: Ticket,
+    error: LinkupSyncError | None,
+    deps: Dependencies,
+) -> bool:
+    """One more request: whom does the account follow (ids and initials only, to fill LINK_UP_CONNECTION)?
+    False when the newest reading cannot be checked."""
+    from linkup_sync.librelinkup.client import LinkUpClient
+
     version = account.version if settings.version_auto and account.version else settings.version
     client = LinkUpClient(url_template=settings.api_url_template, version=version, pool=deps.pool)
     r.start("Connections")
@@ -329,53 +375,73 @@ def _check_linkup(
         connections = client.connections(ticket)
     except LinkUpError as exc:
         r.fail("Connections", exc.message)
-        connections = []
-    else:
-        used = _patients_used(settings, creds, account, connections)
-        lines = _connection_lines(connections, used)
-        if isinstance(error, LinkUpPatientNotFound):
-            r.fail("Connections", error.message, lines)
-            r.skip("Newest reading", "the patient is not followed")
-            return
-        if not connections:
-            r.fail("Connections", LinkUpNoConnections().message)
-        else:
-            count = len(connections)
-            summary = f"this account follows {count} {'person' if count == 1 else 'people'}"
-            if count > 1 and not settings.connection and all(t.patient_id is None for t in creds.targets):
-                lines.append(
-                    "It follows several people, so linkup-sync uses the first one. To choose, set "
-                    "LINK_UP_CONNECTION to one of the patientIds above."
-                )
-            r.ok("Connections", summary, lines)
+        return True
+    used = _patients_used(settings, creds, account, connections)
+    lines = _connection_lines(connections, used)
+    if isinstance(error, LinkUpPatientNotFound):
+        r.fail("Connections", error.message, lines)
+        r.skip("Newest reading", "the patient is not followed")
+        return False
+    _report_connections(r, settings, creds, connections, lines)
+    return True
 
+
+def _report_newest(r: Reporter, title: str, target: TargetReport) -> None:
+    age = target.newest_reading_age_s
+    if age is None and target.implausible:
+        r.fail(
+            title,
+            f"LibreLink Up sent {target.implausible} reading{'s' if target.implausible != 1 else ''} but none is "
+            "plausible (dated in the future or more than a day ago, or a value no sensor gives), so none "
+            "is sent. Check the date and time of the wearer's phone.",
+        )
+    elif age is None:
+        r.fail(
+            title,
+            "LibreLink Up has no reading for this person right now. Is a sensor running, and is the "
+            "LibreLink app on the wearer's phone open and signed in?",
+        )
+    elif age > STALE_AFTER_S:
+        r.fail(
+            title,
+            f"{age_text(age)} old. The wearer's phone has not sent readings to LibreLink Up since "
+            "then: it is off, out of range of the sensor, or the LibreLink app was closed, or the "
+            "sensor has ended. Nothing to change in linkup-sync.",
+        )
+    else:
+        r.ok(title, f"{age_text(age)} old")
+
+
+def _check_linkup(
+    r: Reporter,
+    args: argparse.Namespace,
+    settings: Settings,
+    creds: Credentials,
+    store: StateStore,
+    clock: Callable[[], float],
+    err: TextIO,
+) -> None:
+    from linkup_sync.state.model import account_key
+
+    key = account_key(creds.username)
+    label = state_label(store)
+    if args.reset_login:
+        cleared = reset_login(store, key)
+        r.note("--reset-login: cleared " + "; ".join(cleared) if cleared else "--reset-login: nothing to clear")
+    guard = _DoctorStore(store)
+    report, error, deps = _run_through(r, args, settings, creds, guard, clock, err)
+    account = store.load(key).account
+    now = clock()
+    stored = account.ticket if account.ticket is not None and account.ticket.usable_at(now) else None
+    ticket = _check_login(r, args, settings, (report, error), stored, guard, label)
+    if ticket is None or not _check_run_error(r, error):
+        return
+    if not _check_connections(r, settings, creds, account, ticket, error, deps):
+        return
     assert report is not None
-    targets = report.targets
-    for t in targets:
-        title = "Newest reading" + (f" (patient {t.patient})" if len(targets) > 1 else "")
-        age = t.newest_reading_age_s
-        if age is None and t.implausible:
-            r.fail(
-                title,
-                f"LibreLink Up sent {t.implausible} reading{'s' if t.implausible != 1 else ''} but none is "
-                "plausible (dated in the future or more than a day ago, or a value no sensor gives), so none "
-                "is sent. Check the date and time of the wearer's phone.",
-            )
-        elif age is None:
-            r.fail(
-                title,
-                "LibreLink Up has no reading for this person right now. Is a sensor running, and is the "
-                "LibreLink app on the wearer's phone open and signed in?",
-            )
-        elif age > STALE_AFTER_S:
-            r.fail(
-                title,
-                f"{age_text(age)} old. The wearer's phone has not sent readings to LibreLink Up since "
-                "then: it is off, out of range of the sensor, or the LibreLink app was closed, or the "
-                "sensor has ended. Nothing to change in linkup-sync.",
-            )
-        else:
-            r.ok(title, f"{age_text(age)} old")
+    for t in report.targets:
+        title = "Newest reading" + (f" (patient {t.patient})" if len(report.targets) > 1 else "")
+        _report_newest(r, title, t)
 
 
 # --- the command ------------------------------------------------------------------------------------

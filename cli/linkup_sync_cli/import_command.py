@@ -302,9 +302,16 @@ def cmd_import(
     outcome = Outcome()
     if not args.dry_run and choice.chosen:
         outcome = _upload(sink, reading_batches(plan, choice.chosen, BATCH), len(choice.chosen), out, monotonic)
-    for line in summary_lines(plan, choice, zone, dry_run=args.dry_run, imported=outcome.imported):
+    return _finish(plan, choice, zone, outcome, dry_run=args.dry_run, out=out, err=err)
+
+
+def _finish(
+    plan: Plan, choice: Choice, zone: ZoneInfo, outcome: Outcome, *, dry_run: bool, out: TextIO, err: TextIO
+) -> int:
+    """The summary, the days a dry run would fill, or where an upload stopped; the exit status."""
+    for line in summary_lines(plan, choice, zone, dry_run=dry_run, imported=outcome.imported):
         out.write(line + "\n")
-    if args.dry_run:
+    if dry_run:
         chart = chart_lines(local_days(plan, choice.chosen))
         if chart:
             out.write("days it would fill (readings per local day):\n" + "\n".join(chart) + "\n")

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from linkup_sync.plausibility import SGV_MAX, SGV_MIN
@@ -30,6 +31,7 @@ MAX_MG_DL = SGV_MAX
 # mmol/L has one decimal: LibreView's ceiling of 500 mg/dL is written 27.8, which is 501 mg/dL again.
 _MMOL_CEILING_MG_DL = 501
 _EXAMPLES = 5  # how many of each kind of problem the summary names
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -61,12 +63,28 @@ class Plan:
         self.values.append(mg_dl)
         self.offsets.append(offset_min)
 
+    def count_unreadable(self, line: int) -> None:
+        self.unreadable += 1
+        _keep_example(self.unreadable_lines, line)
+
+    def count_not_historic(self, row: Row) -> None:
+        """A row of another record type (scans, food, insulin...), or one whose type cannot be read."""
+        if row.record_type == "?":
+            self.count_unreadable(row.line)
+        else:
+            self.other_types[row.record_type or "(empty)"] += 1
+
     def not_imported_text(self) -> str:
         parts = []
         for kind, count in sorted(self.other_types.items(), key=lambda kv: (kv[0] not in RECORD_TYPES, kv[0])):
             name = RECORD_TYPES.get(kind, f"record type {kind}")
             parts.append(f"{count} {name} row{'s' if count != 1 else ''}")
         return ", ".join(parts)
+
+
+def _keep_example(examples: list[_T], example: _T) -> None:
+    if len(examples) < _EXAMPLES:
+        examples.append(example)
 
 
 def _local_text(stamp: LocalStamp) -> str:
@@ -101,6 +119,33 @@ class _SensorClock:
         return chosen, int(offset.total_seconds() // 60)
 
 
+def _place(plan: Plan, row: Row, stamp: LocalStamp, clock: _SensorClock) -> tuple[int, int] | None:
+    """(epoch seconds, UTC offset in minutes), or None for a local time that cannot be placed (counted)."""
+    placed = clock.to_utc(stamp)
+    if placed == "nonexistent":
+        plan.nonexistent += 1
+        _keep_example(plan.nonexistent_examples, f"{_local_text(stamp)} (line {row.line})")
+        return None
+    if placed == "unplaceable":
+        plan.unplaceable += 1
+        _keep_example(plan.unplaceable_examples, f"{_local_text(stamp)} (line {row.line})")
+        return None
+    assert isinstance(placed, tuple)
+    return placed
+
+
+def _within_dates(stamp: LocalStamp, since: date | None, until: date | None) -> bool:
+    local_day = date(stamp.year, stamp.month, stamp.day)
+    return not ((since is not None and local_day < since) or (until is not None and local_day > until))
+
+
+def _whole_mg_dl(value: float, unit: str) -> int:
+    mg_dl = round(value)
+    if unit == MMOL_L and MAX_MG_DL < mg_dl <= _MMOL_CEILING_MG_DL:
+        mg_dl = MAX_MG_DL
+    return mg_dl
+
+
 def build_plan(
     rows: Iterable[Row],
     *,
@@ -117,42 +162,22 @@ def build_plan(
     clocks: dict[str, _SensorClock] = {}
     for row in rows:
         if row.record_type != HISTORIC:
-            if row.record_type == "?":
-                plan.unreadable += 1
-                if len(plan.unreadable_lines) < _EXAMPLES:
-                    plan.unreadable_lines.append(row.line)
-            else:
-                plan.other_types[row.record_type or "(empty)"] += 1
+            plan.count_not_historic(row)
             continue
         plan.historic_rows += 1
         stamp = parse_stamp(row.stamp, date_format)
         value = glucose_mg_dl(row.glucose, unit)
         if stamp is None or value is None:
-            plan.unreadable += 1
-            if len(plan.unreadable_lines) < _EXAMPLES:
-                plan.unreadable_lines.append(row.line)
+            plan.count_unreadable(row.line)
             continue
-        clock = clocks.setdefault(row.serial, _SensorClock(zone))
-        placed = clock.to_utc(stamp)
-        if placed == "nonexistent":
-            plan.nonexistent += 1
-            if len(plan.nonexistent_examples) < _EXAMPLES:
-                plan.nonexistent_examples.append(f"{_local_text(stamp)} (line {row.line})")
+        placed = _place(plan, row, stamp, clocks.setdefault(row.serial, _SensorClock(zone)))
+        if placed is None:
             continue
-        if placed == "unplaceable":
-            plan.unplaceable += 1
-            if len(plan.unplaceable_examples) < _EXAMPLES:
-                plan.unplaceable_examples.append(f"{_local_text(stamp)} (line {row.line})")
-            continue
-        assert isinstance(placed, tuple)
         epoch_s, offset_min = placed
-        local_day = date(stamp.year, stamp.month, stamp.day)
-        if (since is not None and local_day < since) or (until is not None and local_day > until):
+        if not _within_dates(stamp, since, until):
             plan.outside_dates += 1
             continue
-        mg_dl = round(value)
-        if unit == MMOL_L and MAX_MG_DL < mg_dl <= _MMOL_CEILING_MG_DL:
-            mg_dl = MAX_MG_DL
+        mg_dl = _whole_mg_dl(value, unit)
         if not MIN_MG_DL <= mg_dl <= MAX_MG_DL:
             plan.out_of_range += 1
             continue

@@ -44,80 +44,96 @@ def change_deployed(
     password = str(current.get("LINK_UP_PASSWORD", ""))
     value: dict[str, Any] = dict(current)
     if choice == "password":
-        tries = [0]
-
-        def new_password() -> str:
-            pw = s.asker.answer("LINK_UP_PASSWORD", "The new LibreLink Up password (not shown)", secret=True)
-            try:
-                login(s, linkup_client(s), username, pw)
-            except LinkUpBadCredentials:
-                tries[0] += 1
-                s.asker.spend("LINK_UP_PASSWORD")
-                if tries[0] >= PASSWORD_TRIES:
-                    raise SetupAborted(
-                        "LibreLink Up rejected the password several times; nothing was changed."
-                    ) from None
-                raise StepFailed("LibreLink Up rejected this password.") from None
-            except LinkUpError as exc:
-                raise SetupAborted(exc.message) from None
-            s.say("✔ LibreLink Up accepts the new password.")
-            return pw
-
-        value["LINK_UP_PASSWORD"] = step(s, "The LibreLink Up password", new_password)
+        value["LINK_UP_PASSWORD"] = _new_password(s, username)
     elif choice == "token":
-        people = people_of(current)
-        person = people[0]
-        if len(people) > 1:
-            s.say("People: " + ", ".join(f"{i} {p.patient_id}" for i, p in enumerate(people, start=1)))
-            index = s.asker.answer(
-                "SETUP_PERSON",
-                "Whose token (number)",
-                check=lambda v: None if v.isdigit() and 1 <= int(v) <= len(people) else "answer one of the numbers.",
-            )
-            person = people[int(index) - 1]
-
-        def new_token() -> str:
-            assert s.settings is not None
-            token = s.asker.answer("NIGHTSCOUT_API_TOKEN", f"The new token for {person.url} (not shown)", secret=True)
-            from linkup_sync.model import Target
-
-            report = Reporter(s.out)
-            target = Target(patient_id=person.patient_id, nightscout_url=person.url, nightscout_token=token)
-            check_nightscout(report, target, s.settings.api_v3, s.settings.sensor_start, s.clock, "", False)
-            if report.failed or not report.passed:
-                s.asker.spend("NIGHTSCOUT_API_TOKEN")
-                raise StepFailed("The token failed the checks above.")
-            return token
-
-        token = step(s, "The Nightscout token", new_token)
-        # Only the token changes: every other key of the secret (NIGHTSCOUT_API_V3, ...) stays as it was.
-        if isinstance(value.get("TARGETS"), list):
-            value["TARGETS"] = [dict(t) for t in value["TARGETS"]]
-            value["TARGETS"][people.index(person)]["NIGHTSCOUT_API_TOKEN"] = token
-        else:
-            value["NIGHTSCOUT_API_TOKEN"] = token
+        _new_token(s, current, value)
     else:  # the people followed
-        client = linkup_client(s)
-        try:
-            ticket = login(s, client, username, password)
-        except LinkUpError as exc:
-            raise SetupAborted(
-                f"LibreLink Up: {exc.message} Change the password first (SETUP_CHANGE=password)."
-            ) from None
-        people = step_people(s, client, ticket)
-        known = {p.patient_id: p for p in people_of(current)}
-        for person in people:
-            if person.patient_id in known and known[person.patient_id].url:
-                kept = known[person.patient_id]
-                person.url, person.token, person.api_v3 = kept.url, kept.token, kept.api_v3
-                continue
-            title = "Nightscout" + (f" for {person.initials}" if len(people) > 1 else "")
-            step(s, title, nightscout_step(s, person, len(people) > 1))
-        value = secret_value(username, password, people)
+        value = _new_people(s, current, username, password)
     credentials_from_secret(value, version="setup", secret_id=None)
     store_secret(secret_arn, region, value)
     s.say("✔ Stored the new secret (no redeploy needed; the next run uses it).")
     return first_run(s, stack, region, people_sites(value))
+
+
+def _new_password(s: Session, username: str) -> str:
+    """A new password LibreLink Up accepts, asked until it does or the tries are spent."""
+    tries = [0]
+
+    def new_password() -> str:
+        pw = s.asker.answer("LINK_UP_PASSWORD", "The new LibreLink Up password (not shown)", secret=True)
+        try:
+            login(s, linkup_client(s), username, pw)
+        except LinkUpBadCredentials:
+            tries[0] += 1
+            s.asker.spend("LINK_UP_PASSWORD")
+            if tries[0] >= PASSWORD_TRIES:
+                raise SetupAborted("LibreLink Up rejected the password several times; nothing was changed.") from None
+            raise StepFailed("LibreLink Up rejected this password.") from None
+        except LinkUpError as exc:
+            raise SetupAborted(exc.message) from None
+        s.say("✔ LibreLink Up accepts the new password.")
+        return pw
+
+    password: str = step(s, "The LibreLink Up password", new_password)
+    return password
+
+
+def _whose_token(s: Session, people: list[Person]) -> Person:
+    if len(people) <= 1:
+        return people[0]
+    s.say("People: " + ", ".join(f"{i} {p.patient_id}" for i, p in enumerate(people, start=1)))
+    index = s.asker.answer(
+        "SETUP_PERSON",
+        "Whose token (number)",
+        check=lambda v: None if v.isdigit() and 1 <= int(v) <= len(people) else "answer one of the numbers.",
+    )
+    return people[int(index) - 1]
+
+
+def _new_token(s: Session, current: Mapping[str, Any], value: dict[str, Any]) -> None:
+    """One person's new Nightscout token, checked, into `value`."""
+    people = people_of(current)
+    person = _whose_token(s, people)
+
+    def new_token() -> str:
+        assert s.settings is not None
+        token = s.asker.answer("NIGHTSCOUT_API_TOKEN", f"The new token for {person.url} (not shown)", secret=True)
+        from linkup_sync.model import Target
+
+        report = Reporter(s.out)
+        target = Target(patient_id=person.patient_id, nightscout_url=person.url, nightscout_token=token)
+        check_nightscout(report, target, s.settings.api_v3, s.settings.sensor_start, s.clock, "", False)
+        if report.failed or not report.passed:
+            s.asker.spend("NIGHTSCOUT_API_TOKEN")
+            raise StepFailed("The token failed the checks above.")
+        return token
+
+    token = step(s, "The Nightscout token", new_token)
+    # Only the token changes: every other key of the secret (NIGHTSCOUT_API_V3, ...) stays as it was.
+    if isinstance(value.get("TARGETS"), list):
+        value["TARGETS"] = [dict(t) for t in value["TARGETS"]]
+        value["TARGETS"][people.index(person)]["NIGHTSCOUT_API_TOKEN"] = token
+    else:
+        value["NIGHTSCOUT_API_TOKEN"] = token
+
+
+def _new_people(s: Session, current: Mapping[str, Any], username: str, password: str) -> dict[str, Any]:
+    """The people followed now: the known ones keep their site, a new one is asked for."""
+    client = linkup_client(s)
+    try:
+        ticket = login(s, client, username, password)
+    except LinkUpError as exc:
+        raise SetupAborted(f"LibreLink Up: {exc.message} Change the password first (SETUP_CHANGE=password).") from None
+    people = step_people(s, client, ticket)
+    known = {p.patient_id: p for p in people_of(current)}
+    for person in people:
+        if person.patient_id in known and known[person.patient_id].url:
+            kept = known[person.patient_id]
+            person.url, person.token, person.api_v3 = kept.url, kept.token, kept.api_v3
+            continue
+        title = "Nightscout" + (f" for {person.initials}" if len(people) > 1 else "")
+        step(s, title, nightscout_step(s, person, len(people) > 1))
+    return secret_value(username, password, people)
 
 
 def people_of(secret: Mapping[str, Any]) -> list[Person]:

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
 from linkup_sync.errors import LinkupSyncError
@@ -74,117 +75,120 @@ CORRECTED_PASSWORD = (
 )
 
 
-def cmd_sync(
-    args: argparse.Namespace, env: Mapping[str, str], clock: Callable[[], float], out: TextIO, err: TextIO
-) -> int:
-    from linkup_sync.runtime import Dependencies, run_once
-    from linkup_sync.state.model import account_key
+def _fix_hint(reason: str, args: argparse.Namespace) -> str:
+    """What to add to a failure a person fixes on this machine (not with --secret-id: the secret's new
+    version is the fix there)."""
+    if args.secret_id:
+        return ""
+    if reason == "bad_credentials":
+        return CORRECTED_PASSWORD
+    if reason == "action_required":
+        return f" After fixing it, run `{PROG} sync --once --reset-login` once."
+    return ""
 
-    def fail(message: str, reason: str, needs_person: bool = False, report: RunReport | None = None) -> int:
-        if reason == "bad_credentials" and not args.secret_id:
-            message += CORRECTED_PASSWORD
-        elif reason == "action_required" and not args.secret_id:
-            message += f" After fixing it, run `{PROG} sync --once --reset-login` once."
-        # With TARGETS, one person's failure does not undo the others' uploads: say what they got.
-        done = [t for t in (report.targets if report is not None else []) if t.error is None]
-        if args.json:
+
+@dataclass
+class _Failing:
+    """How a failed run is told: one JSON line, or the other people's results and the message on stderr."""
+
+    args: argparse.Namespace
+    out: TextIO
+    err: TextIO
+    store: StateStore | None = None  # set as soon as it is open: a missing table is named
+
+    def fail(self, message: str, reason: str, needs_person: bool = False, report: RunReport | None = None) -> int:
+        message += _fix_hint(reason, self.args)
+        if self.args.json:
             summary: dict[str, object] = {"error": reason, "message": message, "needs_person": needs_person}
             if report is not None and report.targets:
                 summary["uploaded"] = report.uploaded
                 summary["targets"] = [t.as_dict() for t in report.targets]
-            out.write(json.dumps(summary) + "\n")
+            self.out.write(json.dumps(summary) + "\n")
         else:
-            for t in done:
-                line = _target_line(
-                    f"patient {t.patient}: ", t.uploaded, t.gap_filled, t.newest_reading_age_s, args.dry_run
-                )
-                out.write(line + "\n")
-            err.write(f"{PROG}: failed: {message}\n")
+            # With TARGETS, one person's failure does not undo the others' uploads: say what they got.
+            for t in report.targets if report is not None else []:
+                if t.error is None:
+                    line = _target_line(
+                        f"patient {t.patient}: ", t.uploaded, t.gap_filled, t.newest_reading_age_s, self.args.dry_run
+                    )
+                    self.out.write(line + "\n")
+            self.err.write(f"{PROG}: failed: {message}\n")
         return EXIT_NEEDS_PERSON if needs_person else EXIT_FAILED
 
-    def fail_error(exc: LinkupSyncError, report: RunReport | None = None) -> int:
-        table = missing_table(exc, store)
+    def error(self, exc: LinkupSyncError, report: RunReport | None = None) -> int:
+        table = missing_table(exc, self.store)
         if table is not None:
-            return fail(table.message, "state_table_not_found", needs_person=True)
-        return fail(exc.message, exc.reason, exc.needs_person, report)
+            return self.fail(table.message, "state_table_not_found", needs_person=True)
+        return self.fail(exc.message, exc.reason, exc.needs_person, report)
 
-    def fail_aws(exc: Exception) -> int:
+    def aws(self, exc: Exception) -> int:
         """An AWS failure a person can fix (credentials, region, a missing secret or table); else re-raise."""
         text = describe_aws_failure(exc)
         if text is None:
             raise exc
-        return fail(text, "aws")
+        return self.fail(text, "aws")
 
-    store: StateStore | None = None
-    try:
-        settings = Settings.from_env(env, need_aws=False)
-        store = state_store(args, clock)
-        credentials = credential_source(args.secret_id, env)
-        if args.reset_login:
-            key = account_key(credentials.get().username)
-            cleared = reset_login(store, key)
-            if not args.json and not args.quiet:
-                out.write(("cleared " + "; ".join(cleared) if cleared else "no stored login block to clear") + "\n")
-    except LinkupSyncError as exc:
-        return fail_error(exc)
-    except Exception as exc:
-        return fail_aws(exc)
 
-    if settings.allow_http and not args.quiet:
-        warn_plain_http(credentials, err)
-    sinks: list[CollectingSink] = []
-    deps = Dependencies(
-        settings=settings, store=NoRecordStore(store) if args.dry_run else store, credentials=credentials, clock=clock
-    )
-    if args.dry_run:
-        deps.sink_factory = collecting_factory(sinks, check_url=True, read_back=True)
-    with package_logs(args.verbose, err) as logs:
-        try:
-            report = run_once(deps)
-        except LinkupSyncError as exc:
-            shown = {exc.message}
-            for message in logs.messages:
-                if message not in shown:
-                    err.write(f"{PROG}: {message}\n")
-                    shown.add(message)
-            return fail_error(exc, exc.report)
-        except Exception as exc:
-            return fail_aws(exc)
-    warnings = [m for m in dict.fromkeys(logs.messages) if not m.startswith("run skipped")]
+def _open(
+    args: argparse.Namespace, env: Mapping[str, str], clock: Callable[[], float], out: TextIO, failing: _Failing
+) -> tuple[Settings, StateStore, CredentialSource]:
+    """Settings, state and credentials; --reset-login clears the stored login block first."""
+    from linkup_sync.state.model import account_key
 
-    if args.json:
-        summary = report.as_dict()
-        if args.dry_run:
-            summary["dry_run"] = True
-            summary["would_upload"] = [
-                {
-                    "date": r.epoch_ms,
-                    "dateString": r.iso_utc,
-                    "sgv": r.sgv,
-                    "direction": r.direction,
-                    "source": r.source,
-                }
-                for s in sinks
-                for r in sorted(s.readings, key=lambda r: r.epoch_ms)
-            ]
-        out.write(json.dumps(summary) + "\n")
-        return EXIT_NEEDS_PERSON if report.skipped and report.needs_person else EXIT_OK
-    for message in warnings:
-        err.write(f"{PROG}: {message}\n")
-    if report.skipped:
-        text = report.skipped_message or report.skipped
-        if report.skipped == "bad_credentials" and not args.secret_id:
-            text += CORRECTED_PASSWORD
-        elif report.skipped in ("bad_credentials", "action_required"):
-            text += f" After fixing it, run `{PROG} sync --once --reset-login` once" + (
-                " (or change the secret)." if args.secret_id else "."
-            )
-        if not args.quiet or report.needs_person:  # --quiet: only what a person has to act on
-            out.write(f"skipped: {text}\n")
-        # Non-zero on every run while the breaker holds, not only on the first: cron checks the status.
-        return EXIT_NEEDS_PERSON if report.needs_person else EXIT_OK
-    if args.dry_run:
-        _print_readings(sinks, out)
+    settings = Settings.from_env(env, need_aws=False)
+    store = failing.store = state_store(args, clock)
+    credentials = credential_source(args.secret_id, env)
+    if args.reset_login:
+        key = account_key(credentials.get().username)
+        cleared = reset_login(store, key)
+        if not args.json and not args.quiet:
+            out.write(("cleared " + "; ".join(cleared) if cleared else "no stored login block to clear") + "\n")
+    return settings, store, credentials
+
+
+def _echo_logs(shown_message: str, messages: list[str], err: TextIO) -> None:
+    """The run's log messages before its failure, each once, and not the failure's own message again."""
+    shown = {shown_message}
+    for message in messages:
+        if message not in shown:
+            err.write(f"{PROG}: {message}\n")
+            shown.add(message)
+
+
+def _print_json(report: RunReport, sinks: list[CollectingSink], dry_run: bool, out: TextIO) -> int:
+    summary = report.as_dict()
+    if dry_run:
+        summary["dry_run"] = True
+        summary["would_upload"] = [
+            {
+                "date": r.epoch_ms,
+                "dateString": r.iso_utc,
+                "sgv": r.sgv,
+                "direction": r.direction,
+                "source": r.source,
+            }
+            for s in sinks
+            for r in sorted(s.readings, key=lambda r: r.epoch_ms)
+        ]
+    out.write(json.dumps(summary) + "\n")
+    return EXIT_NEEDS_PERSON if report.skipped and report.needs_person else EXIT_OK
+
+
+def _print_skipped(report: RunReport, args: argparse.Namespace, out: TextIO) -> int:
+    text = report.skipped_message or report.skipped or ""
+    if report.skipped == "bad_credentials" and not args.secret_id:
+        text += CORRECTED_PASSWORD
+    elif report.skipped in ("bad_credentials", "action_required"):
+        text += f" After fixing it, run `{PROG} sync --once --reset-login` once" + (
+            " (or change the secret)." if args.secret_id else "."
+        )
+    if not args.quiet or report.needs_person:  # --quiet: only what a person has to act on
+        out.write(f"skipped: {text}\n")
+    # Non-zero on every run while the breaker holds, not only on the first: cron checks the status.
+    return EXIT_NEEDS_PERSON if report.needs_person else EXIT_OK
+
+
+def _print_summary(report: RunReport, args: argparse.Namespace, out: TextIO) -> None:
     targets = list(getattr(report, "targets", []))
     lines = []
     if len(targets) > 1:
@@ -211,7 +215,59 @@ def cmd_sync(
         lines.append("dry run: nothing was sent to Nightscout and nothing was recorded as uploaded")
     if not args.quiet or args.dry_run:
         out.write("\n".join(lines) + "\n")
+
+
+def _print_report(
+    report: RunReport,
+    sinks: list[CollectingSink],
+    warnings: list[str],
+    args: argparse.Namespace,
+    out: TextIO,
+    err: TextIO,
+) -> int:
+    if args.json:
+        return _print_json(report, sinks, args.dry_run, out)
+    for message in warnings:
+        err.write(f"{PROG}: {message}\n")
+    if report.skipped:
+        return _print_skipped(report, args, out)
+    if args.dry_run:
+        _print_readings(sinks, out)
+    _print_summary(report, args, out)
     return 0
+
+
+def cmd_sync(
+    args: argparse.Namespace, env: Mapping[str, str], clock: Callable[[], float], out: TextIO, err: TextIO
+) -> int:
+    from linkup_sync.runtime import Dependencies, run_once
+
+    failing = _Failing(args, out, err)
+    try:
+        settings, store, credentials = _open(args, env, clock, out, failing)
+    except LinkupSyncError as exc:
+        return failing.error(exc)
+    except Exception as exc:
+        return failing.aws(exc)
+
+    if settings.allow_http and not args.quiet:
+        warn_plain_http(credentials, err)
+    sinks: list[CollectingSink] = []
+    deps = Dependencies(
+        settings=settings, store=NoRecordStore(store) if args.dry_run else store, credentials=credentials, clock=clock
+    )
+    if args.dry_run:
+        deps.sink_factory = collecting_factory(sinks, check_url=True, read_back=True)
+    with package_logs(args.verbose, err) as logs:
+        try:
+            report = run_once(deps)
+        except LinkupSyncError as exc:
+            _echo_logs(exc.message, logs.messages, err)
+            return failing.error(exc, exc.report)
+        except Exception as exc:
+            return failing.aws(exc)
+    warnings = [m for m in dict.fromkeys(logs.messages) if not m.startswith("run skipped")]
+    return _print_report(report, sinks, warnings, args, out, err)
 
 
 def warn_plain_http(credentials: CredentialSource, err: TextIO) -> None:

@@ -145,6 +145,123 @@ def incident_kinds(stack: HostedStack, person: HostedPerson) -> dict[str, bool]:
 # --- the hour ---------------------------------------------------------------------------------------
 
 
+@dataclass
+class Hour:
+    """What the hour's deliveries told, per account."""
+
+    statuses: dict[str, Counter[str]]
+    reasons: dict[str, Counter[str]]
+    twice: Counter[str]  # account -> messages delivered a second time
+    dispatched: int
+    first_minute: int
+    down_from: float
+    down_until: float
+
+
+def run_the_hour(stack: HostedStack, down: HostedPerson) -> Hour:
+    """MINUTES minutes of dispatch and delivery, every DUPLICATE_EVERY-th message delivered twice, the down
+    account's site unreachable in DOWN_MINUTES."""
+    hour = Hour(defaultdict(Counter), defaultdict(Counter), Counter(), 0, stack.minute, 0.0, 0.0)
+    messages = itertools.count()
+
+    def deliver_twice(message: dict[str, Any]) -> bool:
+        if next(messages) % DUPLICATE_EVERY:
+            return False
+        hour.twice[json.loads(message["Body"])["account"]] += 1
+        return True
+
+    for minute in range(MINUTES):
+        if minute == DOWN_MINUTES.start:
+            down.site.set_unreachable(True)
+            hour.down_from = stack.clock()
+        if minute == DOWN_MINUTES.stop:
+            down.site.set_unreachable(False)
+            hour.down_until = stack.clock()
+        result: MinuteResult = stack.run_minute(duplicate=deliver_twice)
+        hour.dispatched += result.dispatch.sent
+        outcome: Outcome
+        for batch in result.batches:
+            assert batch.retry == []  # no failure of ours: SQS never had to deliver again
+            for outcome in batch.outcomes:
+                hour.statuses[outcome.account][outcome.status] += 1
+                if outcome.reason:
+                    hour.reasons[outcome.account][f"{outcome.status}:{outcome.reason}"] += 1
+    return hour
+
+
+def check_every_message_ran_once(hour: Hour, people: list[HostedPerson], bad: HostedPerson, down: HostedPerson) -> None:
+    """Twelve runs each, a second delivery is only a "duplicate"."""
+    ids = [person.account_id for person in people]
+    assert len(set(ids)) == ACCOUNTS and hour.dispatched == ACCOUNTS * RUNS
+    assert sum(hour.twice.values()) >= ACCOUNTS * RUNS // DUPLICATE_EVERY  # the share really happened
+    assert set(hour.statuses) == set(ids)
+    for person in people:
+        expected = Counter({"ran": RUNS, "duplicate": hour.twice[person.account_id]})
+        if person is bad:
+            expected.update({"failed": 1, "skipped": RUNS - 1, "ran": -RUNS})
+        if person is down:
+            expected.update({"failed": 4, "ran": -4})  # four of its runs fell in the twenty minutes
+        assert hour.statuses[person.account_id] == +expected, person.number
+    assert hour.reasons[bad.account_id] == {"failed:bad_credentials": 1, "skipped:bad_credentials": RUNS - 1}
+    assert hour.reasons[down.account_id] == {"failed:nightscout_unreachable": 4}
+    assert {account for account, found in hour.reasons.items() if found} == {bad.account_id, down.account_id}
+
+
+def check_linkup_asked_once(stack: HostedStack, people: list[HostedPerson], bad: HostedPerson) -> None:
+    """One login per account, one graph per run, nothing for a second delivery."""
+    assert stack.logins_by_email() == {person.email: 1 for person in people}
+    asked = requests_by_email(stack)
+    assert set(asked) == {person.email for person in people}
+    usual = Counter({"login": 1, "/llu/connections": 1, "graph": RUNS})
+    for person in people:
+        assert asked[person.email] == (Counter({"login": 1}) if person is bad else usual), person.number
+
+
+def check_dispatcher_read_only_the_due(table: TableCalls, first_minute: int) -> None:
+    """The dispatcher read only the partitions due in each minute, never the registry."""
+    due = table.due_queries()
+    assert sorted(due) == list(range(first_minute, first_minute + MINUTES))
+    for minute, partitions in due.items():
+        assert sorted(partitions) == sorted(partitions_due(minute)) and len(partitions) == len(INTERVALS)
+    assert not [call for call in table.calls if call[1] == "Scan"]
+    assert not [call for call in table.calls if call[1] == "Query" and call[2] == REGISTRY_PK]
+
+
+def check_sites(
+    stack: HostedStack, people: list[HostedPerson], bad: HostedPerson, down: HostedPerson, hour: Hour
+) -> None:
+    """Every site holds its own patient's readings, each once, none missing."""
+    polls: dict[str, list[ServedGraph]] = defaultdict(list)
+    for poll in stack.llu.served:
+        polls[poll.patient_id].append(poll)
+    problems: dict[int, list[str]] = {}
+    for person in people:
+
+        def unreachable(at: float, person: HostedPerson = person) -> bool:
+            return person is down and hour.down_from <= at < hour.down_until
+
+        found = reading_problems(stack, person, polls[person.patient_id], unreachable)
+        if found:
+            problems[person.number] = found[:3]
+    assert problems == {}
+    assert bad.site.sgv_entries() == [] and polls[bad.patient_id] == []
+    assert all(len(person.site.sgv_entries()) > RUNS for person in people if person is not bad)
+    assert any(p.time >= hour.down_until for p in polls[down.patient_id])  # it did come back within the hour
+
+
+def check_incidents_stay_theirs(
+    stack: HostedStack, people: list[HostedPerson], bad: HostedPerson, down: HostedPerson
+) -> None:
+    """The broken accounts' incidents are theirs: in their own partitions, on their own sites."""
+    assert incident_kinds(stack, bad) == {"bad_credentials": True}
+    (told,) = bad.site.announcements()
+    assert told["eventType"] == "Announcement" and "linkup-sync" in told["notes"]
+    # twenty minutes without readings stays below STALE_AFTER_MINUTES (30): no incident, nothing to tell
+    assert incident_kinds(stack, down) == {} and down.site.announcements() == []
+    assert [p.number for p in people if p is not bad and p.site.announcements()] == []
+    assert [p.number for p in people if p is not bad and incident_kinds(stack, p)] == []
+
+
 @pytest.mark.slow
 def test_a_thousand_accounts_for_an_hour_each_get_their_readings_once_and_keep_their_troubles(aws: None) -> None:
     wall, cpu = time.perf_counter(), time.process_time()
@@ -155,103 +272,19 @@ def test_a_thousand_accounts_for_an_hour_each_get_their_readings_once_and_keep_t
         table = TableCalls.watch(stack)
         set_up = time.perf_counter() - wall
 
-        statuses: dict[str, Counter[str]] = defaultdict(Counter)
-        reasons: dict[str, Counter[str]] = defaultdict(Counter)
-        twice: Counter[str] = Counter()
-        messages = itertools.count()
+        hour = run_the_hour(stack, down)
+        hour_s = time.perf_counter() - wall - set_up
 
-        def deliver_twice(message: dict[str, Any]) -> bool:
-            if next(messages) % DUPLICATE_EVERY:
-                return False
-            twice[json.loads(message["Body"])["account"]] += 1
-            return True
-
-        first_minute = stack.minute
-        down_from = down_until = 0.0
-        dispatched = 0
-        for minute in range(MINUTES):
-            if minute == DOWN_MINUTES.start:
-                down.site.set_unreachable(True)
-                down_from = stack.clock()
-            if minute == DOWN_MINUTES.stop:
-                down.site.set_unreachable(False)
-                down_until = stack.clock()
-            result: MinuteResult = stack.run_minute(duplicate=deliver_twice)
-            dispatched += result.dispatch.sent
-            outcome: Outcome
-            for batch in result.batches:
-                assert batch.retry == []  # no failure of ours: SQS never had to deliver again
-                for outcome in batch.outcomes:
-                    statuses[outcome.account][outcome.status] += 1
-                    if outcome.reason:
-                        reasons[outcome.account][f"{outcome.status}:{outcome.reason}"] += 1
-
-        hour = time.perf_counter() - wall - set_up
-        ids = [person.account_id for person in people]
-        assert len(set(ids)) == ACCOUNTS and dispatched == ACCOUNTS * RUNS
-
-        # --- every message ran once: twelve runs each, a second delivery is only a "duplicate" ---
-        assert sum(twice.values()) >= ACCOUNTS * RUNS // DUPLICATE_EVERY  # the share really happened
-        assert set(statuses) == set(ids)
-        for person in people:
-            expected = Counter({"ran": RUNS, "duplicate": twice[person.account_id]})
-            if person is bad:
-                expected.update({"failed": 1, "skipped": RUNS - 1, "ran": -RUNS})
-            if person is down:
-                expected.update({"failed": 4, "ran": -4})  # four of its runs fell in the twenty minutes
-            assert statuses[person.account_id] == +expected, person.number
-        assert reasons[bad.account_id] == {"failed:bad_credentials": 1, "skipped:bad_credentials": RUNS - 1}
-        assert reasons[down.account_id] == {"failed:nightscout_unreachable": 4}
-        assert {account for account, found in reasons.items() if found} == {bad.account_id, down.account_id}
-
-        # --- LibreLink Up: one login per account, one graph per run, nothing for a second delivery ---
-        assert stack.logins_by_email() == {person.email: 1 for person in people}
-        asked = requests_by_email(stack)
-        assert set(asked) == {person.email for person in people}
-        usual = Counter({"login": 1, "/llu/connections": 1, "graph": RUNS})
-        for person in people:
-            assert asked[person.email] == (Counter({"login": 1}) if person is bad else usual), person.number
-
-        # --- the dispatcher read only the partitions due in each minute, never the registry ---
-        due = table.due_queries()
-        assert sorted(due) == list(range(first_minute, first_minute + MINUTES))
-        for minute, partitions in due.items():
-            assert sorted(partitions) == sorted(partitions_due(minute)) and len(partitions) == len(INTERVALS)
-        assert not [call for call in table.calls if call[1] == "Scan"]
-        assert not [call for call in table.calls if call[1] == "Query" and call[2] == REGISTRY_PK]
-
-        # --- every site holds its own patient's readings, each once, none missing ---
-        polls: dict[str, list[ServedGraph]] = defaultdict(list)
-        for poll in stack.llu.served:
-            polls[poll.patient_id].append(poll)
-        problems: dict[int, list[str]] = {}
-        for person in people:
-
-            def unreachable(at: float, person: HostedPerson = person) -> bool:
-                return person is down and down_from <= at < down_until
-
-            found = reading_problems(stack, person, polls[person.patient_id], unreachable)
-            if found:
-                problems[person.number] = found[:3]
-        assert problems == {}
-        assert bad.site.sgv_entries() == [] and polls[bad.patient_id] == []
-        assert all(len(person.site.sgv_entries()) > RUNS for person in people if person is not bad)
-        assert any(p.time >= down_until for p in polls[down.patient_id])  # it did come back within the hour
-
-        # --- the broken accounts' incidents are theirs: in their own partitions, on their own sites ---
-        assert incident_kinds(stack, bad) == {"bad_credentials": True}
-        (told,) = bad.site.announcements()
-        assert told["eventType"] == "Announcement" and "linkup-sync" in told["notes"]
-        # twenty minutes without readings stays below STALE_AFTER_MINUTES (30): no incident, nothing to tell
-        assert incident_kinds(stack, down) == {} and down.site.announcements() == []
-        assert [p.number for p in people if p is not bad and p.site.announcements()] == []
-        assert [p.number for p in people if p is not bad and incident_kinds(stack, p)] == []
-
-        # --- credentials: each account's ciphertext was decrypted once, the wrong one again at each run ---
+        check_every_message_ran_once(hour, people, bad, down)
+        check_linkup_asked_once(stack, people, bad)
+        check_dispatcher_read_only_the_due(table, hour.first_minute)
+        check_sites(stack, people, bad, down, hour)
+        check_incidents_stay_theirs(stack, people, bad, down)
+        # credentials: each account's ciphertext was decrypted once, the wrong one again at each run
         assert stack.worker.vault.decrypts == ACCOUNTS - 1 + RUNS
 
     print(
-        f"\n{ACCOUNTS} accounts x {MINUTES} virtual minutes: set-up {set_up:.0f} s, hour {hour:.0f} s, "
+        f"\n{ACCOUNTS} accounts x {MINUTES} virtual minutes: set-up {set_up:.0f} s, hour {hour_s:.0f} s, "
         f"all {time.perf_counter() - wall:.0f} s wall, {time.process_time() - cpu:.0f} s CPU"
     )
 

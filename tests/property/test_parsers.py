@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from linkup_sync.errors import LinkUpError, LinkUpMalformedResponse
-from linkup_sync.librelinkup import parsing
+from linkup_sync.librelinkup import parsing, replies
 from linkup_sync.model import Connection, Graph, Ticket
 from linkup_sync.readings import TREND_DIRECTIONS, Reading
 from linkup_sync.selection import GAP_S, KEEP_S, merge_ledger, select_new
@@ -276,7 +276,7 @@ def test_classify_gives_a_json_object_or_a_typed_linkup_error(
     accept: frozenset[str],
 ) -> None:
     try:
-        parsed = parsing.classify(
+        parsed = replies.classify(
             status,
             content_type,
             body,

@@ -305,6 +305,36 @@ def test_access_token_format_and_vectors(ns: NightscoutStandIn) -> None:
     assert token2 == f"bridgemin-{expected}" == access_token_for(SECRET, "Bridge Min!", sid)
 
 
+@dataclass(frozen=True)
+class Subjects:
+    """The credentials a credential form is made of."""
+
+    token: str  # an uploader's access token (create and read entries)
+    jwt: str  # the JWT for that token
+    readable: str  # a token that may only read
+    create_only: str  # a token that may only create
+
+
+# how -> (what to add to the path, the headers) of each credential form
+CREDENTIAL_FORMS: dict[str, Callable[[Subjects], tuple[str, dict[str, str]]]] = {
+    "sha1": lambda c: ("", {"api-secret": SHA1}),
+    "sha1-upper": lambda c: ("", {"api-secret": SHA1.upper()}),
+    "sha512": lambda c: ("", {"api-secret": SHA512}),
+    "query-secret": lambda c: (f"?secret={SHA1}", {}),
+    "plain-secret": lambda c: ("", {"api-secret": SECRET}),
+    "query-token": lambda c: (f"?token={c.token}", {}),
+    "header-token": lambda c: ("", {"api-secret": c.token}),
+    "header-sha1-of-token": lambda c: ("", {"api-secret": hashlib.sha1(c.token.encode()).hexdigest()}),  # noqa: S324
+    "bearer-jwt": lambda c: ("", {"Authorization": f"Bearer {c.jwt}"}),
+    "lowercase-bearer-jwt": lambda c: ("", {"Authorization": f"bearer {c.jwt}"}),
+    "bearer-raw-token": lambda c: ("", {"Authorization": f"Bearer {c.token}"}),
+    "readable-token": lambda c: (f"?token={c.readable}", {}),
+    "create-only-token": lambda c: (f"?token={c.create_only}", {}),
+    "unknown-token": lambda c: ("?token=nobody-0123456789abcdef", {}),
+    "none": lambda c: ("", {}),
+}
+
+
 @pytest.mark.parametrize(
     ("how", "expected"),
     [
@@ -331,37 +361,8 @@ def test_v1_credential_forms(ns: NightscoutStandIn, how: str, expected: int) -> 
     readable = ns.add_subject("reader", ["readable"])
     create_only = ns.add_subject("creator", ["createonly"])
     jwt = call(ns, "GET", f"/api/v2/authorization/request/{token}").json()["token"]
-    path, headers = "/api/v1/entries", {}
-    match how:
-        case "sha1":
-            headers = {"api-secret": SHA1}
-        case "sha1-upper":
-            headers = {"api-secret": SHA1.upper()}
-        case "sha512":
-            headers = {"api-secret": SHA512}
-        case "query-secret":
-            path += f"?secret={SHA1}"
-        case "plain-secret":
-            headers = {"api-secret": SECRET}
-        case "query-token":
-            path += f"?token={token}"
-        case "header-token":
-            headers = {"api-secret": token}
-        case "header-sha1-of-token":
-            headers = {"api-secret": hashlib.sha1(token.encode()).hexdigest()}  # noqa: S324
-        case "bearer-jwt":
-            headers = {"Authorization": f"Bearer {jwt}"}
-        case "lowercase-bearer-jwt":
-            headers = {"Authorization": f"bearer {jwt}"}
-        case "bearer-raw-token":
-            headers = {"Authorization": f"Bearer {token}"}
-        case "readable-token":
-            path += f"?token={readable}"
-        case "create-only-token":
-            path += f"?token={create_only}"
-        case "unknown-token":
-            path += "?token=nobody-0123456789abcdef"
-    r = call(ns, "POST", path, [sgv(NOW_MS)], headers=headers)
+    query, headers = CREDENTIAL_FORMS[how](Subjects(token, jwt, readable, create_only))
+    r = call(ns, "POST", "/api/v1/entries" + query, [sgv(NOW_MS)], headers=headers)
     assert r.status == expected
     if expected == 401:
         assert r.json() == UNAUTHORIZED_BODY and ns.entries == []

@@ -28,7 +28,6 @@ from linkup_sync.errors import (
 )
 from linkup_sync.librelinkup import parsing
 from linkup_sync.librelinkup.parsing import (
-    classify,
     parse_connections,
     parse_factory_timestamp,
     parse_graph,
@@ -42,6 +41,7 @@ from linkup_sync.librelinkup.regions import (
     normalize_region,
     redirect_region,
 )
+from linkup_sync.librelinkup.replies import classify
 from linkup_sync.librelinkup.versions import version_key
 from linkup_sync.plausibility import ImplausibleValue
 from linkup_sync.readings import NOT_COMPUTABLE

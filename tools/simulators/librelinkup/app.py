@@ -125,6 +125,32 @@ class LinkUpSimulator(Routes):
             return resp
 
 
+def _gzip_accepted(accept: str) -> bool:
+    """Accept-Encoding names gzip without q=0."""
+    return any(
+        tok.split(";")[0].strip().lower() == "gzip" and "q=0" not in tok.replace(" ", "") for tok in accept.split(",")
+    )
+
+
+def _reply(handler: BaseHTTPRequestHandler, resp: _Response, *, gzip_ok: bool) -> None:
+    """Status, headers and body of a plain reply, gzipped when the client takes it and there is a body."""
+    payload = resp.body
+    use_gzip = gzip_ok and bool(payload)
+    if use_gzip:
+        payload = gzip.compress(payload, compresslevel=1, mtime=0)  # the client only inflates it
+    handler.send_response(resp.status, _REASONS.get(resp.status))
+    if resp.content_type:
+        handler.send_header("Content-Type", resp.content_type)
+    if use_gzip:
+        handler.send_header("Content-Encoding", "gzip")
+    for k, v in resp.headers.items():
+        handler.send_header(k, v)
+    handler.send_header("Content-Length", str(len(payload)))
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(payload)
+
+
 def _make_handler(sim: LinkUpSimulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -158,29 +184,7 @@ def _make_handler(sim: LinkUpSimulator) -> type[BaseHTTPRequestHandler]:
             if resp.hostile is not None:
                 serve(self, resp.hostile, sim._stop_event)
                 return
-            payload = resp.body
-            accept = headers.get("accept-encoding", "")
-            use_gzip = (
-                sim.gzip_enabled
-                and bool(payload)
-                and any(
-                    tok.split(";")[0].strip().lower() == "gzip" and "q=0" not in tok.replace(" ", "")
-                    for tok in accept.split(",")
-                )
-            )
-            if use_gzip:
-                payload = gzip.compress(payload, compresslevel=1, mtime=0)  # the client only inflates it
-            self.send_response(resp.status, _REASONS.get(resp.status))
-            if resp.content_type:
-                self.send_header("Content-Type", resp.content_type)
-            if use_gzip:
-                self.send_header("Content-Encoding", "gzip")
-            for k, v in resp.headers.items():
-                self.send_header(k, v)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(payload)
+            _reply(self, resp, gzip_ok=sim.gzip_enabled and _gzip_accepted(headers.get("accept-encoding", "")))
 
         def date_time_string(self, timestamp: float | None = None) -> str:
             return formatdate(sim.clock() if timestamp is None else timestamp, usegmt=True)

@@ -296,6 +296,149 @@ class NightscoutStandIn(V3Routes, V1Routes):
 # --------------------------------------------------------------------------------------------------
 
 
+def _read_chunked(rfile: Any) -> bytes | None:
+    """A chunked body, or None past MAX_BODY."""
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        line = rfile.readline(1024)
+        size = int(line.split(b";")[0].strip() or b"0", 16)
+        if size == 0:
+            while rfile.readline(1024) not in (b"\r\n", b"\n", b""):
+                pass
+            return b"".join(chunks)
+        total += size
+        if total > MAX_BODY:
+            return None
+        chunks.append(rfile.read(size))
+        rfile.readline(8)
+
+
+def _read_body(handler: BaseHTTPRequestHandler) -> bytes | None:
+    """The request's body, or None past MAX_BODY."""
+    if "chunked" in (handler.headers.get("Transfer-Encoding") or "").lower():
+        return _read_chunked(handler.rfile)
+    length = int(handler.headers.get("Content-Length") or 0)
+    if length > MAX_BODY:
+        return None
+    return handler.rfile.read(length) if length > 0 else b""
+
+
+def _request_target(handler: BaseHTTPRequestHandler) -> tuple[str, str]:
+    """(path, query) of the raw request target: http.server collapses a leading "//", Express does not."""
+    parts = handler.requestline.split(" ")
+    target = parts[1] if len(parts) >= 2 else handler.path
+    if not target.startswith("/"):
+        target = urlsplit(target).path or "/"  # absolute-form target
+    raw_path, _, raw_query = target.partition("?")
+    return raw_path.split("#", 1)[0], raw_query
+
+
+def _cut_off(handler: BaseHTTPRequestHandler) -> None:
+    """The connection closed without a reply."""
+    handler.close_connection = True
+    with contextlib.suppress(OSError):
+        handler.connection.shutdown(socket.SHUT_RDWR)
+
+
+def _send(handler: BaseHTTPRequestHandler, rec: RecordedRequest | None, resp: _Response) -> None:
+    if rec is not None:
+        rec.status = resp.status
+    try:
+        handler.send_response(resp.status, _REASONS.get(resp.status))
+        for name, value in resp.headers:
+            handler.send_header(name, value)
+        if not any(n.lower() == "x-powered-by" for n, _ in resp.headers):
+            handler.send_header("X-Powered-By", "Express")
+        handler.send_header("Content-Length", str(len(resp.body)))
+        if handler.close_connection:
+            handler.send_header("Connection", "close")
+        handler.end_headers()
+        if resp.body and resp.status not in (204, 304):
+            handler.wfile.write(resp.body)
+        handler.wfile.flush()
+    except OSError:
+        handler.close_connection = True
+
+
+def _held_or_hostile(
+    handler: BaseHTTPRequestHandler, site: NightscoutStandIn, rec: RecordedRequest, method: str, raw_path: str
+) -> bool:
+    """A queued hang is waited out; True when a queued hostile body was served instead of a reply."""
+    hold = site._take_hang(raw_path)
+    if hold > 0:
+        rec.fault = "hang_next"
+        site._stop_event.wait(hold)
+    hostile = site._hostile.take(raw_path, method)
+    if hostile is None:
+        return False
+    rec.fault = hostile.label
+    rec.status = 200
+    serve(handler, hostile, site._stop_event)
+    return True
+
+
+def _fault_or_answer(
+    handler: BaseHTTPRequestHandler,
+    site: NightscoutStandIn,
+    method: str,
+    target: tuple[str, str],
+    headers: dict[str, str],
+    raw: bytes,
+) -> _Response:
+    """A queued fault, else the stand-in's answer (a 500 when the stand-in itself fails)."""
+    raw_path, raw_query = target
+    fault = site._take_fault(raw_path, method)
+    if fault is not None:
+        resp = _Response(fault.status, fault.body, fault=("fail_next"))
+        if fault.content_type:
+            resp.headers.append(("Content-Type", fault.content_type))
+        resp.headers.extend(fault.headers.items())
+        return resp
+    req = site._build_request(method, raw_path, raw_query, headers, raw, handler.client_address[0])
+    try:
+        return site._handle(req)
+    except Exception as exc:  # keep the stand-in alive; surface as a server error
+        return _json(500, {"status": 500, "message": "Stand-in error", "description": repr(exc)})
+
+
+def _serve_site(handler: BaseHTTPRequestHandler, site: NightscoutStandIn, method: str, target: tuple[str, str]) -> None:
+    """One request to one site: recorded, then the faults in their order, then the answer."""
+    raw_path, raw_query = target
+    headers = {k.lower(): v for k, v in handler.headers.items()}
+    try:
+        raw = _read_body(handler)
+    except (OSError, ValueError):
+        handler.close_connection = True
+        return
+    rec = site._record(method, raw_path, raw_query, headers, raw or b"")
+    with site._lock:
+        unreachable = site._unreachable
+    if unreachable:
+        rec.fault = "unreachable"
+        _cut_off(handler)
+        return
+    if raw is None:
+        handler.close_connection = True
+        _send(
+            handler,
+            rec,
+            _text(413, "<pre>PayloadTooLargeError: request entity too large</pre>", "text/html; charset=utf-8"),
+        )
+        return
+    if _held_or_hostile(handler, site, rec, method, raw_path):
+        return
+    resp = _fault_or_answer(handler, site, method, target, headers, raw)
+    if resp.no_reply:
+        rec.fault = "no-reply"
+        site._stop_event.wait(MAX_HANG_S)
+        _cut_off(handler)
+        return
+    if resp.fault and rec.fault is None:
+        rec.fault = resp.fault
+    _send(handler, rec, resp)
+
+
 def _make_handler(
     standin: Any, pick: Callable[[str], tuple[NightscoutStandIn, str] | None] | None = None
 ) -> type[BaseHTTPRequestHandler]:
@@ -327,127 +470,16 @@ def _make_handler(
             """The ``Date`` header follows the virtual clock."""
             return email.utils.formatdate(standin.clock() if timestamp is None else timestamp, usegmt=True)
 
-        def do_GET(self) -> None:
-            self._serve("GET")
-
-        def do_POST(self) -> None:
-            self._serve("POST")
-
-        def do_PUT(self) -> None:
-            self._serve("PUT")
-
-        def do_PATCH(self) -> None:
-            self._serve("PATCH")
-
-        def do_DELETE(self) -> None:
-            self._serve("DELETE")
-
-        def _read_body(self) -> bytes | None:
-            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-                chunks: list[bytes] = []
-                total = 0
-                while True:
-                    line = self.rfile.readline(1024)
-                    size = int(line.split(b";")[0].strip() or b"0", 16)
-                    if size == 0:
-                        while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                            pass
-                        return b"".join(chunks)
-                    total += size
-                    if total > MAX_BODY:
-                        return None
-                    chunks.append(self.rfile.read(size))
-                    self.rfile.readline(8)
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                return None
-            return self.rfile.read(length) if length > 0 else b""
-
-        def _serve(self, method: str) -> None:
-            # the raw request target: http.server collapses a leading "//", Express does not
-            parts = self.requestline.split(" ")
-            target = parts[1] if len(parts) >= 2 else self.path
-            if not target.startswith("/"):
-                target = urlsplit(target).path or "/"  # absolute-form target
-            raw_path, _, raw_query = target.partition("?")
-            raw_path = raw_path.split("#", 1)[0]
+        def _serve(self) -> None:
+            method = self.command  # http.server calls do_<command>: one of the five below
+            raw_path, raw_query = _request_target(self)
             picked = pick(raw_path) if pick is not None else (standin, raw_path)
             if picked is None:
-                self._send(None, _cannot(method, raw_path))
+                _send(self, None, _cannot(method, raw_path))
                 return
             site, raw_path = picked
-            headers = {k.lower(): v for k, v in self.headers.items()}
-            try:
-                raw = self._read_body()
-            except (OSError, ValueError):
-                self.close_connection = True
-                return
-            rec = site._record(method, raw_path, raw_query, headers, raw or b"")
-            with site._lock:
-                unreachable = site._unreachable
-            if unreachable:
-                rec.fault = "unreachable"
-                self.close_connection = True
-                with contextlib.suppress(OSError):
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                return
-            if raw is None:
-                self.close_connection = True
-                resp = _text(
-                    413, "<pre>PayloadTooLargeError: request entity too large</pre>", "text/html; charset=utf-8"
-                )
-                self._send(rec, resp)
-                return
-            hold = site._take_hang(raw_path)
-            if hold > 0:
-                rec.fault = "hang_next"
-                site._stop_event.wait(hold)
-            hostile = site._hostile.take(raw_path, method)
-            if hostile is not None:
-                rec.fault = hostile.label
-                rec.status = 200
-                serve(self, hostile, site._stop_event)
-                return
-            fault = site._take_fault(raw_path, method)
-            if fault is not None:
-                resp = _Response(fault.status, fault.body, fault=("fail_next"))
-                if fault.content_type:
-                    resp.headers.append(("Content-Type", fault.content_type))
-                resp.headers.extend(fault.headers.items())
-            else:
-                req = site._build_request(method, raw_path, raw_query, headers, raw, self.client_address[0])
-                try:
-                    resp = site._handle(req)
-                except Exception as exc:  # keep the stand-in alive; surface as a server error
-                    resp = _json(500, {"status": 500, "message": "Stand-in error", "description": repr(exc)})
-            if resp.no_reply:
-                rec.fault = "no-reply"
-                site._stop_event.wait(MAX_HANG_S)
-                self.close_connection = True
-                with contextlib.suppress(OSError):
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                return
-            if resp.fault and rec.fault is None:
-                rec.fault = resp.fault
-            self._send(rec, resp)
+            _serve_site(self, site, method, (raw_path, raw_query))
 
-        def _send(self, rec: RecordedRequest | None, resp: _Response) -> None:
-            if rec is not None:
-                rec.status = resp.status
-            try:
-                self.send_response(resp.status, _REASONS.get(resp.status))
-                for name, value in resp.headers:
-                    self.send_header(name, value)
-                if not any(n.lower() == "x-powered-by" for n, _ in resp.headers):
-                    self.send_header("X-Powered-By", "Express")
-                self.send_header("Content-Length", str(len(resp.body)))
-                if self.close_connection:
-                    self.send_header("Connection", "close")
-                self.end_headers()
-                if resp.body and resp.status not in (204, 304):
-                    self.wfile.write(resp.body)
-                self.wfile.flush()
-            except OSError:
-                self.close_connection = True
+        do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
     return _Handler

@@ -56,34 +56,47 @@ def _purify(obj: Any) -> Any:
 # --------------------------------------------------------------------------------------------------
 
 
+_Spec = tuple[str, str, float, int]  # type, subtype, q, position in the header
+
+
+def _accept_spec(index: int, part: str) -> _Spec:
+    """One media range of an Accept header; a bad q counts as 0."""
+    pieces = [p.strip() for p in part.split(";")]
+    mtype = pieces[0].lower()
+    if "/" not in mtype:
+        mtype = "*/*" if mtype == "*" else mtype + "/*"
+    q = 1.0
+    for param in pieces[1:]:
+        if param.lower().startswith("q="):
+            try:
+                q = float(param[2:])
+            except ValueError:
+                q = 0.0
+    t, s = mtype.split("/", 1)
+    return (t, s, q, index)
+
+
+def _best_match(offer: str, specs: list[_Spec]) -> tuple[int, float, int] | None:
+    """(specificity, q, position) of the most specific range that matches `offer` (then the highest q, then
+    the first), or None."""
+    ot, os_ = offer.split("/", 1)
+    best: tuple[int, float, int] | None = None
+    for t, s, q, index in specs:
+        if t not in ("*", ot) or s not in ("*", os_):
+            continue
+        spec = (4 * (t == ot) + 2 * (s == os_), q, index)
+        if best is None or (spec[0], spec[1], -spec[2]) > (best[0], best[1], -best[2]):
+            best = spec
+    return best
+
+
 def _negotiate(accept: str | None, offers: Sequence[str]) -> str | None:
     if accept is None or accept.strip() == "":
         return offers[0]
-    specs: list[tuple[str, str, float, int]] = []
-    for index, part in enumerate(accept.split(",")):
-        pieces = [p.strip() for p in part.split(";")]
-        mtype = pieces[0].lower()
-        if "/" not in mtype:
-            mtype = "*/*" if mtype == "*" else mtype + "/*"
-        q = 1.0
-        for param in pieces[1:]:
-            if param.lower().startswith("q="):
-                try:
-                    q = float(param[2:])
-                except ValueError:
-                    q = 0.0
-        t, s = mtype.split("/", 1)
-        specs.append((t, s, q, index))
+    specs = [_accept_spec(index, part) for index, part in enumerate(accept.split(","))]
     ranked: list[tuple[float, int, int, int, str]] = []
     for offer_index, offer in enumerate(offers):
-        ot, os_ = offer.split("/", 1)
-        best: tuple[int, float, int] | None = None
-        for t, s, q, index in specs:
-            if t not in ("*", ot) or s not in ("*", os_):
-                continue
-            spec = (4 * (t == ot) + 2 * (s == os_), q, index)
-            if best is None or (spec[0], spec[1], -spec[2]) > (best[0], best[1], -best[2]):
-                best = spec
+        best = _best_match(offer, specs)
         if best is not None and best[1] > 0:
             ranked.append((-best[1], -best[0], best[2], offer_index, offer))
     if not ranked:

@@ -254,37 +254,25 @@ class EntryStore(LoopbackServer):
 
     def _v1_upsert(self, doc: JsonObj, *, merge: bool, systime_bug: bool) -> JsonObj:
         now = self._now_ms()
-        if merge:  # 15.0.7 _id handling [§2.3]
-            oid = doc.get("_id", _UNDEF)
-            if isinstance(oid, str) and not _HEX24.match(oid):
-                if _UUID_RE.match(oid) and not _js_truthy(doc.get("identifier")):
-                    doc["identifier"] = oid
-                del doc["_id"]
-            elif isinstance(oid, str):
-                doc["_id"] = oid.lower()
-            elif oid is None:
-                del doc["_id"]
-        # normalisation [§2.4]
-        ds = doc.get("dateString", _UNDEF)
-        parsed: tuple[int, int] | None
-        if _js_truthy(ds):
-            parsed = _parse_zone(ds)
-        elif systime_bug:
-            parsed = (now, 0)  # < 15.0.0: sysTime = upload time when dateString is missing
-        elif _js_truthy(doc.get("date")):
-            parsed = _moment_local(doc["date"])
-        else:
-            parsed = (now, 0)
-        sys_time = _iso_utc(parsed[0]) if parsed is not None else None
-        doc["utcOffset"] = parsed[1] if parsed is not None and sys_time is not None else None
-        doc["sysTime"] = sys_time
-        if _js_truthy(ds):
-            doc["dateString"] = sys_time
+        if merge:
+            _v1_fix_id(doc)
+        _v1_normalise(doc, now, systime_bug=systime_bug)
         # upsert [§2.5]
         if _js_truthy(doc.get("sysTime")) and _js_truthy(doc.get("type")):
             key: JsonObj = {"sysTime": doc["sysTime"], "type": doc["type"]}
         else:
             key = dict(doc)
+        existing = self._v1_upsert_target(key)
+        if existing is not None:
+            _v1_update(existing, doc, merge=merge)
+            return doc
+        oid_new = doc["_id"] if "_id" in doc else self._new_oid()
+        self._entries.append({"_id": oid_new, **{k: copy.deepcopy(v) for k, v in doc.items() if k != "_id"}})
+        doc["_id"] = oid_new
+        return doc
+
+    def _v1_upsert_target(self, key: JsonObj) -> JsonObj | None:
+        """The first stored entry the upsert's key matches."""
         if "sysTime" in key and isinstance(key["sysTime"], str):
             # A stored entry can only match with that sysTime or an array holding it: skip the others
             # without the generic matcher (an upload of 12 hours into a site of days is quadratic).
@@ -294,23 +282,53 @@ class EntryStore(LoopbackServer):
             )
         else:
             found = iter(self._entries)
-        existing = next((d for d in found if _matches(d, key)), None)
-        if existing is not None:
-            if "_id" in doc and not _js_strict_eq(doc["_id"], existing.get("_id")):
-                raise _MongoError("Performing an update on the path '_id' would modify the immutable field '_id'")
-            fields = {k: copy.deepcopy(v) for k, v in doc.items() if k != "_id"}
-            if merge:
-                existing.update(fields)
-            else:
-                keep_id = existing.get("_id")
-                existing.clear()
-                existing["_id"] = keep_id
-                existing.update(fields)
-            return doc
-        oid_new = doc["_id"] if "_id" in doc else self._new_oid()
-        self._entries.append({"_id": oid_new, **{k: copy.deepcopy(v) for k, v in doc.items() if k != "_id"}})
-        doc["_id"] = oid_new
-        return doc
+        return next((d for d in found if _matches(d, key)), None)
 
     def _collection(self, col: str) -> list[JsonObj]:
         return self._entries if col == "entries" else self._treatments
+
+
+def _v1_fix_id(doc: JsonObj) -> None:
+    """15.0.7's _id handling of a merge [§2.3]: a UUID becomes the identifier, other non-ObjectIds go."""
+    oid = doc.get("_id", _UNDEF)
+    if isinstance(oid, str) and not _HEX24.match(oid):
+        if _UUID_RE.match(oid) and not _js_truthy(doc.get("identifier")):
+            doc["identifier"] = oid
+        del doc["_id"]
+    elif isinstance(oid, str):
+        doc["_id"] = oid.lower()
+    elif oid is None:
+        del doc["_id"]
+
+
+def _v1_normalise(doc: JsonObj, now: int, *, systime_bug: bool) -> None:
+    """sysTime, utcOffset and dateString as the server writes them [§2.4]."""
+    ds = doc.get("dateString", _UNDEF)
+    parsed: tuple[int, int] | None
+    if _js_truthy(ds):
+        parsed = _parse_zone(ds)
+    elif systime_bug:
+        parsed = (now, 0)  # < 15.0.0: sysTime = upload time when dateString is missing
+    elif _js_truthy(doc.get("date")):
+        parsed = _moment_local(doc["date"])
+    else:
+        parsed = (now, 0)
+    sys_time = _iso_utc(parsed[0]) if parsed is not None else None
+    doc["utcOffset"] = parsed[1] if parsed is not None and sys_time is not None else None
+    doc["sysTime"] = sys_time
+    if _js_truthy(ds):
+        doc["dateString"] = sys_time
+
+
+def _v1_update(existing: JsonObj, doc: JsonObj, *, merge: bool) -> None:
+    """An upsert that found its entry: merged ($set) or replaced, the _id kept [§2.5]."""
+    if "_id" in doc and not _js_strict_eq(doc["_id"], existing.get("_id")):
+        raise _MongoError("Performing an update on the path '_id' would modify the immutable field '_id'")
+    fields = {k: copy.deepcopy(v) for k, v in doc.items() if k != "_id"}
+    if merge:
+        existing.update(fields)
+    else:
+        keep_id = existing.get("_id")
+        existing.clear()
+        existing["_id"] = keep_id
+        existing.update(fields)

@@ -12,7 +12,7 @@ import html
 from typing import Any
 from urllib.parse import unquote
 
-from tools.simulators.nightscout.auth import access_token_for
+from tools.simulators.nightscout.auth import _Auth, access_token_for
 from tools.simulators.nightscout.constants import _ENTRY_FORMATS, _HEX24, _STATUS_FORMATS, _UNDEF, TWO_DAYS_MS, JsonObj
 from tools.simulators.nightscout.plumbing import (
     _cannot,
@@ -40,57 +40,78 @@ class V1Routes(Treatments):
             return _text(400, f"<pre>{html.escape(req.body_error)}</pre>", "text/html; charset=utf-8")
         parts = [p for p in rest.split("/") if p != ""] if rest != "/" else []
         orig_parts = [unquote(p) for p in req.path[len("/api/v1") :].split("/") if p != ""]
-        m = req.method
         if parts[:1] == ["entries"] and len(parts) <= 2:
-            auth = self._v1_auth(req)
-            if not auth.can("api:entries:read"):  # router-level check [§2.1]
-                return _unauthorized()
-            if len(parts) == 1:
-                if m == "GET":
-                    return self._v1_list(req, model=None)
-                if m == "POST":
-                    if not self.api_enabled:
-                        return _cannot(m, req.path)
-                    if not auth.can("api:entries:create"):
-                        return _unauthorized()
-                    return self._v1_create(req)
-            elif parts[1] == "preview" and m == "POST":
-                if not auth.can("api:entries:create"):
-                    return _unauthorized()
-                return self._v1_preview(req)
-            elif m == "GET":
-                if parts[1] == "current":
-                    return self._v1_list(req, model=None, current=True)
-                spec = orig_parts[1] if len(orig_parts) > 1 else parts[1]
-                if _HEX24.match(spec):
-                    with self._lock:
-                        found = next((d for d in self._entries if d.get("_id") == spec.lower()), None)
-                        docs: list[Any] = [copy.deepcopy(found)]
-                    return self._format_entries(req, docs)
-                return self._v1_list(req, model=spec)
-            return _cannot(m, req.path)
-        if parts[:2] == ["echo", "entries"] and len(parts) <= 3 and m == "GET":
+            return self._v1_entries_route(req, parts, orig_parts)
+        if parts[:2] == ["echo", "entries"] and len(parts) <= 3 and req.method == "GET":
             auth = self._v1_auth(req)
             if not auth.can("api:entries:read"):
                 return _unauthorized()
             model = orig_parts[2] if len(orig_parts) > 2 else None
             return self._v1_echo(req, model)
+        return self._v1_other_route(req, parts)
+
+    def _v1_other_route(self, req: _Req, parts: list[str]) -> _Response:
+        """/status, /verifyauth and /treatments."""
+        m = req.method
         if parts == ["status"] and m == "GET":
             return self._v1_status(req)
         if parts == ["verifyauth"] and m == "GET":
             return self._v1_verifyauth(req)
         if parts == ["treatments"] and m in ("GET", "POST"):
-            auth = self._v1_auth(req)
-            if not auth.can("api:treatments:read"):
+            return self._v1_treatments_route(req)
+        return _cannot(m, req.path)
+
+    def _v1_entries_route(self, req: _Req, parts: list[str], orig_parts: list[str]) -> _Response:
+        """/entries and /entries/<spec>: the router checks the read permission first [§2.1]."""
+        auth = self._v1_auth(req)
+        if not auth.can("api:entries:read"):
+            return _unauthorized()
+        m = req.method
+        if len(parts) == 1:
+            return self._v1_entries_root(req, auth)
+        if parts[1] == "preview" and m == "POST":
+            if not auth.can("api:entries:create"):
                 return _unauthorized()
-            if m == "GET":
-                return self._v1_treatments_list(req)
+            return self._v1_preview(req)
+        if m == "GET":
+            return self._v1_entries_spec(req, parts, orig_parts)
+        return _cannot(m, req.path)
+
+    def _v1_entries_root(self, req: _Req, auth: _Auth) -> _Response:
+        m = req.method
+        if m == "GET":
+            return self._v1_list(req, model=None)
+        if m == "POST":
             if not self.api_enabled:
                 return _cannot(m, req.path)
-            if not auth.can("api:treatments:create"):
+            if not auth.can("api:entries:create"):
                 return _unauthorized()
-            return self._v1_treatments_create(req)
+            return self._v1_create(req)
         return _cannot(m, req.path)
+
+    def _v1_entries_spec(self, req: _Req, parts: list[str], orig_parts: list[str]) -> _Response:
+        """GET /entries/current, /entries/<_id> or /entries/<type>."""
+        if parts[1] == "current":
+            return self._v1_list(req, model=None, current=True)
+        spec = orig_parts[1] if len(orig_parts) > 1 else parts[1]
+        if _HEX24.match(spec):
+            with self._lock:
+                found = next((d for d in self._entries if d.get("_id") == spec.lower()), None)
+                docs: list[Any] = [copy.deepcopy(found)]
+            return self._format_entries(req, docs)
+        return self._v1_list(req, model=spec)
+
+    def _v1_treatments_route(self, req: _Req) -> _Response:
+        auth = self._v1_auth(req)
+        if not auth.can("api:treatments:read"):
+            return _unauthorized()
+        if req.method == "GET":
+            return self._v1_treatments_list(req)
+        if not self.api_enabled:
+            return _cannot(req.method, req.path)
+        if not auth.can("api:treatments:create"):
+            return _unauthorized()
+        return self._v1_treatments_create(req)
 
     def _v1_list(self, req: _Req, *, model: str | None, current: bool = False) -> _Response:
         query = {} if current else req.query

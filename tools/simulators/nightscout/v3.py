@@ -10,7 +10,7 @@ import copy
 import math
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import unquote
 
@@ -84,6 +84,55 @@ def _v3_value(fld: str, value: Any) -> Any:
     return value
 
 
+def _v3_clauses(q: JsonObj) -> list[tuple[str, str, Any]]:
+    """(field, operator, value) of each filter parameter (``date$gte=...``); an unknown operator is a 400."""
+    clauses: list[tuple[str, str, Any]] = []
+    for param, raw_value in q.items():
+        if param in _V3_RESERVED:
+            continue
+        fld, op = param, "eq"
+        m = re.match(r"^(.*)\$([a-zA-Z]+)", param)
+        if m:
+            fld, op = m.group(1), m.group(2)
+            if op not in _V3_OPERATORS:
+                raise _V3Error(_v3_status(400, f"Unsupported filter operator {op}"))
+        clauses.append((fld, op, _v3_value(fld, raw_value)))
+    return clauses
+
+
+def _v3_sort(q: JsonObj) -> list[tuple[str, int]]:
+    """The sort field asked for, then identifier, created_at and date in the same direction."""
+    if _js_truthy(q.get("sort")) and _js_truthy(q.get("sort$desc")):
+        raise _V3Error(_v3_status(400, "Parameters sort and sort_desc cannot be combined"))
+    direction = -1 if _js_truthy(q.get("sort$desc")) else 1
+    sort: list[tuple[str, int]] = []
+    if _js_truthy(q.get("sort$desc")):
+        sort.append((str(q["sort$desc"]), -1))
+    elif _js_truthy(q.get("sort")):
+        sort.append((str(q["sort"]), 1))
+    return [*sort, ("identifier", direction), ("created_at", direction), ("date", direction)]
+
+
+def _v3_bounded(q: JsonObj, name: str, within: Callable[[float], bool], default: int) -> int:
+    """The integer parameter ``name`` (limit, skip), ``default`` when absent; a 400 when out of tolerance."""
+    if not _js_truthy(q.get(name)):
+        return default
+    number = _to_js_number(q[name])
+    if not (isinstance(number, int | float) and not math.isnan(number) and within(number)):
+        raise _V3Error(_v3_status(400, f"Parameter {name} out of tolerance"))
+    return int(_parse_int(q[name]))
+
+
+def _v3_condition(op: str, value: Any) -> Any:
+    if op == "eq":
+        return value
+    if op in ("in", "nin"):
+        return {f"${op}": _js_str(value).split("|")}
+    if op == "re":
+        return {"$regex": _js_str(value)}
+    return {f"${op}": value}
+
+
 class V3Routes(Treatments):
     """The v3 routes."""
 
@@ -98,38 +147,48 @@ class V3Routes(Treatments):
         if parts == ["version"] and m == "GET":
             return _json(200, {"status": 200, "result": self._v3_version_info()})
         if parts == ["status"] and m == "GET":
-            auth = self._v3_auth(req)
-            info = self._v3_version_info()
-            perms: JsonObj = {}
-            for col in ("devicestatus", "entries", "food", "profile", "settings", "treatments"):
-                # lib/api3/specific/status.js checks 'api:undefined:<op>' (the bug of §5.7)
-                letters = "".join(
-                    letter for letter, op in zip("crud", ("create", "read", "update", "delete"), strict=True)
-                    if auth.can(f"api:undefined:{op}")
-                )  # fmt: skip
-                if letters:
-                    perms[col] = letters
-            info["apiPermissions"] = perms
-            return _json(200, {"status": 200, "result": info})
+            return self._v3_status_info(req)
         if parts == ["lastmodified"] and m == "GET":
-            auth = self._v3_auth(req)
-            cols: JsonObj = {}
-            with self._lock:
-                for col, (_, date_field) in _V3_COLLECTIONS.items():
-                    if auth.can(f"api:{col}:read"):
-                        value = self._v3_last_modified(self._collection(col), date_field)
-                        if value:
-                            cols[col] = value
-            return _json(200, {"status": 200, "result": {"srvDate": self._now_ms(), "collections": cols}})
+            return self._v3_last_modified_all(req)
         if parts and parts[0] in _V3_COLLECTIONS:
-            col = parts[0]
-            if len(parts) == 1 and m == "POST":
-                return self._v3_create(req, col)
-            if len(parts) == 1 and m == "GET":
-                return self._v3_search(req, col)
-            if len(parts) == 2 and m == "GET" and parts[1] != "history":
-                return self._v3_read(req, col, orig[1])
+            return self._v3_collection_route(req, parts, orig)
         return _v3_status(404, "Bad operation or collection")
+
+    def _v3_collection_route(self, req: _Req, parts: list[str], orig: list[str]) -> _Response:
+        col, m = parts[0], req.method
+        if len(parts) == 1 and m == "POST":
+            return self._v3_create(req, col)
+        if len(parts) == 1 and m == "GET":
+            return self._v3_search(req, col)
+        if len(parts) == 2 and m == "GET" and parts[1] != "history":
+            return self._v3_read(req, col, orig[1])
+        return _v3_status(404, "Bad operation or collection")
+
+    def _v3_status_info(self, req: _Req) -> _Response:
+        auth = self._v3_auth(req)
+        info = self._v3_version_info()
+        perms: JsonObj = {}
+        for col in ("devicestatus", "entries", "food", "profile", "settings", "treatments"):
+            # lib/api3/specific/status.js checks 'api:undefined:<op>' (the bug of §5.7)
+            letters = "".join(
+                letter for letter, op in zip("crud", ("create", "read", "update", "delete"), strict=True)
+                if auth.can(f"api:undefined:{op}")
+            )  # fmt: skip
+            if letters:
+                perms[col] = letters
+        info["apiPermissions"] = perms
+        return _json(200, {"status": 200, "result": info})
+
+    def _v3_last_modified_all(self, req: _Req) -> _Response:
+        auth = self._v3_auth(req)
+        cols: JsonObj = {}
+        with self._lock:
+            for col, (_, date_field) in _V3_COLLECTIONS.items():
+                if auth.can(f"api:{col}:read"):
+                    value = self._v3_last_modified(self._collection(col), date_field)
+                    if value:
+                        cols[col] = value
+        return _json(200, {"status": 200, "result": {"srvDate": self._now_ms(), "collections": cols}})
 
     def _v3_version_info(self) -> JsonObj:
         return {
@@ -306,49 +365,13 @@ class V3Routes(Treatments):
         q = req.query
         fields_param = q.get("fields")
         specific = str(fields_param).split(",") if _js_truthy(fields_param) and fields_param != "_all" else None
-        clauses: list[tuple[str, str, Any]] = []
-        for param, raw_value in q.items():
-            if param in _V3_RESERVED:
-                continue
-            fld, op = param, "eq"
-            m = re.match(r"^(.*)\$([a-zA-Z]+)", param)
-            if m:
-                fld, op = m.group(1), m.group(2)
-                if op not in _V3_OPERATORS:
-                    return _v3_status(400, f"Unsupported filter operator {op}")
-            clauses.append((fld, op, _v3_value(fld, raw_value)))
-        if _js_truthy(q.get("sort")) and _js_truthy(q.get("sort$desc")):
-            return _v3_status(400, "Parameters sort and sort_desc cannot be combined")
-        direction = -1 if _js_truthy(q.get("sort$desc")) else 1
-        sort: list[tuple[str, int]] = []
-        if _js_truthy(q.get("sort$desc")):
-            sort.append((str(q["sort$desc"]), -1))
-        elif _js_truthy(q.get("sort")):
-            sort.append((str(q["sort"]), 1))
-        sort += [("identifier", direction), ("created_at", direction), ("date", direction)]
-        limit = API3_MAX_LIMIT
-        if _js_truthy(q.get("limit")):
-            lim = _to_js_number(q["limit"])
-            if not (isinstance(lim, int | float) and not math.isnan(lim) and 0 < lim <= API3_MAX_LIMIT):
-                return _v3_status(400, "Parameter limit out of tolerance")
-            limit = int(_parse_int(q["limit"]))
-        skip = 0
-        if _js_truthy(q.get("skip")):
-            sk = _to_js_number(q["skip"])
-            if not (isinstance(sk, int | float) and not math.isnan(sk) and sk >= 0):
-                return _v3_status(400, "Parameter skip out of tolerance")
-            skip = int(_parse_int(q["skip"]))
+        clauses = _v3_clauses(q)
+        sort = _v3_sort(q)
+        limit = _v3_bounded(q, "limit", lambda n: 0 < n <= API3_MAX_LIMIT, API3_MAX_LIMIT)
+        skip = _v3_bounded(q, "skip", lambda n: n >= 0, 0)
         query: JsonObj = {"isValid": {"$ne": False}}
         for fld, op, value in clauses:
-            if op == "eq":
-                cond: Any = value
-            elif op in ("in", "nin"):
-                cond = {f"${op}": _js_str(value).split("|")}
-            elif op == "re":
-                cond = {"$regex": _js_str(value)}
-            else:
-                cond = {f"${op}": value}
-            query[fld] = cond
+            query[fld] = _v3_condition(op, value)
         with self._lock:
             docs = [d for d in self._collection(col) if _matches(d, query)]
             docs = _sort_docs(docs, sort)[skip : skip + limit]

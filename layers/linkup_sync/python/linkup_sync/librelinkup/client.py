@@ -32,7 +32,7 @@ from ..http import (
 )
 from ..http_request import send
 from ..model import Connection, Graph, Ticket
-from . import parsing
+from . import parsing, replies
 from .regions import DEFAULT_URL_TEMPLATE, base_url, normalize_region, redirect_region
 from .versions import DEFAULT_VERSION
 
@@ -206,7 +206,7 @@ class LinkUpClient:
             if exc.kind == "decode":
                 raise LinkUpMalformedResponse(exc.detail) from None
             raise LinkUpUnreachable(exc.detail) from None
-        return parsing.classify(
+        return replies.classify(
             result.status,
             result.content_type,
             result.data,

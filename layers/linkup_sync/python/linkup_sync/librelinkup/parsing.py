@@ -1,44 +1,28 @@
 """Turning LibreLink Up responses into domain objects (docs/librelinkup-api.md §4, §5, §6, §7, §10, §11).
 
-Nothing here does I/O. `classify` is the single place that decides what a response means (spec §4.3);
-the `parse_*` functions read successful bodies. No message or log line carries a token, password,
+Nothing here does I/O. The `parse_*` functions read successful bodies; what a reply means (success or
+which error) is decided before, by `replies.classify` (spec §4.3). No message or log line carries a token, password,
 Account-Id or patient name.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ..errors import (
-    LinkUpActionRequired,
-    LinkUpBadCredentials,
-    LinkUpBlocked,
-    LinkUpLocked,
-    LinkUpMaintenance,
-    LinkUpMalformedResponse,
-    LinkUpMissingHeader,
-    LinkUpPatientNotFound,
-    LinkUpRateLimited,
-    LinkUpServerError,
-    LinkUpUnauthorized,
-    LinkUpVersionContradicted,
-    LinkUpVersionRejected,
-)
+from ..errors import LinkUpMalformedResponse
 from ..model import Connection, Graph, Sensor, Ticket
 from ..plausibility import SGV_MAX, ImplausibleValue, sgv_value
 from ..readings import Reading, Source, direction_for
-from .versions import version_key
 
 log = logging.getLogger("linkup_sync")
 
-DEFAULT_LOCKOUT_S = 300
 MAX_SGV = SGV_MAX  # a sensor's HI; the plausibility rules live in plausibility.py
 
 # --- timestamps (§11) ----------------------------------------------------------------------------
@@ -113,61 +97,80 @@ def _data(payload: object, kind: type) -> Any:
 # --- graph (§7) ----------------------------------------------------------------------------------
 
 
-def parse_graph(patient_id: str, payload: object) -> Graph:
-    """Current reading + history from a graph reply. Malformed items are skipped, logged and counted, and so
-    are dated items whose value no sensor gives (`implausible_items`; plausibility.py)."""
-    data = _data(payload, Mapping)
-    skipped = implausible = 0
-    connection = data.get("connection")
-    if not isinstance(connection, Mapping):
-        connection = {}
+@dataclass
+class _Dropped:
+    """What a graph reply had that could not be used: counted for the run's report."""
 
-    current: Reading | None = None
+    skipped: int = 0  # malformed items
+    implausible: int = 0  # dated items whose value no sensor gives
+
+
+def _current_reading(connection: Mapping[str, Any], dropped: _Dropped) -> Reading | None:
     item = connection.get("glucoseMeasurement")
     if item is None:
         item = connection.get("glucoseItem")
-    if item is not None:
-        try:
-            current = reading_from_item(item, "current")
-        except ImplausibleValue as exc:
-            implausible += 1
-            log.warning("LibreLink Up: dropped the current reading as implausible: %s", exc)
-        except ValueError as exc:
-            skipped += 1
-            log.warning("LibreLink Up: skipped the current reading: %s", exc)
+    if item is None:
+        return None
+    try:
+        return reading_from_item(item, "current")
+    except ImplausibleValue as exc:
+        dropped.implausible += 1
+        log.warning("LibreLink Up: dropped the current reading as implausible: %s", exc)
+    except ValueError as exc:
+        dropped.skipped += 1
+        log.warning("LibreLink Up: skipped the current reading: %s", exc)
+    return None
 
-    history: list[Reading] = []
-    items = data.get("graphData")
+
+def _history(items: object, dropped: _Dropped) -> tuple[Reading, ...]:
+    """graphData's readings, oldest first."""
     if items is None:
         items = []
     if not isinstance(items, list):
         log.warning("LibreLink Up: graphData is %s, not a list; no history this run", type(items).__name__)
         items = []
+    history: list[Reading] = []
     for index, gitem in enumerate(items):
         try:
             history.append(reading_from_item(gitem, "graph"))
         except ImplausibleValue as exc:
-            implausible += 1
+            dropped.implausible += 1
             log.warning("LibreLink Up: dropped history item %d as implausible: %s", index, exc)
         except ValueError as exc:
-            skipped += 1
+            dropped.skipped += 1
             log.warning("LibreLink Up: skipped history item %d: %s", index, exc)
     history.sort(key=lambda r: r.epoch_ms)
+    return tuple(history)
 
+
+def _graph_sensor(data: Mapping[str, Any], connection: Mapping[str, Any]) -> Sensor | None:
+    """The newest active sensor, else the connection's."""
     sensor: Sensor | None = None
     active = data.get("activeSensors")
     if isinstance(active, list) and active and isinstance(active[-1], Mapping):
         sensor = _sensor(active[-1].get("sensor"))
     if sensor is None:
         sensor = _sensor(connection.get("sensor"))
+    return sensor
 
+
+def parse_graph(patient_id: str, payload: object) -> Graph:
+    """Current reading + history from a graph reply. Malformed items are skipped, logged and counted, and so
+    are dated items whose value no sensor gives (`implausible_items`; plausibility.py)."""
+    data = _data(payload, Mapping)
+    connection = data.get("connection")
+    if not isinstance(connection, Mapping):
+        connection = {}
+    dropped = _Dropped()
+    current = _current_reading(connection, dropped)
+    history = _history(data.get("graphData"), dropped)
     return Graph(
         patient_id=patient_id,
         current=current,
-        history=tuple(history),
-        sensor=sensor,
-        skipped_items=skipped,
-        implausible_items=implausible,
+        history=history,
+        sensor=_graph_sensor(data, connection),
+        skipped_items=dropped.skipped,
+        implausible_items=dropped.implausible,
         initials=_initial(connection.get("firstName")) + _initial(connection.get("lastName")),
     )
 
@@ -248,174 +251,3 @@ def parse_login(payload: object, region: str) -> Ticket:
     if not isinstance(user_id, str) or not user_id:
         raise LinkUpMalformedResponse("the login reply has no user id")
     return Ticket(token=token, expires=expires, user_id=user_id, account_id=account_id_for(user_id), region=region)
-
-
-# --- classification (§4.3) -----------------------------------------------------------------------
-
-_SAFE_TEXT = re.compile(r"^[A-Za-z0-9 _.,:/'-]{1,60}$")
-
-
-def _safe(value: object) -> str | None:
-    """A server-supplied code short and plain enough to put into a message (never a token)."""
-    if isinstance(value, str) and _SAFE_TEXT.match(value) and not re.search(r"[A-Za-z0-9_-]{33,}", value):
-        return value
-    return None
-
-
-def parse_retry_after(value: str | None) -> int | None:
-    """Retry-After in seconds (the HTTP-date form is ignored), capped at one day."""
-    if value is None:
-        return None
-    value = value.strip()
-    if not (value.isascii() and value.isdigit()):  # "²".isdigit() is True, int("²") a ValueError
-        return None
-    return min(int(value), 86400)
-
-
-def _is_json_type(content_type: str | None) -> bool:
-    if not content_type:
-        return True  # decide by parsing
-    return "json" in content_type.split(";", 1)[0].strip().lower()
-
-
-def _body_status(body: object) -> int | None:
-    if isinstance(body, Mapping):
-        status = body.get("status")
-        if isinstance(status, int) and not isinstance(status, bool):
-            return status
-    return None
-
-
-def _lockout(body: Mapping[str, Any]) -> int | None:
-    """data.data.lockout for a 'locked' reply; None when the body is not a lockout."""
-    data = body.get("data")
-    if not isinstance(data, Mapping):
-        return None
-    inner = data.get("data")
-    lockout = inner.get("lockout") if isinstance(inner, Mapping) else None
-    if data.get("message") != "locked" and lockout is None:
-        return None
-    if isinstance(lockout, bool) or not isinstance(lockout, int | float):
-        return DEFAULT_LOCKOUT_S
-    if not math.isfinite(lockout) or lockout <= 0:
-        return DEFAULT_LOCKOUT_S
-    return math.ceil(lockout)
-
-
-def _edge(status: int, retry_after: int | None, what: str) -> Exception:
-    """A reply without a JSON body: an edge (Cloudflare) page, an empty body, a gateway error."""
-    if status == 429:
-        return LinkUpRateLimited(retry_after)
-    if status in (403, 430):
-        return LinkUpBlocked(status)
-    if status == 911:
-        return LinkUpMaintenance()
-    if 500 <= status <= 599:
-        return LinkUpServerError(status)
-    return LinkUpMalformedResponse(f"HTTP {status} with {what}")
-
-
-def classify(
-    status: int,
-    content_type: str | None,
-    body: bytes,
-    *,
-    during_login: bool = False,
-    version: str = "",
-    patient_id: str = "",
-    retry_after: str | None = None,
-    accept_steps: frozenset[str] = frozenset(),
-) -> dict[str, Any]:
-    """Decide what a LibreLink Up response means (spec §4.3).
-
-    A login step whose type is in `accept_steps` is returned (the caller accepts it) instead of raised.
-
-    Returns the parsed JSON object for a body status 0 (success or login redirect); raises the typed
-    LinkUpError otherwise. `version` is the version header that was sent (for LinkUpVersionRejected),
-    `patient_id` the one asked for (for LinkUpPatientNotFound), `retry_after` the Retry-After header.
-    """
-    wait = parse_retry_after(retry_after)
-
-    # 1. Not JSON at all (HTML edge page, empty body, truncated JSON).
-    parsed: Any = None
-    what = ""
-    if not body.strip():
-        what = "an empty body"
-    elif not _is_json_type(content_type):
-        shown_type = content_type.split(";", 1)[0].strip()[:40] if content_type else "unknown"
-        what = f"a non-JSON body ({shown_type})"
-    else:
-        try:
-            parsed = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            what = "a body that is not valid JSON (truncated?)"
-    if what:
-        if status == 401 and not during_login:
-            raise LinkUpUnauthorized()
-        raise _edge(status, wait, what)
-
-    body_status = _body_status(parsed)
-    message = parsed.get("message") if isinstance(parsed, Mapping) else None
-
-    # 2. HTTP status first.
-    if status == 401:
-        if during_login:
-            raise LinkUpMalformedResponse("HTTP 401 on login")
-        raise LinkUpUnauthorized()
-    if status == 400:
-        if message == "RequiredHeaderMissing":
-            raise LinkUpMissingHeader()
-        raise LinkUpMalformedResponse(f"HTTP 400 ({_safe(message) or 'no message'})")
-    if status == 403:
-        if body_status == 920:
-            data = parsed.get("data")
-            minimum = _safe(data.get("minimumVersion") if isinstance(data, Mapping) else None)
-            wanted, sent = version_key(minimum), version_key(version)
-            if wanted is None or (sent is not None and wanted <= sent):
-                # No minimum, or one the version sent already meets: not a real refusal (issue #10).
-                raise LinkUpVersionContradicted(minimum, version)
-            raise LinkUpVersionRejected(minimum, version)
-        raise LinkUpBlocked(403)
-    if status in (200, 429) and body_status == 429 and isinstance(parsed, Mapping):
-        lockout = _lockout(parsed)
-        if lockout is not None:
-            raise LinkUpLocked(lockout)
-    if status == 429:
-        raise LinkUpRateLimited(wait)
-    if status == 430:
-        raise LinkUpBlocked(430)
-    if status == 911 or body_status == 911:
-        raise LinkUpMaintenance()
-    if 500 <= status <= 599:
-        raise LinkUpServerError(status)
-    if status != 200:
-        raise LinkUpMalformedResponse(f"HTTP {status}")
-
-    # 3. HTTP 200: the body status decides.
-    if not isinstance(parsed, dict):
-        raise LinkUpMalformedResponse(f"the reply is {type(parsed).__name__}, not a JSON object")
-    if body_status == 0:
-        return parsed
-    error = parsed.get("error")
-    error_message = error.get("message") if isinstance(error, Mapping) else None
-    if body_status == 2:
-        if during_login:
-            raise LinkUpBadCredentials()
-        raise LinkUpUnauthorized()
-    if body_status == 4:
-        data = parsed.get("data")
-        step = data.get("step") if isinstance(data, Mapping) else None
-        if isinstance(step, Mapping):
-            step_type = _safe(step.get("type") or step.get("componentName")) or "unknown"
-            if step_type in accept_steps:
-                return parsed
-            raise LinkUpActionRequired(step_type)
-        if error_message == "couldNotLoadPatient":
-            raise LinkUpPatientNotFound(patient_id, [])
-    if body_status == 429:
-        raise LinkUpRateLimited(wait)
-    shown = "missing" if body_status is None else str(body_status)
-    detail = f"body status {shown}"
-    if _safe(error_message):
-        detail += f", message {error_message}"
-    raise LinkUpMalformedResponse(detail)
