@@ -497,5 +497,5 @@ def test_no_layer_module_is_over_400_lines() -> None:
         for path in RUNTIME.rglob("*.py")
     }
     assert sizes["sync.py"] > 100 and sizes["ports.py"] > 100  # the walk found the real modules
-    over = {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES }
+    over = {name: n for name, n in sizes.items() if n > MAX_MODULE_LINES}
     assert not over, f"layer modules over {MAX_MODULE_LINES} lines: {over}"
