@@ -102,6 +102,7 @@ class MemoryStateStore:
     writes: int = 0
     conflict_next: int = 0
     locks: dict[str, int] = field(default_factory=dict)
+    incidents: dict[str, frozenset[tuple[str, str]]] = field(default_factory=dict)
 
     def acquire_login_lock(self, key: str, now: float, seconds: int) -> bool:
         # Whole seconds, held through its last one, like the file and DynamoDB stores.
@@ -113,7 +114,13 @@ class MemoryStateStore:
     def load(self, key: str) -> StoredState:
         self.reads += 1
         targets = {pid: t for (k, pid), t in self.targets.items() if k == key}
-        return StoredState(key=key, account=self.accounts.get(key, AccountState()), targets=targets)
+        account, marked = self.accounts.get(key, AccountState()), self.incidents.get(key, frozenset())
+        return StoredState(key=key, account=account, targets=targets, incidents_open=marked)
+
+    def mark_incidents(self, key: str, opened: Iterable[tuple[str, str]], closed: Iterable[tuple[str, str]]) -> None:
+        self.writes += 1
+        opened = set(opened)
+        self.incidents[key] = frozenset((self.incidents.get(key, frozenset()) - set(closed)) | opened)
 
     def save_account(self, key: str, account: AccountState) -> AccountState:
         self.writes += 1

@@ -91,6 +91,8 @@ def label(operation: str, key: dict[str, Any]) -> str:
             return "worker: state load (Query)"
         if sk.startswith("target#"):
             return "worker: upload record (target UpdateItem)"
+        if sk == "incidents":
+            return f"worker: incident marker ({operation})"
         return f"worker: account state ({operation}: login lock, ticket)"
     return f"{operation} {pk.split('#', 1)[0]}".strip()
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from linkup_sync.ports import CredentialSource, NightscoutSink, StateStore
     from linkup_sync.readings import Reading
     from linkup_sync.runtime import Dependencies
-    from linkup_sync.state.model import AccountState, StoredState, TargetState
+    from linkup_sync.state.model import AccountState, IncidentKey, StoredState, TargetState
 
 ENV_VERSION = "LINK_UP_CREDENTIALS_VERSION"
 
@@ -151,6 +151,9 @@ class NoRecordStore:
 
     def record_upload(self, key: str, target: TargetState, added: Iterable[int]) -> TargetState:
         return target
+
+    def mark_incidents(self, key: str, opened: Iterable[IncidentKey], closed: Iterable[IncidentKey]) -> None:
+        self.inner.mark_incidents(key, opened, closed)
 
 
 @dataclass

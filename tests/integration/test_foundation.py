@@ -186,7 +186,7 @@ def test_steady_state_run_costs_one_linkup_request_one_post_and_three_aws_calls(
     assert result["uploaded"] >= 1
     assert len(harness.llu.requests) - before_llu == 1
     assert len(harness.ns.requests) - before_ns == 1
-    # a new container also reads the incidents once (then at most hourly while none is open)
+    # a new container also reads the incidents once (later only when some may be open: issue 25)
     assert harness.aws_calls.calls == ["GetSecretValue", "Query", "UpdateItem", "Query"]
     # warm: the secret comes from the cache
     harness.tick(300)

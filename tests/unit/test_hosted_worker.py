@@ -23,6 +23,7 @@ from linkup_sync.hosted.accounts import check_account, seal_account
 from linkup_sync.hosted.registry import Account, account_id_for, incidents_partition
 from linkup_sync.hosted.settings import STACK_SETTING_KEYS
 from linkup_sync.hosted.worker import BatchResult, Outcome, Worker
+from linkup_sync.incidents.known import KnownIncidents
 from linkup_sync.report import RunReport
 from linkup_sync.runtime import Dependencies
 from linkup_sync.state.incidents import DynamoDBIncidentStore
@@ -379,16 +380,19 @@ def test_settings_are_made_once_per_combination(aws: HostedAws) -> None:
 def test_a_container_remembers_that_no_incident_is_open(aws: HostedAws, runs: FakeRuns) -> None:
     account = add(aws, 1)
 
-    def quiet_for_an_hour(deps: Dependencies) -> RunReport:
-        deps.incidents_quiet_until = NOW + 3600
+    def read_none_open(deps: Dependencies) -> RunReport:
+        deps.known_incidents = KnownIncidents()
         return RunReport()
 
-    runs.behaviour[account.id] = quiet_for_an_hour
+    runs.behaviour[account.id] = read_none_open
     worker = make_worker(aws)
     worker.handle([message(account)])
     worker.handle([message(account, due=MINUTE + 5)])
     first, second = runs.deps[account.id]
-    assert second.incidents_quiet_until == NOW + 3600 and first is not second
+    assert first is not second
+    assert second.known_incidents == KnownIncidents()
+    # a container's first run of an account has not read its incidents: it reads them
+    assert make_worker(aws).dependencies(account).known_incidents is None
 
 
 def test_credentials_that_cannot_be_decrypted_fail_the_run_and_open_an_incident(aws: HostedAws) -> None:

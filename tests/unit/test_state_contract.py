@@ -174,6 +174,34 @@ def test_recent_readings_round_trip_and_merge_with_a_concurrent_writer(store: St
     assert store.load(KEY).targets["p1#site"].recent == ((NOW + 3600, 150),)  # older than 15 minutes: gone
 
 
+def test_the_incident_marker_is_read_with_the_state_and_keeps_concurrent_changes(store: StateStore) -> None:
+    """Issue 25: the incidents a run left open come with the state's one read. Changes are per incident:
+    of two runs that read the same marker, one opening an incident and one closing another, both stay."""
+    bad, stale = ("bad_credentials", ""), ("stale", "ab12cd34")
+    assert store.load(KEY).incidents_open == frozenset()
+    store.mark_incidents(KEY, opened=[bad, stale], closed=[])
+    assert store.load(KEY).incidents_open == {bad, stale}
+    token = ("nightscout_token", "")
+    store.mark_incidents(KEY, opened=[token], closed=[])  # one run opened another incident
+    store.mark_incidents(KEY, opened=[], closed=[bad])  # one that read the same marker closed one
+    assert store.load(KEY).incidents_open == {stale, token}
+    store.mark_incidents(KEY, opened=[], closed=[stale, token, bad])
+    assert store.load(KEY).incidents_open == frozenset()
+
+
+def test_the_incident_marker_leaves_the_account_and_its_targets_alone(store: StateStore) -> None:
+    saved = store.save_account(KEY, AccountState(ticket=ticket(), patient_id="p1"))
+    store.record_upload(KEY, TargetState(target_id="p1#site"), [NOW])
+    store.mark_incidents(KEY, opened=[("patient_gone", "")], closed=[])
+    state = store.load(KEY)
+    assert state.account == saved and list(state.targets) == ["p1#site"]
+    assert store.save_account(KEY, replace(saved, patient_id="p2")).rev == saved.rev + 1  # no conflict
+    other = account_key("someone.else@example.invalid")
+    assert store.load(other).incidents_open == frozenset()
+    store.mark_incidents(other, opened=[("stale", "")], closed=[])
+    assert store.load(KEY).incidents_open == {("patient_gone", "")}
+
+
 # --- the contract can fail: deliberately broken stores ------------------------------------------------------
 
 
@@ -209,11 +237,17 @@ class LoginLockNotReleasedBySaving(MemoryStateStore):
         return saved
 
 
+class MarkerOfTheLastWriter(MemoryStateStore):
+    def mark_incidents(self, key: str, opened: Iterable[tuple[str, str]], closed: Iterable[tuple[str, str]]) -> None:
+        self.incidents[key] = frozenset(opened)  # the whole set as this run saw it: another run's change is lost
+
+
 BROKEN: list[tuple[type[MemoryStateStore], Callable[[StateStore], None]]] = [
     (LedgerOfTheLastWriter, test_record_upload_merges_with_a_concurrent_writer),
     (LockEndsASecondEarly, test_login_lock_counts_whole_seconds_and_holds_through_its_last_one),
     (RegionAsGiven, test_region_follows_the_ticket),
     (LoginLockNotReleasedBySaving, test_login_lock_is_exclusive_until_it_expires_or_the_account_is_saved),
+    (MarkerOfTheLastWriter, test_the_incident_marker_is_read_with_the_state_and_keeps_concurrent_changes),
 ]
 
 

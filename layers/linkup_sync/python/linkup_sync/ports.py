@@ -19,7 +19,7 @@ from typing import Protocol, runtime_checkable
 from .incidents.model import Incident, IncidentRecord
 from .model import Connection, Credentials, Existing, Graph, Ticket
 from .readings import Reading
-from .state.model import AccountState, StoredState, TargetState
+from .state.model import AccountState, IncidentKey, StoredState, TargetState
 
 # --- LibreLink Up and Nightscout -------------------------------------------------------------------------
 
@@ -117,6 +117,12 @@ class StateStore(Protocol):
         The write is a union with whatever is stored, so it can never move the ledger backwards, even
         when another run wrote in between (then it re-reads and merges).
         """
+        ...
+
+    def mark_incidents(self, key: str, opened: Iterable[IncidentKey], closed: Iterable[IncidentKey]) -> None:
+        """Note incidents as open and as closed in the account's marker (StoredState.incidents_open), in
+        one unconditional write. Per incident, not the whole set: of two runs writing at once (one opened
+        an incident, the other closed another) both changes stay."""
         ...
 
 

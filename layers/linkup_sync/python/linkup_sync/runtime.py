@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import urllib3
 
     from .incidents.desk import Site
+    from .incidents.known import KnownIncidents
 
 # A run stops talking to LibreLink Up and Nightscout after this long, well inside the 30 s Lambda timeout;
 # each request ends by it, body included.
@@ -60,8 +61,9 @@ class Dependencies:
     # Incidents a person must act on (e-mail + Nightscout announcements); None: not told (local runs).
     incidents: IncidentStore | None = None
     alerts: AlertPublisher | None = None
-    # Until when this container knows that no incident is open (so healthy runs skip reading them).
-    incidents_quiet_until: float = 0.0
+    # What this container learned when it last read the incidents; None: not read yet (a cold start) or
+    # unknown (the reading failed). Healthy runs skip reading them while none is open (incidents/known.py).
+    known_incidents: KnownIncidents | None = None
     # How the person stores fixed credentials, for the incident texts; None: the personal stack's secret.
     secret_hint: str | None = None
     # What ties a stored ticket to the credentials it was issued for (fingerprint.py): the hosted worker
@@ -235,6 +237,7 @@ def _tell(
     service: SyncService | None,
 ) -> None:
     from .incidents.desk import IncidentDesk, observe
+    from .incidents.known import OpenTally, must_read
 
     assert deps.incidents is not None
     observation = observe(
@@ -246,21 +249,24 @@ def _tell(
         account=service.account if service is not None else None,
         version=deps.settings.version,
     )
-    now = deps.clock()
-    if not observation.seen and now < deps.incidents_quiet_until:
-        return  # nothing wrong now and nothing was open when this container last looked
+    loaded = service.state if service is not None else None  # None: the run failed before the state was read
+    marker = loaded.incidents_open if loaded is not None else frozenset()
+    if not must_read(deps.known_incidents, observation, marker):
+        return  # nothing wrong now, none open when this container last looked, none marked by another
+    tally = OpenTally(deps.incidents)
     desk = IncidentDesk(
-        store=deps.incidents,
+        store=tally,
         clock=deps.clock,
         publisher=deps.alerts,
         announcers=_announcers(deps, creds, report, deadline) if deps.settings.announce else {},
         announce=deps.settings.announce,
     )
-    open_after = desk.process(observation)
-    deps.incidents_quiet_until = 0.0 if open_after else now + QUIET_RECHECK_S
-
-
-QUIET_RECHECK_S = 3600  # a warm container re-reads the incidents at least hourly
+    deps.known_incidents = None  # unknown until the desk is through: a failure reads them again next run
+    desk.process(observation)
+    deps.known_incidents = tally.known()
+    left = deps.known_incidents.open
+    if loaded is not None and left != marker:  # the marker follows whoever read the incidents last
+        deps.store.mark_incidents(loaded.key, opened=left - marker, closed=marker - left)
 
 
 def _secret_hint(deps: Dependencies, creds: Credentials | None = None) -> str:

@@ -75,6 +75,7 @@ class SyncService:
         self._tag = ""  # the fingerprint of this run's credentials
         self.report = RunReport()
         self.account = AccountState()  # the account as stored, kept current through the run
+        self.state: StoredState | None = None  # as loaded at the start of the run (its incident marker too)
         self._adopted = False  # LINK_UP_VERSION=auto adopted a minimum in this run
 
     # --- circuit breakers (breakers.py decides, the account item remembers) ----------------------------
@@ -162,7 +163,7 @@ class SyncService:
     def run(self, creds: Credentials) -> RunReport:
         """One login (if needed) serves every target; each target gets one graph request and its own
         upload state, and a failing target never blocks or rolls back the others."""
-        state = self.store.load(account_key(creds.username))
+        state = self.state = self.store.load(account_key(creds.username))
         self.account = state.account
         self._adopted = False
         stored_key, built_in_key = version_key(self.account.version), version_key(self.source.version)

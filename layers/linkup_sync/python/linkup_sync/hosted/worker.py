@@ -34,6 +34,7 @@ from ..aws import AWS_CALL_WORST_S
 from ..errors import ConfigError, LinkupSyncError
 from ..fingerprint import sealed_fingerprint
 from ..http import make_pool
+from ..incidents.known import KnownIncidents
 from ..log_context import account_logs, install
 from ..model import Credentials
 from ..ports import Clock
@@ -56,7 +57,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("linkup_sync")
 
-QUIET_MEMORY = 20_000  # accounts whose "no incident open" this container remembers
+INCIDENT_MEMORY = 20_000  # accounts whose incidents (mostly none open) this container remembers
 # The batch returns by this many seconds after it began (hosted.yaml gives the function 60 s), and at the
 # latest RETURN_MARGIN_S before the invocation's own end.
 INVOCATION_BUDGET_S = 50.0
@@ -150,7 +151,7 @@ class Worker:
         )
         self.pool = guard_pool(pool if pool is not None else make_pool(maxsize=4 * max_parallel), self.addresses)
         self._settings: dict[tuple[tuple[str, str], ...], Settings] = {}
-        self._quiet: OrderedDict[str, float] = OrderedDict()
+        self._incidents: OrderedDict[str, KnownIncidents | None] = OrderedDict()
         self._lock = threading.Lock()
         install()  # the account of each run on its log lines, before the threads run
 
@@ -264,7 +265,7 @@ class Worker:
             )
             return Outcome(account=account_id, status="failed", reason="internal")
         finally:
-            self._remember_quiet(account_id, deps.incidents_quiet_until)
+            self._remember_incidents(account_id, deps.known_incidents)
         status = "skipped" if report.skipped else "ran"
         log.info("account run finished", extra={"account": account_id, "summary": report.as_dict()})
         return Outcome(account=account_id, status=status, report=report, reason=report.skipped)
@@ -288,7 +289,7 @@ class Worker:
             self.store.table_name, sharing=self.store, clock=self.clock, pk=incidents_partition(account.id)
         )
         with self._lock:
-            quiet = self._quiet.get(account.id, 0.0)
+            known = self._incidents.get(account.id)  # None: this container has not read them yet
         return Dependencies(
             settings=settings,
             store=self.store,
@@ -298,17 +299,17 @@ class Worker:
             monotonic=self.monotonic,
             incidents=incidents,
             alerts=None,  # a person hears of their incidents on their Nightscout; the operator by alarms
-            incidents_quiet_until=quiet,
+            known_incidents=known,
             secret_hint=HOSTED_HINT,
             fingerprint=sealed_fingerprint,  # stored inside the account's KMS ciphertext only
         )
 
-    def _remember_quiet(self, account_id: str, until: float) -> None:
+    def _remember_incidents(self, account_id: str, known: KnownIncidents | None) -> None:
         with self._lock:
-            self._quiet[account_id] = until
-            self._quiet.move_to_end(account_id)
-            while len(self._quiet) > QUIET_MEMORY:
-                self._quiet.popitem(last=False)
+            self._incidents[account_id] = known
+            self._incidents.move_to_end(account_id)
+            while len(self._incidents) > INCIDENT_MEMORY:
+                self._incidents.popitem(last=False)
 
 
 def _message(record: Mapping[str, Any]) -> tuple[str, int, int] | None:

@@ -16,6 +16,7 @@ No text here may carry a password, token, secret or hash of one: the texts are b
 errors' messages, which are written without them (errors.py), and from fixed wording.
 
 The package: `model` (what an incident is, which failure means which one), `texts` (the e-mails and
-announcements), `desk` (what a run saw, and the desk that opens, tells, reminds and closes). The
+announcements), `desk` (what a run saw, and the desk that opens, tells, reminds and closes), `known`
+(when a run reads the incidents, and which ones it leaves open: the marker read with the state). The
 store's interface is ports.IncidentStore, its DynamoDB adapter state/incidents.py.
 """

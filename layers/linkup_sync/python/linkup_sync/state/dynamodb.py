@@ -19,7 +19,7 @@ from ..errors import StateConflict, StateUnavailable
 from ..model import Ticket
 from ..ports import Sealer
 from ..trends import Point, pack_recent, unpack_recent
-from .model import AccountState, StoredState, TargetState, pack_ledger, unpack_ledger
+from .model import AccountState, IncidentKey, StoredState, TargetState, pack_ledger, unpack_ledger
 
 log = logging.getLogger("linkup_sync")
 
@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 
 ACCOUNT_SK = "account"
 TARGET_PREFIX = "target#"
+# The marker of the incidents open for this account: one attribute "open#<kind>#<scope>" per incident.
+# It has no expiry: deleting it while an incident is open would hide that incident from warm containers,
+# and an empty one is a few dozen bytes.
+INCIDENTS_SK = "incidents"
+OPEN_PREFIX = "open#"
 TARGET_TTL_S = 30 * 24 * 3600  # a target nobody syncs any more disappears after a month
 ACCOUNT_TTL_GRACE_S = 7 * 24 * 3600  # the account item outlives its ticket and its timed breakers by a week
 CONFLICT_RETRIES = 3
@@ -132,6 +137,11 @@ def _target_from_item(item: dict[str, Any]) -> TargetState:
     )
 
 
+def _open_incidents(item: dict[str, Any]) -> frozenset[IncidentKey]:
+    keys = (name[len(OPEN_PREFIX) :].split("#", 1) for name in item if name.startswith(OPEN_PREFIX))
+    return frozenset((parts[0], parts[1]) for parts in keys if len(parts) == 2)
+
+
 def _breaker_ends(account: AccountState) -> tuple[int | None, ...]:
     return (account.login_not_before, account.backoff_until, account.version_retry_at)
 
@@ -203,6 +213,7 @@ class DynamoDBStateStore(TableAccess):
     def load(self, key: str) -> StoredState:
         account = AccountState()
         targets: dict[str, TargetState] = {}
+        incidents: frozenset[IncidentKey] = frozenset()
         for item in self._query(key):
             item = self._unsealed(key, item)
             sk = _s(item, "sk") or ""
@@ -211,7 +222,29 @@ class DynamoDBStateStore(TableAccess):
             elif sk.startswith(TARGET_PREFIX):
                 target = _target_from_item(item)
                 targets[target.target_id] = target
-        return StoredState(key=key, account=account, targets=targets)
+            elif sk == INCIDENTS_SK:
+                incidents = _open_incidents(item)
+        return StoredState(key=key, account=account, targets=targets, incidents_open=incidents)
+
+    def mark_incidents(self, key: str, opened: Iterable[IncidentKey], closed: Iterable[IncidentKey]) -> None:
+        # Not conditional on a revision: a separate item, so it never conflicts with the account item's
+        # optimistic updates, and each incident its own attribute, so concurrent changes all stay.
+        opened, closed = sorted(set(opened)), sorted(set(closed) - set(opened))
+        names = {"#u": "updated_at"}
+        names.update({f"#o{i}": f"{OPEN_PREFIX}{kind}#{scope}" for i, (kind, scope) in enumerate(opened)})
+        names.update({f"#c{i}": f"{OPEN_PREFIX}{kind}#{scope}" for i, (kind, scope) in enumerate(closed)})
+        now = {"N": str(int(self._clock()))}
+        expression = "SET " + ", ".join(["#u = :now", *(f"#o{i} = :now" for i in range(len(opened)))])
+        if closed:
+            expression += " REMOVE " + ", ".join(f"#c{i}" for i in range(len(closed)))
+        with _aws_errors():
+            self.client.update_item(
+                TableName=self.table_name,
+                Key={"pk": {"S": key}, "sk": {"S": INCIDENTS_SK}},
+                UpdateExpression=expression,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={":now": now},
+            )
 
     def _conditional_update(
         self, key: str, sk: str, expected_rev: int, values: dict[str, dict[str, Any]], remove: Iterable[str] = ()

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ..errors import ConfigError
-from .model import AccountState, StoredState, TargetState
+from .model import AccountState, IncidentKey, StoredState, TargetState
 
 FORMAT = 1
 _T = TypeVar("_T")
@@ -77,6 +77,12 @@ def _from_json(cls: type[_T], data: dict[str, Any]) -> _T:
     known = {f.name for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
     kwargs = {name: _convert(hints.get(name, Any), value) for name, value in data.items() if name in known}
     return cls(**kwargs)
+
+
+def _incident_keys(entry: dict[str, Any]) -> frozenset[IncidentKey]:
+    raw = entry.get("incidents_open")
+    pairs = raw if isinstance(raw, list) else []
+    return frozenset((str(p[0]), str(p[1])) for p in pairs if isinstance(p, list) and len(p) == 2)
 
 
 # --- the store ------------------------------------------------------------------------------------
@@ -176,7 +182,15 @@ class FileStateStore:
         for tid, raw in (entry.get("targets") or {}).items():
             if isinstance(raw, dict):
                 targets[tid] = _from_json(TargetState, raw)
-        return StoredState(key=key, account=account, targets=targets)
+        return StoredState(key=key, account=account, targets=targets, incidents_open=_incident_keys(entry))
+
+    def mark_incidents(self, key: str, opened: Iterable[IncidentKey], closed: Iterable[IncidentKey]) -> None:
+        # The command line tells no incidents (it has no desk); kept like the DynamoDB store's marker anyway,
+        # so both stores answer the same contract.
+        with self._locked() as data:
+            entry = self._entry(data, key)
+            keys = (_incident_keys(entry) - set(closed)) | set(opened)
+            entry["incidents_open"] = sorted([kind, scope] for kind, scope in keys)
 
     def save_account(self, key: str, account: AccountState) -> AccountState:
         if account.ticket is not None:

@@ -149,11 +149,18 @@ class TargetState:
         return replace(self, checked_until=other)
 
 
+IncidentKey = tuple[str, str]  # (kind, scope) of an incident, as incidents.Incident.key
+
+
 @dataclass(frozen=True)
 class StoredState:
     key: str
     account: AccountState = field(default_factory=AccountState)
     targets: dict[str, TargetState] = field(default_factory=dict)
+    # The incidents the last run that read them left open (the marker beside the account's items): read
+    # with the state in the same request, so a warm container learns of an incident another one opened
+    # without reading the incidents on every run.
+    incidents_open: frozenset[IncidentKey] = frozenset()
 
     def target(self, target_id: str) -> TargetState:
         return self.targets.get(target_id) or TargetState(target_id=target_id)
