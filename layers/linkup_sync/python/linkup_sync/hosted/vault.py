@@ -3,7 +3,10 @@
 KMS encrypts the account's JSON directly (it is far below KMS's 4 KB limit), with an encryption
 context naming the account: KMS refuses to decrypt one account's ciphertext as another's, and the
 worker's key policy only allows Decrypt with that context key. A warm worker keeps what it decrypted
-for a bounded time and number of accounts, because every Decrypt is billed.
+for a bounded number of accounts, as long as the stored ciphertext stays the same: the claim returns the
+registry item, so a replaced account (a new ciphertext) is decrypted at once, and an account whose login
+failed is forgotten and decrypted again on its next run. No age limit: an hourly Decrypt would make that
+run's 4th AWS call (issue 25: at most 3 on every steady-state run), and would tell nothing new.
 
 The worker seals what it stores itself the same way (the LibreLink Up ticket, the credentials'
 fingerprints, Nightscout's JWT: hosted/sealed_state.py). Those ciphertexts change only at a login, a
@@ -26,7 +29,6 @@ from ..state.dynamodb import SealedStateLost
 
 CONTEXT_KEY = "linkup-sync-account"
 MAX_PLAINTEXT_BYTES = 4096  # KMS Encrypt's limit
-CACHE_MAX_AGE_S = 3600  # a replaced account is picked up at the latest an hour later (at once after a login failure)
 CACHE_MAX_ENTRIES = 20_000  # ~1 KB each: room for every account a container sees at 10,000 accounts
 # The sealed state a warm worker remembers (plaintexts and ciphertexts of tickets and JWTs, about 1 KB
 # each): enough for every account of a busy container, a small share of its 256 MB.
@@ -46,13 +48,11 @@ class Vault:
         client: Any = None,
         *,
         clock: Callable[[], float] = time.time,
-        max_age_s: float = CACHE_MAX_AGE_S,
         max_entries: int = CACHE_MAX_ENTRIES,
     ) -> None:
         self.key_id = key_id  # needed to encrypt; decrypting also pins it, so a foreign key is refused
         self._client: ClientSlot[Any] = ClientSlot("kms", client)
         self._clock = clock
-        self.max_age_s = max_age_s
         self.max_entries = max_entries
         self._cache: OrderedDict[str, tuple[bytes, bytes, float]] = OrderedDict()
         self._lock = threading.Lock()  # the worker runs the accounts of a batch in threads
@@ -82,11 +82,11 @@ class Vault:
         return bytes(reply["CiphertextBlob"]), str(reply.get("KeyId", self.key_id))
 
     def open(self, account_id: str, ciphertext: bytes) -> bytes:
-        """The plaintext, from the cache while it is fresh and the ciphertext unchanged."""
+        """The plaintext, from the cache while the ciphertext is unchanged."""
         now = self._clock()
         with self._lock:
             hit = self._cache.get(account_id)
-            if hit is not None and hit[0] == ciphertext and now - hit[2] < self.max_age_s:
+            if hit is not None and hit[0] == ciphertext:
                 self._cache.move_to_end(account_id)
                 return hit[1]
         plaintext = self._decrypt(account_id, ciphertext)
