@@ -43,3 +43,15 @@ def test_every_place_in_the_layout_exists() -> None:
     assert len(places) >= 15, places
     missing = [p for p in places if not (REPO_ROOT / p).exists()]
     assert not missing, missing
+
+
+def test_the_module_table_names_every_module_of_the_layer_and_only_those() -> None:
+    """Issue 25: the map follows the modules; a new, moved or removed module must change it."""
+    table = PAGE.split("\n### The package, module by module\n", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    named = {name for row in rows for name in re.findall(r"`([\w/]+\.py)`", row)}
+    package = REPO_ROOT / "layers" / "linkup_sync" / "python" / "linkup_sync"
+    modules = {p.relative_to(package).as_posix() for p in package.rglob("*.py") if p.name != "__init__.py"}
+    assert len(modules) > 40, modules  # the walk found the package
+    assert not modules - named, f"modules the map does not name: {sorted(modules - named)}"
+    assert not named - modules, f"the map names modules that do not exist: {sorted(named - modules)}"
