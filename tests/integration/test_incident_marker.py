@@ -14,6 +14,7 @@ from typing import Any, cast
 
 import boto3
 import pytest
+from botocore.exceptions import EndpointConnectionError
 from tools.local_stack import AwsCalls
 
 from linkup_sync import errors
@@ -180,3 +181,47 @@ def test_an_incident_of_a_mistyped_username_is_closed_by_the_next_cold_start(har
     assert run(harness) is not None
     subjects = [m["subject"] for m in harness.emails()]
     assert len(subjects) == 2 and "solved" in subjects[1], subjects
+
+
+@pytest.mark.slow
+def test_an_all_clear_that_could_not_be_sent_is_sent_by_the_next_run(harness: Harness) -> None:
+    """A message the desk could not send gives its slot back and the next run tries again (the incidents
+    package's promise). The incident is closed by then: the container must still read the incidents until
+    its all-clear went out, and so must another container (the marker says so), as the hourly re-read did
+    before issue 25."""
+    provision(harness)
+    c = Container(harness)
+    c.run()
+    harness.llu.set_password(EMAIL, "wrong password 123")  # changed in the app; the secret has the old one
+    harness.llu.revoke_tokens()
+    harness.tick(STEP)
+    c.run()
+    (mail,) = harness.emails()
+    assert "rejected the password" in mail["subject"]
+
+    sns_down = [True]
+
+    def refuse(**_: Any) -> None:
+        if sns_down[0]:
+            raise EndpointConnectionError(endpoint_url="https://sns.invalid")
+
+    assert c.deps.alerts is not None
+    cast(SnsAlerts, c.deps.alerts).client.meta.events.register("before-call.sns.Publish", refuse)
+    harness.put_secret(password="wrong password 123")  # fixed: a rejected login re-reads the secret at once
+    harness.tick(STEP)
+    c.run()  # the login works: the incident is closed, its all-clear cannot be sent
+    assert len(harness.emails()) == 1
+    assert marker(harness) == {("bad_credentials", "")}  # another container would send it too
+
+    sns_down[0] = False
+    harness.tick(STEP)
+    resent = c.run()
+    assert resent.count("Query") == 2 and "Publish" in resent, resent
+    subjects = [m["subject"] for m in harness.emails()]
+    assert len(subjects) == 2 and "solved" in subjects[1], subjects
+    assert marker(harness) == frozenset()
+    for _ in range(3):  # then steady again
+        harness.tick(STEP)
+        calls = c.run()
+        assert len(calls) <= 3 and calls.count("Query") == 1, calls
+    assert len(harness.emails()) == 2

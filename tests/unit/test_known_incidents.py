@@ -85,3 +85,31 @@ def test_an_incident_another_run_opened_or_closed_at_the_same_moment_counts_as_t
     racing.records = dict(store.records)
     assert process(racing, Observation(solved={BAD.key}, solved_scopes={""})) == set()
     assert not store.load_incidents()[BAD.key].is_open
+
+
+def test_an_incident_whose_all_clear_could_not_be_sent_is_read_again_until_it_is() -> None:
+    """A closed incident with its all-clear e-mail unsent (SNS unreachable) counts as open for the reading:
+    the desk gave the slot back for the next run, which must read the incidents to send it."""
+    assert BAD is not None
+    store = MemoryIncidentStore()
+    sent: list[str] = []
+    down = [False]
+
+    class Alerts:
+        def publish(self, subject: str, body: str) -> None:
+            if down[0]:
+                raise ConnectionError("SNS unreachable")
+            sent.append(subject)
+
+    def tell(observation: Observation) -> set[tuple[str, str]]:
+        tally = OpenTally(store)
+        IncidentDesk(store=tally, clock=lambda: NOW, publisher=Alerts()).process(observation)
+        return tally.open
+
+    assert tell(Observation(seen=[BAD])) == {BAD.key} and len(sent) == 1
+    down[0] = True
+    assert tell(Observation(solved_scopes={""})) == {BAD.key}  # closed, its all-clear not sent
+    assert not store.records[BAD.key].is_open
+    assert must_read(KnownIncidents(open=frozenset({BAD.key})), Observation(), frozenset())
+    down[0] = False
+    assert tell(Observation()) == set() and len(sent) == 2  # sent by the next reading, then nothing left

@@ -22,7 +22,7 @@ from .model import Incident, IncidentRecord
 class KnownIncidents:
     """What a container learned when it last read an account's incidents."""
 
-    open: frozenset[IncidentKey] = frozenset()  # the incidents it left open
+    open: frozenset[IncidentKey] = frozenset()  # the incidents it left open, or with a message still unsent
     # The initials stored for the people (scope -> initials): a person added later is remembered at once,
     # so an incident about them names them even after LibreLink Up stops showing them.
     people: Mapping[str, str] = field(default_factory=dict)
@@ -37,7 +37,8 @@ def must_read(known: KnownIncidents | None, observation: Observation, marker: fr
 
 
 class OpenTally:
-    """The incident store as the desk uses it, noting which incidents the desk leaves open."""
+    """The incident store as the desk uses it, noting which incidents the desk leaves open, or with a
+    message it could not send (its slot given back for a later run)."""
 
     def __init__(self, inner: IncidentStore) -> None:
         self.inner = inner
@@ -69,6 +70,9 @@ class OpenTally:
 
     def release(self, record: IncidentRecord, slot: str) -> None:
         self.inner.release(record, slot)
+        # A message could not be sent (an all-clear too, of an incident closed just now): noted like an open
+        # incident, so the next run, in this container or another, reads the incidents and tries it again.
+        self.open.add(record.key)
 
     def remind(self, record: IncidentRecord, now: int, cutoff: int) -> bool:
         return self.inner.remind(record, now, cutoff)
