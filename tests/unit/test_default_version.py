@@ -30,7 +30,7 @@ def _definitions(tree: ast.AST) -> list[int]:
         targets = (
             node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
         )
-        found += [node.lineno for t in targets if isinstance(t, ast.Name) and t.id == "DEFAULT_VERSION"]
+        found += [t.lineno for t in targets if isinstance(t, ast.Name) and t.id == "DEFAULT_VERSION"]
     return found
 
 
