@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from linkup_sync.errors import ConfigError
@@ -100,7 +99,7 @@ def state_store(args: argparse.Namespace, clock: Callable[[], float]) -> StateSt
         from linkup_sync.state.dynamodb import DynamoDBStateStore
 
         # The region as for the secret: AWS_REGION, AWS_DEFAULT_REGION, else the one the secret's ARN names.
-        dynamodb = client("dynamodb", secret_id=getattr(args, "secret_id", None))
+        dynamodb = client("dynamodb", secret_id=args.secret_id)
         return DynamoDBStateStore(args.table, client=dynamodb, clock=clock)
     from linkup_sync.state.file import FileStateStore, default_state_path
 
@@ -111,14 +110,16 @@ def missing_table(exc: Exception, store: StateStore | None) -> ConfigError | Non
     """A state table that does not exist (or is in another region) needs a person, not a retry: say which
     table and which region were asked. None for any other failure."""
     from linkup_sync.errors import StateUnavailable
+    from linkup_sync.state.dynamodb import DynamoDBStateStore
 
-    table = getattr(store, "table_name", None)
-    if not isinstance(exc, StateUnavailable) or table is None or "ResourceNotFound" not in exc.detail:
+    if not isinstance(exc, StateUnavailable) or "ResourceNotFound" not in exc.detail:
         return None
-    region = getattr(getattr(getattr(store, "client", None), "meta", None), "region_name", None) or "this region"
+    if not isinstance(store, DynamoDBStateStore):
+        return None
+    region = store.client.meta.region_name or "this region"
     return ConfigError(
         [
-            f"There is no DynamoDB table {table} in the AWS region {region}.",
+            f"There is no DynamoDB table {store.table_name} in the AWS region {region}.",
             "Fix: give --table the stack's output StateTableName, and the stack's region: set AWS_REGION "
             "(or AWS_DEFAULT_REGION), or give --secret-id as the secret's full ARN, which names it.",
         ],
@@ -127,11 +128,15 @@ def missing_table(exc: Exception, store: StateStore | None) -> ConfigError | Non
 
 
 def state_label(store: StateStore) -> str:
-    path = getattr(store, "path", None)
-    if path is not None:
-        return shorten_home(Path(path))
-    table = getattr(store, "table_name", None)
-    return f"DynamoDB table {table}" if table else "the state store"
+    """Where the state is kept, in the words of the store the command line chose (state_store)."""
+    from linkup_sync.state.dynamodb import DynamoDBStateStore
+    from linkup_sync.state.file import FileStateStore
+
+    if isinstance(store, FileStateStore):
+        return shorten_home(store.path)
+    if isinstance(store, DynamoDBStateStore) and store.table_name:
+        return f"DynamoDB table {store.table_name}"
+    return "the state store"
 
 
 class NoRecordStore:

@@ -479,8 +479,8 @@ def run_doctor(
         from linkup_sync.runtime import uses_api_v3
 
         default_v3 = settings.api_v3 if settings is not None else False
-        sensor_start = bool(getattr(settings, "sensor_start", False))
-        allow_http = bool(getattr(settings, "allow_http", False))
+        sensor_start = settings is not None and settings.sensor_start
+        allow_http = settings is not None and settings.allow_http
         for i, target in enumerate(creds.targets, start=1):
             suffix = f" ({i} of {len(creds.targets)})" if len(creds.targets) > 1 else ""
             api_v3 = uses_api_v3(target, default_v3)

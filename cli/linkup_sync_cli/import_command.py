@@ -36,7 +36,7 @@ from .import_plan import (
     span_ms,
 )
 from .libreview_export import DATE_FORMATS, HISTORIC, DateEvidence, ExportUnreadable, choose_date_format, open_export
-from .output import PROG
+from .output import PROG, write_control
 
 if TYPE_CHECKING:
     from linkup_sync.readings import Reading
@@ -345,10 +345,9 @@ def _upload(
         if show:
             # The carriage return and erase-line go around the command line's filter of control characters
             # (output.PrintableText.control), which would strip them from ordinary text.
-            control = getattr(out, "control", out.write)
-            control("\r")
+            write_control(out, "\r")
             out.write(progress_text(outcome.imported, total, monotonic() - started))
-            control("\033[K")
+            write_control(out, "\033[K")
             out.flush()
     if show:
         out.write("\n")

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from linkup_sync.errors import LinkupSyncError
 
@@ -183,7 +184,7 @@ def open_export(path: Path) -> tuple[Layout, Iterator[Row]]:
     return layout, _rows(handle, rows, layout)
 
 
-def _rows(handle: Iterable[str], rows: Iterator[list[str]], layout: Layout) -> Iterator[Row]:
+def _rows(handle: TextIO, rows: Iterator[list[str]], layout: Layout) -> Iterator[Row]:
     needed = max(layout.device, layout.serial, layout.stamp, layout.record_type, layout.glucose) + 1
     line = layout.header_line
     try:
@@ -208,9 +209,7 @@ def _rows(handle: Iterable[str], rows: Iterator[list[str]], layout: Layout) -> I
             "LibreView and import it unchanged."
         ) from None
     finally:
-        close = getattr(handle, "close", None)
-        if callable(close):
-            close()
+        handle.close()
 
 
 # --- dates -----------------------------------------------------------------------------------------

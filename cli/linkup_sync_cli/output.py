@@ -61,6 +61,15 @@ class PrintableText:
         return getattr(self.stream, name)
 
 
+def write_control(out: TextIO | PrintableText, codes: str) -> None:
+    """The command's own terminal codes (a carriage return, erase-line): past the filter when `out` is a
+    PrintableText, as they are on any other stream (a test's)."""
+    if isinstance(out, PrintableText):
+        out.control(codes)
+    else:
+        out.write(codes)
+
+
 def printable_stream(stream: TextIO) -> TextIO:
     """`stream` wrapped in a PrintableText (once)."""
     return stream if isinstance(stream, PrintableText) else cast(TextIO, PrintableText(stream))

@@ -6,6 +6,8 @@ import textwrap
 from collections.abc import Iterable
 from typing import TextIO
 
+from .output import write_control
+
 WIDTH = 100
 
 
@@ -31,7 +33,7 @@ class Reporter:
 
     def _write(self, text: str) -> None:
         if self._pending:  # erase the progress line: our own codes, past the filter of control characters
-            getattr(self.out, "control", self.out.write)("\r\x1b[K")
+            write_control(self.out, "\r\x1b[K")
             self._pending = False
         self.out.write(text)
         self.out.flush()

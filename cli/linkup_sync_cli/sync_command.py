@@ -189,7 +189,7 @@ def _print_skipped(report: RunReport, args: argparse.Namespace, out: TextIO) -> 
 
 
 def _print_summary(report: RunReport, args: argparse.Namespace, out: TextIO) -> None:
-    targets = list(getattr(report, "targets", []))
+    targets = report.targets
     lines = []
     if len(targets) > 1:
         for t in targets:

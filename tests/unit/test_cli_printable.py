@@ -8,7 +8,7 @@ import io
 import pytest
 
 from linkup_sync_cli import main as cli
-from linkup_sync_cli.output import PrintableText, printable, printable_stream
+from linkup_sync_cli.output import PrintableText, printable, printable_stream, write_control
 from linkup_sync_cli.reporter import Reporter
 
 CONTROLS = [chr(c) for c in (*range(0, 9), *range(11, 32), 0x7F, *range(0x80, 0xA0))]
@@ -55,3 +55,14 @@ def test_doctor_progress_line_is_still_erased_on_a_terminal() -> None:
 def test_main_wraps_standard_output(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["sync"], env={}) == 2  # without --once: a usage line on standard error
     assert "add --once" in capsys.readouterr().err
+
+
+def test_write_control_passes_the_commands_own_codes_past_the_filter_and_writes_them_plainly_elsewhere() -> None:
+    raw = io.StringIO()
+    write_control(PrintableText(raw), "\r\x1b[K")
+    assert raw.getvalue() == "\r\x1b[K"  # PrintableText.write would have dropped both
+    PrintableText(raw).write("\r\x1b[K")
+    assert raw.getvalue() == "\r\x1b[K[K"  # written as text: the escape and the return are gone
+    plain = io.StringIO()
+    write_control(plain, "\r")
+    assert plain.getvalue() == "\r"

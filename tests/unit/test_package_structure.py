@@ -11,6 +11,7 @@ code paths no test happens to run.
 
 from __future__ import annotations
 
+import argparse
 import ast
 import re
 import subprocess
@@ -419,6 +420,48 @@ def test_no_getattr_probing_of_the_packages_own_capabilities() -> None:
     assert not probes, f"getattr probes of the package's own attributes: {probes}"
 
 
+def _argument_names(parser: argparse.ArgumentParser) -> set[str]:
+    """Every `dest` of the command line's parser and its subcommands' (what `args.<name>` may read)."""
+    names: set[str] = set()
+    for action in parser._actions:
+        names.add(action.dest)
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                names |= _argument_names(sub)
+    return names - {"help", argparse.SUPPRESS}
+
+
+def _cli_own_attributes() -> set[str]:
+    """What the command line may read of the package's own objects: the layer's (above), the run's
+    settings, the state stores it builds itself, its own output stream's additions, its parsed arguments."""
+    import io
+    from dataclasses import fields
+
+    from linkup_sync.settings import Settings
+    from linkup_sync.state.dynamodb import DynamoDBStateStore
+    from linkup_sync.state.file import FileStateStore
+    from linkup_sync_cli.main import build_parser
+    from linkup_sync_cli.output import PrintableText
+
+    names = _own_attributes() | {f.name for f in fields(Settings)} | _argument_names(build_parser())
+    for store in (DynamoDBStateStore("t", client=None), FileStateStore("state.json")):
+        names |= {n for n in (*vars(store), *vars(type(store))) if not n.startswith("_")}
+        names |= {n for n in vars(type(store).__mro__[1]) if not n.startswith("_")}
+    names |= set(vars(PrintableText)) - set(dir(io.TextIOBase)) - {"stream"}  # its `control`, not the stream's
+    return names
+
+
+def test_no_getattr_probing_of_the_packages_own_capabilities_in_the_command_line() -> None:
+    """The command line reads what it built or parsed through its type too: `isinstance` on the store
+    it chose, the report's and the settings' declared fields, `args.<dest>` of its own parser."""
+    names = _cli_own_attributes()
+    assert {"targets", "table_name", "path", "client", "sensor_start", "control", "secret_id"} <= names
+    assert not names & {"encoding", "write"}  # a text stream's own: not the package's
+    trees = {name: ast.parse(path.read_text(encoding="utf-8")) for name, path in _modules(CLI).items()}
+    probes = {name: found for name, tree in trees.items() if (found := _probes(tree, names))}
+    assert not probes, f"getattr probes of the package's own attributes in the command line: {probes}"
+
+
 def test_the_probe_detector_would_see_the_old_code() -> None:
     old = (
         'refresh = getattr(deps.credentials, "refresh_next", None)\n'
@@ -430,6 +473,16 @@ def test_the_probe_detector_would_see_the_old_code() -> None:
         'sock = getattr(self, "sock", None)\n'  # urllib3's own attribute: not the package's
     )
     assert len(_probes(ast.parse(old), _own_attributes())) == 6
+    old_cli = (
+        'table = getattr(store, "table_name", None)\n'
+        'region = getattr(getattr(getattr(store, "client", None), "meta", None), "region_name", None)\n'
+        'path = getattr(store, "path", None)\n'
+        'sensor_start = bool(getattr(settings, "sensor_start", False))\n'
+        'control = getattr(out, "control", out.write)\n'
+        'dynamodb = client("dynamodb", secret_id=getattr(args, "secret_id", None))\n'
+        'encoding = getattr(out, "encoding", None)\n'  # a text stream's own attribute: not the package's
+    )
+    assert len(_probes(ast.parse(old_cli), _cli_own_attributes())) == 6
 
 
 def test_observe_reads_a_typed_report() -> None:

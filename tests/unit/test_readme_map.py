@@ -55,3 +55,44 @@ def test_the_module_table_names_every_module_of_the_layer_and_only_those() -> No
     assert len(modules) > 40, modules  # the walk found the package
     assert not modules - named, f"modules the map does not name: {sorted(modules - named)}"
     assert not named - modules, f"the map names modules that do not exist: {sorted(named - modules)}"
+
+
+HOW_IT_WORKS = (REPO_ROOT / "docs" / "how-it-works.md").read_text(encoding="utf-8")
+LAYER = REPO_ROOT / "layers" / "linkup_sync" / "python" / "linkup_sync"
+
+
+def _resolves(dotted: str) -> bool:
+    """`module.name...` of the layer (`sync.SyncService.run`, `state.incidents`): the longest module
+    prefix imports, and the rest are attributes defined in it (a name it only imports is not its)."""
+    import importlib
+
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            found: object = importlib.import_module("linkup_sync." + ".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        module = found
+        for name in parts[cut:]:
+            if not hasattr(found, name):
+                return False
+            found = getattr(found, name)
+            if getattr(found, "__module__", module.__name__) != module.__name__:  # type: ignore[attr-defined]
+                return False  # only imported there: its home is elsewhere
+        return True
+    return False
+
+
+def test_the_path_of_one_reading_in_how_it_works_names_real_modules_and_functions() -> None:
+    """docs/how-it-works.md tells the same path in the layer's dotted names (`sync.SyncService.run`) and
+    file names (`breakers.py`): each one exists (issue 25 moved many of them)."""
+    path = HOW_IT_WORKS.split("\nThe path of one reading:\n", 1)[1].lstrip("\n").split("\n\n", 1)[0]
+    named = re.findall(r"`([a-z_]+(?:\.[A-Za-z_]+)+)`", path)
+    dotted = [n for n in named if not n.endswith(".py") and n != "app.handler"]
+    files = [n for n in named if n.endswith(".py")]
+    assert len(dotted) >= 12 and {"sync.SyncService.run", "incidents.desk.observe"} <= set(dotted), dotted
+    assert "breakers.py" in files, files
+    assert "`app.handler` (functions/sync/app.py)" in path and "handler" in _defined("functions/sync/app.py")
+    assert [n for n in dotted if not _resolves(n)] == []
+    assert [f for f in files if not (LAYER / f).is_file()] == []
+    assert not _resolves("incidents.observe") and not _resolves("sync.Uploader")  # names from before the split
