@@ -45,3 +45,12 @@ def test_a_missing_table_names_the_table_and_the_region_of_the_store() -> None:
     assert missing_table(gone, FileStateStore("/srv/state.json")) is None
     assert missing_table(gone, None) is None
     assert missing_table(RuntimeError("ResourceNotFound"), table) is None
+
+
+def test_the_dry_runs_store_records_no_upload_and_marks_no_incident() -> None:
+    inner = MemoryStateStore()
+    store = NoRecordStore(inner)
+    store.mark_incidents("acct#k", opened=[("stale", "")], closed=[])
+    assert inner.load("acct#k").incidents_open == frozenset()
+    inner.mark_incidents("acct#k", opened=[("stale", "")], closed=[])  # the inner store itself would keep it
+    assert inner.load("acct#k").incidents_open == frozenset({("stale", "")})
