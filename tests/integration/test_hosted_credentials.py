@@ -17,10 +17,10 @@ from botocore.config import Config
 from tools.hosted_stack import HostedPerson, HostedStack
 
 from linkup_sync.hosted.registry import Registry
-from linkup_sync.hosted.vault import Vault, context
-from linkup_sync.hosted.worker import Worker
-from linkup_sync.state.dynamodb import SEALED_ACCOUNT, SEALED_ATTRIBUTE, SEALED_TARGET, DynamoDBStateStore
+from linkup_sync.hosted.vault import context
+from linkup_sync.state.dynamodb import SEALED_ACCOUNT, SEALED_ATTRIBUTE, SEALED_TARGET
 from tests.support.iam import Recorder, dispatch_policy, worker_policy
+from tests.support.moto_hosted import worker_on_recorded_clients
 from tests.support.template import HOSTED_TEMPLATE_PATH, transformed_template
 
 HISTORY_S = 3600
@@ -161,15 +161,7 @@ def test_every_call_of_a_hosted_hour_is_allowed_by_the_functions_grants(aws: Non
     with hosted() as stack:
         worker_calls, dispatch_calls = Recorder(), Recorder()
         unsigned = Config(signature_version=UNSIGNED)
-        ddb = worker_calls.attach(boto3.client("dynamodb", config=unsigned))
-        kms = worker_calls.attach(boto3.client("kms", config=unsigned))
-        stack.worker = Worker(
-            registry=Registry(stack.table, ddb, stack.clock),
-            vault=Vault(stack.key_arn, kms, clock=stack.clock),
-            store=DynamoDBStateStore(stack.table, ddb, stack.clock),
-            stack_env=stack.stack_env,
-            clock=stack.clock,
-        )
+        stack.worker = worker_on_recorded_clients(stack, worker_calls)
         stack.dispatcher.registry = Registry(
             stack.table, dispatch_calls.attach(boto3.client("dynamodb", config=unsigned)), stack.clock
         )

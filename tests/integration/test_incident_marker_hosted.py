@@ -11,18 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from botocore import UNSIGNED
-from botocore.config import Config
 from tools.dynamodb_units import label
 from tools.hosted_stack import HostedStack
 
-from linkup_sync.hosted.registry import Registry
-from linkup_sync.hosted.vault import Vault
-from linkup_sync.hosted.worker import Worker
 from linkup_sync.state.dynamodb import DynamoDBStateStore
 from linkup_sync.state.model import account_key
+from tests.support.moto_hosted import worker_on_recorded_clients
 
 CLAIM = "worker: claim (registry UpdateItem)"
 LOAD = "worker: state load (Query)"
@@ -56,16 +51,7 @@ class WorkerCalls:
 def hosted(aws: None) -> Iterator[tuple[HostedStack, WorkerCalls]]:
     stack = HostedStack(patient_history_s=3600)
     calls = WorkerCalls()
-    unsigned = Config(signature_version=UNSIGNED)
-    ddb = calls.attach(boto3.client("dynamodb", config=unsigned))
-    kms = calls.attach(boto3.client("kms", config=unsigned))
-    stack.worker = Worker(
-        registry=Registry(stack.table, ddb, stack.clock),
-        vault=Vault(stack.key_arn, kms, clock=stack.clock),
-        store=DynamoDBStateStore(stack.table, ddb, stack.clock),
-        stack_env=stack.stack_env,
-        clock=stack.clock,
-    )
+    stack.worker = worker_on_recorded_clients(stack, calls)
     try:
         yield stack, calls
     finally:

@@ -6,18 +6,24 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import boto3
 import pytest
+from botocore import UNSIGNED
+from botocore.config import Config
 from moto import mock_aws
 from tools.local_stack import TEMPLATE_PATH, create_state_table
 
 from linkup_sync.hosted.registry import Account, Registry, account_id_for, mask_email
 from linkup_sync.hosted.vault import Vault
+from linkup_sync.hosted.worker import Worker
 from linkup_sync.state.dynamodb import DynamoDBStateStore
 from linkup_sync.state.model import account_key
 from tests.support.template import REPO_ROOT
+
+if TYPE_CHECKING:
+    from tools.hosted_stack import HostedStack
 
 NOW = 1_800_000_000.0  # Friday 2027-01-15 08:00:00 UTC
 REGION = "us-east-1"
@@ -127,3 +133,24 @@ def hosted_aws(monkeypatch: pytest.MonkeyPatch, clock: FakeClock | None = None) 
             registry=Registry(table, client=dynamodb, clock=clock),
             vault=Vault(key_arn, client=kms, clock=clock),
         )
+
+
+class Attaches(Protocol):
+    """A recorder of a client's requests (tests.support.iam.Recorder, a test's own counter)."""
+
+    def attach(self, client: Any) -> Any: ...
+
+
+def worker_on_recorded_clients(stack: HostedStack, recorder: Attaches) -> Worker:
+    """The hosted stack's worker on its own DynamoDB and KMS clients, each request seen by `recorder`
+    (unsigned: moto in process needs no credentials)."""
+    unsigned = Config(signature_version=UNSIGNED)
+    ddb = recorder.attach(boto3.client("dynamodb", config=unsigned))
+    kms = recorder.attach(boto3.client("kms", config=unsigned))
+    return Worker(
+        registry=Registry(stack.table, ddb, stack.clock),
+        vault=Vault(stack.key_arn, kms, clock=stack.clock),
+        store=DynamoDBStateStore(stack.table, ddb, stack.clock),
+        stack_env=stack.stack_env,
+        clock=stack.clock,
+    )
