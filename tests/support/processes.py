@@ -58,15 +58,7 @@ def run_measured(module: str, *args: str, env: Mapping[str, str], cwd: Path | st
     with tempfile.TemporaryDirectory() as folder:
         peak = Path(folder) / "vmhwm"
         started = time.monotonic()
-        done = subprocess.run(
-            [sys.executable, "-c", _MEASURED, str(peak), module, *args],
-            env=dict(env),
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        done = run_python("-c", _MEASURED, str(peak), module, *args, env=env, cwd=cwd, timeout=timeout)
         seconds = time.monotonic() - started
         kilobytes = peak.read_text().strip() if peak.exists() else ""
     assert kilobytes, f"the process reported no peak memory (exit {done.returncode}):\n{done.stderr[-3000:]}"
