@@ -286,7 +286,7 @@ def cmd_import(
         return EXIT_NEEDS_PERSON if exc.needs_person and not isinstance(exc, NightscoutError) else EXIT_FAILED
 
     try:
-        sink, _ = import_sink(args, env, clock)
+        sink = import_sink(args, env, clock)
         window = span_ms(plan)
         existing = read_span(sink, *window) if window is not None else []
     except LinkupSyncError as exc:

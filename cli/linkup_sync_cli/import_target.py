@@ -78,11 +78,9 @@ def choose_target(targets: tuple[Target, ...], connection: str | None) -> Target
     )
 
 
-def import_sink(
-    args: argparse.Namespace, env: Mapping[str, str], clock: Callable[[], float]
-) -> tuple[ImportSink, bool]:
-    """The uploader for the chosen site, and whether it talks API v3. Raises ConfigError (or an AWS error
-    for --secret-id) before anything is sent."""
+def import_sink(args: argparse.Namespace, env: Mapping[str, str], clock: Callable[[], float]) -> ImportSink:
+    """The uploader for the chosen site (API v1 or v3). Raises ConfigError (or an AWS error for --secret-id)
+    before anything is sent."""
     from linkup_sync.http import make_pool
     from linkup_sync.runtime import DEVICE, StateJwtCache, nightscout_base_url, uses_api_v3
 
@@ -129,7 +127,7 @@ def import_sink(
             )
     except ValueError as exc:  # the messages name the setting, never its value
         raise ConfigError([str(exc)], heading="The Nightscout settings cannot be used") from None
-    return sink, api_v3
+    return sink
 
 
 def read_span(reader: SpanReader, from_ms: int, to_ms: int) -> list[int]:
