@@ -18,6 +18,7 @@ from .setup_deploy import (
     Saved,
     child_environment,
     deploy_command,
+    describe_run,
     invoke_command,
     load_answers,
     run_program,
@@ -153,12 +154,7 @@ def _deploy_and_run(sam: str, steps: _Steps, saved: Saved, version: Version) -> 
         steps.must(argv)
     output = steps.attempt(invoke_command(sam, saved.stack, saved.region), capture=True)
     result = run_result(output or "")
-    ok = result is not None and "errorMessage" not in result and not result.get("skipped")
-    if result is not None:
-        from .setup_deploy import describe_run
-
-        describe_run(result, [], steps.out)
-    return ok
+    return result is not None and describe_run(result, [], steps.out)
 
 
 def _update(sam: str, steps: _Steps) -> int:
