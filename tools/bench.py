@@ -829,10 +829,9 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(results))
     print(f"\nRaw numbers: {args.output} ({results['bench_seconds']:.0f} s)", file=sys.stderr)
     if not args.no_docs:
-        from tools.docs_figures import render_all
+        from tools.docs_figures import rewrite_docs
 
-        for page in render_all():
-            print(f"updated {page}", file=sys.stderr)
+        rewrite_docs()
     return 0
 
 

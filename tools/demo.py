@@ -392,10 +392,9 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps({"command": command, "lines": lines, "summary": results(summary)}, indent=1) + "\n"
     )
     if not args.no_docs:
-        from tools.docs_figures import render_all
+        from tools.docs_figures import rewrite_docs
 
-        for page in render_all():
-            print(f"updated {page}", file=sys.stderr)
+        rewrite_docs()
     return 0
 
 

@@ -9,7 +9,7 @@ is what the function of BLOCKS writes for the kept results of the tool that meas
     docs/results/bench.json   make bench   performance, and the personal stack's monthly bill
     docs/results/scale.json   make scale   the hosted stack's measured hour and its monthly bill
 
-`make demo`, `make bench` and `make scale` write their file and then call `render_all`; without
+`make demo`, `make bench` and `make scale` write their file and then call `rewrite_docs`; without
 arguments this module re-renders every block from the kept files without measuring anything (after a
 price change in tools/bench.py or tools/scale.py, for example). `--check` changes nothing and exits 1
 when a block differs from what would be written (tests/tools/test_docs_figures.py does the same).
@@ -175,6 +175,13 @@ def render_all(*, root: Path = ROOT, check: bool = False) -> list[str]:
             if not check:
                 page.write_text(new, encoding="utf-8")
     return changed
+
+
+def rewrite_docs() -> None:
+    """What `make demo`, `make bench` and `make scale` do after writing their results file: every block
+    rewritten, each changed page named on standard error."""
+    for page in render_all():
+        print(f"updated {page}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

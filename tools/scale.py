@@ -518,10 +518,9 @@ def main(argv: list[str] | None = None) -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(results, indent=2, default=str) + "\n")
     if not args.no_docs:
-        from tools.docs_figures import render_all
+        from tools.docs_figures import rewrite_docs
 
-        for page in render_all():
-            print(f"updated {page}", file=sys.stderr)
+        rewrite_docs()
     return 0
 
 
