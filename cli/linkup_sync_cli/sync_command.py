@@ -176,11 +176,12 @@ def _print_json(report: RunReport, sinks: list[CollectingSink], dry_run: bool, o
 
 def _print_skipped(report: RunReport, args: argparse.Namespace, out: TextIO) -> int:
     text = report.skipped_message or report.skipped or ""
-    if report.skipped == "bad_credentials" and not args.secret_id:
-        text += CORRECTED_PASSWORD
-    elif report.skipped in ("bad_credentials", "action_required"):
-        text += f" After fixing it, run `{PROG} sync --once --reset-login` once" + (
-            " (or change the secret)." if args.secret_id else "."
+    if report.skipped in ("bad_credentials", "action_required"):
+        # A skipped run is told the fix of a failed one; with --secret-id, the secret's new version is one too.
+        text += (
+            f" After fixing it, run `{PROG} sync --once --reset-login` once (or change the secret)."
+            if args.secret_id
+            else _fix_hint(report.skipped, args)
         )
     if not args.quiet or report.needs_person:  # --quiet: only what a person has to act on
         out.write(f"skipped: {text}\n")
