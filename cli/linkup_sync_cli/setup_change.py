@@ -13,7 +13,7 @@ from .doctor_nightscout import check_nightscout
 from .reporter import Reporter
 from .setup_deploy import Saved, read_secret, store_secret
 from .setup_prompts import SetupAborted, StepFailed
-from .setup_session import PASSWORD_TRIES, Person, Session, first_run, people_sites, secret_value, step
+from .setup_session import PASSWORD_TRIES, Person, Session, first_run, people_of, people_sites, secret_value, step
 from .setup_steps import linkup_client, login, nightscout_step, step_people
 
 
@@ -134,19 +134,3 @@ def _new_people(s: Session, current: Mapping[str, Any], username: str, password:
         title = "Nightscout" + (f" for {person.initials}" if len(people) > 1 else "")
         step(s, title, nightscout_step(s, person, len(people) > 1))
     return secret_value(username, password, people)
-
-
-def people_of(secret: Mapping[str, Any]) -> list[Person]:
-    """The people of a stored secret: each TARGETS entry, or the flat form's one person."""
-    listed = secret.get("TARGETS")
-    entries = [t for t in listed if isinstance(t, dict)] if isinstance(listed, list) else [secret]
-    return [
-        Person(
-            str(entry.get("LINK_UP_CONNECTION", "")),
-            "",
-            str(entry.get("NIGHTSCOUT_URL", "")),
-            str(entry.get("NIGHTSCOUT_API_TOKEN", "")),
-            str(entry.get("NIGHTSCOUT_API_V3", "")),
-        )
-        for entry in entries
-    ]

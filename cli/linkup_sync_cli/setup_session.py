@@ -98,6 +98,22 @@ def secret_value(username: str, password: str, people: Sequence[Person]) -> dict
     return value
 
 
+def people_of(secret: Mapping[str, Any]) -> list[Person]:
+    """The people of a stored secret: each TARGETS entry, or the flat form's one person."""
+    listed = secret.get("TARGETS")
+    entries = [t for t in listed if isinstance(t, dict)] if isinstance(listed, list) else [secret]
+    return [
+        Person(
+            str(entry.get("LINK_UP_CONNECTION", "")),
+            "",
+            str(entry.get("NIGHTSCOUT_URL", "")),
+            str(entry.get("NIGHTSCOUT_API_TOKEN", "")),
+            str(entry.get("NIGHTSCOUT_API_V3", "")),
+        )
+        for entry in entries
+    ]
+
+
 # --- the whole set-up --------------------------------------------------------------------------------
 
 
@@ -120,6 +136,5 @@ def first_run(s: Session, stack: str, region: str, sites: Sequence[str]) -> int:
 
 
 def people_sites(value: Mapping[str, Any]) -> list[str]:
-    if isinstance(value.get("TARGETS"), list):
-        return [str(t.get("NIGHTSCOUT_URL", "")) for t in value["TARGETS"] if isinstance(t, dict)]
-    return [str(value.get("NIGHTSCOUT_URL", ""))]
+    """The Nightscout address of each person of a secret's value."""
+    return [person.url for person in people_of(value)]

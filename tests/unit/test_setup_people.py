@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from linkup_sync_cli.setup_change import people_of
-from linkup_sync_cli.setup_session import secret_value
+from linkup_sync_cli.setup_session import people_of, secret_value
 
 A, B = "8b6e4d2c-1a3f-4c5e-9d7b-2f0a6c8e4b13", "0d3c6b7a-5e4f-4a1b-8c9d-7e6f5a4b3c2d"
 USER, PASSWORD = "fiona.follower@example.invalid", "correct horse battery staple"
