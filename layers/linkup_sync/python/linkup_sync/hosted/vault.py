@@ -70,6 +70,12 @@ class Vault:
 
     def seal(self, account_id: str, plaintext: bytes) -> tuple[bytes, str]:
         """(ciphertext, ARN of the key that encrypted it)."""
+        sealed = self._encrypt(account_id, plaintext)
+        self.encrypts += 1
+        return sealed
+
+    def _encrypt(self, account_id: str, plaintext: bytes) -> tuple[bytes, str]:
+        """One KMS Encrypt under the account's encryption context, uncounted: seal and seal_state count it."""
         if self.key_id is None:
             raise SecretError(["No key given: pass --key-id with the stack's CredentialsKeyArn output."])
         if len(plaintext) > MAX_PLAINTEXT_BYTES:
@@ -78,7 +84,6 @@ class Vault:
             )
         with _kms_errors(account_id):
             reply = self.client.encrypt(KeyId=self.key_id, Plaintext=plaintext, EncryptionContext=context(account_id))
-        self.encrypts += 1
         return bytes(reply["CiphertextBlob"]), str(reply.get("KeyId", self.key_id))
 
     def open(self, account_id: str, ciphertext: bytes) -> bytes:
@@ -112,10 +117,9 @@ class Vault:
         known = self._state_get(("p", account_id, hashlib.sha256(plaintext).digest()))
         if known is not None:
             return known
-        ciphertext, _ = self.seal(account_id, plaintext)
+        ciphertext, _ = self._encrypt(account_id, plaintext)
         with self._lock:
-            self.encrypts -= 1  # counted as state: `encrypts` stays the operator's credentials
-            self.state_encrypts += 1
+            self.state_encrypts += 1  # `encrypts` stays the operator's credentials
         self._state_put(account_id, plaintext, ciphertext)
         return ciphertext
 
