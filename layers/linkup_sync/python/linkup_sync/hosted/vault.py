@@ -18,9 +18,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
-import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from ..aws import ClientSlot
@@ -47,14 +46,12 @@ class Vault:
         key_id: str | None,
         client: Any = None,
         *,
-        clock: Callable[[], float] = time.time,
         max_entries: int = CACHE_MAX_ENTRIES,
     ) -> None:
         self.key_id = key_id  # needed to encrypt; decrypting also pins it, so a foreign key is refused
         self._client: ClientSlot[Any] = ClientSlot("kms", client)
-        self._clock = clock
         self.max_entries = max_entries
-        self._cache: OrderedDict[str, tuple[bytes, bytes, float]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[bytes, bytes]] = OrderedDict()  # id -> ciphertext, plaintext
         self._lock = threading.Lock()  # the worker runs the accounts of a batch in threads
         self.decrypts = 0
         self.encrypts = 0
@@ -88,7 +85,6 @@ class Vault:
 
     def open(self, account_id: str, ciphertext: bytes) -> bytes:
         """The plaintext, from the cache while the ciphertext is unchanged."""
-        now = self._clock()
         with self._lock:
             hit = self._cache.get(account_id)
             if hit is not None and hit[0] == ciphertext:
@@ -97,7 +93,7 @@ class Vault:
         plaintext = self._decrypt(account_id, ciphertext)
         with self._lock:
             self.decrypts += 1
-            self._cache[account_id] = (ciphertext, plaintext, now)
+            self._cache[account_id] = (ciphertext, plaintext)
             self._cache.move_to_end(account_id)
             while len(self._cache) > self.max_entries:
                 self._cache.popitem(last=False)

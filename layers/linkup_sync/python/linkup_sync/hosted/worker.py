@@ -161,7 +161,7 @@ class Worker:
         store = DynamoDBStateStore(settings.table_name, clock=clock)
         return cls(
             registry=Registry(settings.table_name, client=store.client, clock=clock),
-            vault=Vault(settings.key_arn, clock=clock),
+            vault=Vault(settings.key_arn),
             store=store,
             stack_env=env,  # the loopback switch of the tests too (addresses.loopback_allowed)
             clock=clock,
