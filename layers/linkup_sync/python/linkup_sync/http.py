@@ -112,6 +112,14 @@ class Deadline:
         return f"Deadline(remaining={self.remaining():.2f})"
 
 
+def request_timeout(deadline: Deadline | None, *, expired: BaseException) -> urllib3.Timeout:
+    """One request's timeout: within the run's `deadline` (raising `expired` when no time is left), or,
+    without a run, the default connect and read timeouts and DEFAULT_REQUEST_LIMIT_S in all."""
+    if deadline is not None:
+        return deadline.timeout(error=expired)
+    return urllib3.Timeout(total=DEFAULT_REQUEST_LIMIT_S, connect=DEFAULT_CONNECT_TIMEOUT, read=DEFAULT_READ_TIMEOUT)
+
+
 _LOOPBACK_NAMES = {"localhost", "localhost."}
 
 
