@@ -69,10 +69,9 @@ def send(
     try:
         if method.upper() == "HEAD":  # no body, whatever Content-Length says
             data = b""
-            complete = True
         else:
             data = read_body(resp, hdrs, host=host, limit=max_body, end=end, read_timeout=read_timeout)
-            complete = True
+        complete = True
     except (_ux.HTTPError, http.client.HTTPException, OSError, ValueError) as exc:
         raise _late(end) or _transport_error(exc) from None
     finally:
