@@ -213,6 +213,11 @@ def size_text(limit: int) -> str:
     return f"{max(1, round(limit / 1024))} kB"
 
 
+def timed_out() -> TransportError:
+    """The request, its body included, did not end by its deadline."""
+    return TransportError("timeout", "no answer in time")
+
+
 def too_large(host: str, limit: int) -> TransportError:
     return TransportError(
         "too_large",

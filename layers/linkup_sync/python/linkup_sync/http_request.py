@@ -18,6 +18,7 @@ from .http import (
     AddressNotAllowed,
     HttpResult,
     TransportError,
+    timed_out,
 )
 from .http_body import read_body
 from .http_watchdog import REQUEST_END
@@ -85,7 +86,7 @@ def send(
 
 def _late(end: float) -> TransportError | None:
     """A failure after the request's deadline is the deadline's doing (the watchdog shut the socket)."""
-    return TransportError("timeout", "no answer in time") if time.monotonic() >= end else None
+    return timed_out() if time.monotonic() >= end else None
 
 
 def _transport_error(exc: BaseException | None) -> TransportError:
@@ -100,7 +101,7 @@ def _transport_error(exc: BaseException | None) -> TransportError:
             return TransportError("dns", "the host name could not be resolved")
         return TransportError("connect", "the connection was refused or failed")
     if isinstance(exc, _ux.TimeoutError | TimeoutError):
-        return TransportError("timeout", "no answer in time")
+        return timed_out()
     if isinstance(exc, _ux.SSLError):
         return TransportError("tls", "the TLS certificate could not be verified or the TLS handshake failed")
     if isinstance(exc, _ux.DecodeError):
