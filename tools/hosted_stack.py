@@ -149,7 +149,7 @@ class HostedStack:
             QueueName=f"{name}-sync", Attributes={"VisibilityTimeout": str(WORKER_VISIBILITY_S)}
         )["QueueUrl"]
         self.registry = Registry(self.table, self.ddb, self.clock)
-        self.operator_vault = Vault(self.key_arn, self.kms, clock=self.clock)  # the command line's
+        self.operator_vault = Vault(self.key_arn, self.kms)  # the command line's
         self.queue = SqsQueue(self.queue_url, self.sqs)
         self.dispatcher = Dispatcher(self.registry, self.queue, self.clock)
         # The simulators run on 127.0.0.1, which a hosted stack refuses unless this test variable is set.
@@ -173,7 +173,7 @@ class HostedStack:
         Worker (e.g. the container's own HTTP pool)."""
         store = DynamoDBStateStore(self.table, self.ddb, self.clock)
         registry = Registry(self.table, self.ddb, self.clock)
-        vault = Vault(self.key_arn, self.kms, clock=self.clock)
+        vault = Vault(self.key_arn, self.kms)
         return Worker(
             registry=registry, vault=vault, store=store, stack_env=self.stack_env, clock=self.clock, **options
         )

@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from linkup_sync.errors import LinkUpError, LinkUpMalformedResponse
 from linkup_sync.librelinkup import parsing, replies
 from linkup_sync.model import Connection, Graph, Ticket
+from linkup_sync.plausibility import SGV_MAX
 from linkup_sync.readings import TREND_DIRECTIONS, Reading
 from linkup_sync.selection import GAP_S, KEEP_S, merge_ledger, select_new
 
@@ -185,7 +186,7 @@ def test_any_timestamp_text_gives_an_instant_or_a_value_error(value: Any) -> Non
 
 def assert_valid_reading(reading: Reading, source: str) -> None:
     assert reading.epoch_ms % 1000 == 0
-    assert 40 <= reading.sgv <= parsing.MAX_SGV == 500 and isinstance(reading.sgv, int)
+    assert 40 <= reading.sgv <= SGV_MAX == 500 and isinstance(reading.sgv, int)
     assert reading.direction in DIRECTIONS
     assert reading.source == source
     assert reading.utc_offset_min is None or isinstance(reading.utc_offset_min, int)

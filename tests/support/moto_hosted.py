@@ -131,7 +131,7 @@ def hosted_aws(monkeypatch: pytest.MonkeyPatch, clock: FakeClock | None = None) 
             clock=clock,
             store=DynamoDBStateStore(table, client=dynamodb, clock=clock),
             registry=Registry(table, client=dynamodb, clock=clock),
-            vault=Vault(key_arn, client=kms, clock=clock),
+            vault=Vault(key_arn, client=kms),
         )
 
 
@@ -149,7 +149,7 @@ def worker_on_recorded_clients(stack: HostedStack, recorder: Attaches) -> Worker
     kms = recorder.attach(boto3.client("kms", config=unsigned))
     return Worker(
         registry=Registry(stack.table, ddb, stack.clock),
-        vault=Vault(stack.key_arn, kms, clock=stack.clock),
+        vault=Vault(stack.key_arn, kms),
         store=DynamoDBStateStore(stack.table, ddb, stack.clock),
         stack_env=stack.stack_env,
         clock=stack.clock,

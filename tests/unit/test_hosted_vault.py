@@ -34,8 +34,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def vault(kms: Any, clock: FakeClock) -> Vault:
-    return Vault(kms_key(kms), client=kms, clock=clock, max_entries=3)
+def vault(kms: Any) -> Vault:
+    return Vault(kms_key(kms), client=kms, max_entries=3)
 
 
 def decrypts(vault: Vault) -> CallCounter:

@@ -70,7 +70,7 @@ def test_an_unchanged_secret_is_not_encrypted_again_and_opened_once(aws: HostedA
     for _ in range(3):
         aws.store.load(key)
     assert aws.vault.state_decrypts == 0  # what this container sealed it knows already
-    cold_vault = Vault(aws.key_arn, client=aws.kms, clock=aws.clock)  # another container
+    cold_vault = Vault(aws.key_arn, client=aws.kms)  # another container
     cold = DynamoDBStateStore(aws.table, client=aws.dynamodb, clock=aws.clock, sealer=VaultSealer(cold_vault))
     for _ in range(3):
         assert cold.load(key).account.ticket == TICKET
@@ -82,7 +82,7 @@ def test_one_accounts_sealed_state_cannot_be_opened_as_anothers(aws: HostedAws) 
     (item,) = [i for i in items(aws) if i["pk"]["S"] == account_key(ALICE)]
     # Bob's item given Alice's ciphertext (someone with write access to the table): KMS refuses it
     aws.dynamodb.put_item(TableName=aws.table, Item={**item, "pk": {"S": account_key(BOB)}})
-    other_container = VaultSealer(Vault(aws.key_arn, client=aws.kms, clock=aws.clock))
+    other_container = VaultSealer(Vault(aws.key_arn, client=aws.kms))
     cold = DynamoDBStateStore(aws.table, client=aws.dynamodb, clock=aws.clock, sealer=other_container)
     # Nothing of Alice's opens as Bob's; and since no retry could ever open it, it is treated as absent
     # (Bob's next run logs in once) rather than failing every run for good.
@@ -102,7 +102,7 @@ class ForeignKms:
 
 
 def test_a_ciphertext_no_retry_can_open_is_a_lost_state() -> None:
-    vault = Vault("arn:aws:kms:us-east-1:123456789012:key/x", client=ForeignKms(), clock=lambda: NOW)
+    vault = Vault("arn:aws:kms:us-east-1:123456789012:key/x", client=ForeignKms())
     with pytest.raises(SealedStateLost):
         vault.open_state("0123456789ab", b"sealed elsewhere")
 
@@ -131,7 +131,7 @@ def test_a_passing_kms_fault_is_not_taken_for_a_lost_state(aws: HostedAws, monke
     (the run fails, the ticket is kept), or a login would follow every KMS hiccup."""
     key = account_key(ALICE)
     aws.store.save_account(key, AccountState(ticket=TICKET, creds_tag="h1:tag"))
-    cold_vault = Vault(aws.key_arn, client=aws.kms, clock=aws.clock)
+    cold_vault = Vault(aws.key_arn, client=aws.kms)
 
     def unreachable(account_id: str, ciphertext: bytes) -> bytes:
         raise StateUnavailable("KMS answered ThrottlingException")
@@ -148,7 +148,7 @@ def test_the_sealed_state_a_container_remembers_is_bounded_in_bytes(monkeypatch:
     import linkup_sync.hosted.vault as vault_module
 
     monkeypatch.setattr(vault_module, "STATE_CACHE_MAX_BYTES", 10_000)
-    vault = Vault("arn:aws:kms:us-east-1:123456789012:key/x", client=ForeignKms(), clock=lambda: NOW)
+    vault = Vault("arn:aws:kms:us-east-1:123456789012:key/x", client=ForeignKms())
     for n in range(100):
         vault._state_put(f"acct{n:08d}", b"p" * 300 + bytes([n]), b"c" * 500 + bytes([n]))
     assert vault._state_bytes <= 10_000

@@ -252,13 +252,13 @@ class SiteAddresses:
         resolve. Plain http (`tls` False) is only for loopback sites that allow_loopback admits."""
         address = literal_address(host)
         if (host.strip("[]").lower().rstrip("."), port) in self.exempt:
-            return list((self.resolve or system_resolve)(host.strip("[]"), port)) if address is None else [str(address)]
+            return self._lookup(host, port) if address is None else [str(address)]
         if address is not None:
             found = [str(address)]
         elif is_loopback_name(host) and not self.allow_loopback:
             raise AddressRefused(f"the site's address names {LOOPBACK}: {_FIX}")
         else:
-            found = list((self.resolve or system_resolve)(host.strip("[]"), port))
+            found = self._lookup(host, port)
             if not found:
                 raise socket.gaierror(socket.EAI_NONAME, "the name resolved to no address")
         checked = self._check_all(host, found, name="the site's address")
@@ -268,6 +268,10 @@ class SiteAddresses:
                 "https:// address"
             )
         return [str(a) for a in checked]
+
+    def _lookup(self, host: str, port: int) -> list[str]:
+        """What `resolve` (the system's resolver when none is given) answers for `host`."""
+        return list((self.resolve or system_resolve)(host.strip("[]"), port))
 
     def _check_all(self, host: str, found: Sequence[str], *, name: str) -> list[IPAddress]:
         checked: list[IPAddress] = []

@@ -22,15 +22,13 @@ from .errors import ConfigError
 TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
 FALSE_WORDS = frozenset({"false", "0", "no", "off", ""})
 
-DEFAULT_HEADING = "linkup-sync is not configured correctly"
-
 T = TypeVar("T")
 
 
 class EnvReader:
     """Typed getters over one environment, collecting every problem instead of raising at the first."""
 
-    def __init__(self, env: Mapping[str, str], *, heading: str = DEFAULT_HEADING) -> None:
+    def __init__(self, env: Mapping[str, str], *, heading: str = ConfigError.DEFAULT_HEADING) -> None:
         self.env = env
         self.heading = heading
         self.problems: list[str] = []

@@ -112,6 +112,14 @@ class Deadline:
         return f"Deadline(remaining={self.remaining():.2f})"
 
 
+def request_timeout(deadline: Deadline | None, *, expired: BaseException) -> urllib3.Timeout:
+    """One request's timeout: within the run's `deadline` (raising `expired` when no time is left), or,
+    without a run, the default connect and read timeouts and DEFAULT_REQUEST_LIMIT_S in all."""
+    if deadline is not None:
+        return deadline.timeout(error=expired)
+    return urllib3.Timeout(total=DEFAULT_REQUEST_LIMIT_S, connect=DEFAULT_CONNECT_TIMEOUT, read=DEFAULT_READ_TIMEOUT)
+
+
 _LOOPBACK_NAMES = {"localhost", "localhost."}
 
 
@@ -203,6 +211,11 @@ def size_text(limit: int) -> str:
     if limit >= 1024 * 1024:
         return f"{limit / (1024 * 1024):.1f}".removesuffix(".0") + " MB"
     return f"{max(1, round(limit / 1024))} kB"
+
+
+def timed_out() -> TransportError:
+    """The request, its body included, did not end by its deadline."""
+    return TransportError("timeout", "no answer in time")
 
 
 def too_large(host: str, limit: int) -> TransportError:

@@ -11,7 +11,7 @@ from typing import Any
 
 import urllib3
 
-from .http import TransportError, too_large
+from .http import TransportError, timed_out, too_large
 from .http_watchdog import shut_at
 
 _CHUNK_BYTES = 64 * 1024
@@ -46,12 +46,12 @@ def read_body(
         while True:
             left = end - time.monotonic()
             if left <= 0 or expired.is_set():
-                raise TransportError("timeout", "no answer in time")
+                raise timed_out()
             if sock is not None:
                 sock.settimeout(min(read_timeout, left))
             chunk = raw.read1(_CHUNK_BYTES)
             if expired.is_set():
-                raise TransportError("timeout", "no answer in time")
+                raise timed_out()
             if not chunk:
                 break
             received += len(chunk)

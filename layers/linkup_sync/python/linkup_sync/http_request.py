@@ -18,6 +18,7 @@ from .http import (
     AddressNotAllowed,
     HttpResult,
     TransportError,
+    timed_out,
 )
 from .http_body import read_body
 from .http_watchdog import REQUEST_END
@@ -69,10 +70,9 @@ def send(
     try:
         if method.upper() == "HEAD":  # no body, whatever Content-Length says
             data = b""
-            complete = True
         else:
             data = read_body(resp, hdrs, host=host, limit=max_body, end=end, read_timeout=read_timeout)
-            complete = True
+        complete = True
     except (_ux.HTTPError, http.client.HTTPException, OSError, ValueError) as exc:
         raise _late(end) or _transport_error(exc) from None
     finally:
@@ -86,7 +86,7 @@ def send(
 
 def _late(end: float) -> TransportError | None:
     """A failure after the request's deadline is the deadline's doing (the watchdog shut the socket)."""
-    return TransportError("timeout", "no answer in time") if time.monotonic() >= end else None
+    return timed_out() if time.monotonic() >= end else None
 
 
 def _transport_error(exc: BaseException | None) -> TransportError:
@@ -101,7 +101,7 @@ def _transport_error(exc: BaseException | None) -> TransportError:
             return TransportError("dns", "the host name could not be resolved")
         return TransportError("connect", "the connection was refused or failed")
     if isinstance(exc, _ux.TimeoutError | TimeoutError):
-        return TransportError("timeout", "no answer in time")
+        return timed_out()
     if isinstance(exc, _ux.SSLError):
         return TransportError("tls", "the TLS certificate could not be verified or the TLS handshake failed")
     if isinstance(exc, _ux.DecodeError):

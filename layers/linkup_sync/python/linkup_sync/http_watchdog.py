@@ -31,9 +31,8 @@ def headers_by_deadline(sock: object, getresponse: Callable[[], Any]) -> Any:
 
 
 @contextlib.contextmanager
-def shut_at(sock: socket.socket | Callable[[], socket.socket | None] | None, end: float) -> Iterator[threading.Event]:
-    """A watchdog that shuts `sock` (or the socket a callable gives then) at monotonic time `end`; the
-    event tells that it did."""
+def shut_at(sock: socket.socket | None, end: float) -> Iterator[threading.Event]:
+    """A watchdog that shuts `sock` at monotonic time `end`; the event tells that it did."""
     expired = threading.Event()
     watchdog = threading.Timer(max(0.0, end - time.monotonic()), _shut, (sock, expired))
     watchdog.daemon = True

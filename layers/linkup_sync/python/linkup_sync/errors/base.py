@@ -30,8 +30,9 @@ class ConfigError(LinkupSyncError):
 
     reason = "config"
     needs_person = True
+    DEFAULT_HEADING = "linkup-sync is not configured correctly"
 
-    def __init__(self, problems: list[str], *, heading: str = "linkup-sync is not configured correctly") -> None:
+    def __init__(self, problems: list[str], *, heading: str = DEFAULT_HEADING) -> None:
         self.problems = list(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"{heading}:\n{lines}")

@@ -66,18 +66,18 @@ def _unquoted(problem: str, given: list[str], secrets: list[str]) -> str:
     return problem
 
 
-def _secret_values(raw: Mapping[str, object]) -> list[tuple[str, str]]:
+def _secret_values(raw: Mapping[str, object]) -> list[str]:
     """The passwords and tokens of an account's JSON (top level and TARGETS entries): never shown."""
     listed = raw.get("TARGETS")
     entries: list[Mapping[str, object]] = [raw]
     if isinstance(listed, list):
         entries += [e for e in listed if isinstance(e, Mapping)]
-    found: list[tuple[str, str]] = []
+    found: list[str] = []
     for entry in entries:
         for key in ("LINK_UP_PASSWORD", "NIGHTSCOUT_API_TOKEN"):
             value = entry.get(key)
             if isinstance(value, str):
-                found.append((key, value))
+                found.append(value)
     return found
 
 
@@ -92,7 +92,7 @@ def check_account(raw: object, *, addresses: SiteAddresses = PUBLIC_SITES) -> Ne
     secret_part = {key: value for key, value in obj.items() if key not in own and key != INTERVAL_KEY}
     settings = {key: _setting_text(value) for key, value in own.items()}
     given = [*settings.values(), *([str(obj[INTERVAL_KEY])] if INTERVAL_KEY in obj else [])]
-    secrets = [value for _key, value in _secret_values(obj)]
+    secrets = _secret_values(obj)
     problems = [_unquoted(p, given, secrets) for p in _settings_problems(settings)]
     interval = _interval(obj, problems, lambda p: _unquoted(p, given, secrets))
     problems += _unknown_account_keys(secret_part)  # drops them from secret_part

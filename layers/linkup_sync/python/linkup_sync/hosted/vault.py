@@ -18,9 +18,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
-import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from ..aws import ClientSlot
@@ -47,14 +46,12 @@ class Vault:
         key_id: str | None,
         client: Any = None,
         *,
-        clock: Callable[[], float] = time.time,
         max_entries: int = CACHE_MAX_ENTRIES,
     ) -> None:
         self.key_id = key_id  # needed to encrypt; decrypting also pins it, so a foreign key is refused
         self._client: ClientSlot[Any] = ClientSlot("kms", client)
-        self._clock = clock
         self.max_entries = max_entries
-        self._cache: OrderedDict[str, tuple[bytes, bytes, float]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[bytes, bytes]] = OrderedDict()  # id -> ciphertext, plaintext
         self._lock = threading.Lock()  # the worker runs the accounts of a batch in threads
         self.decrypts = 0
         self.encrypts = 0
@@ -70,6 +67,12 @@ class Vault:
 
     def seal(self, account_id: str, plaintext: bytes) -> tuple[bytes, str]:
         """(ciphertext, ARN of the key that encrypted it)."""
+        sealed = self._encrypt(account_id, plaintext)
+        self.encrypts += 1
+        return sealed
+
+    def _encrypt(self, account_id: str, plaintext: bytes) -> tuple[bytes, str]:
+        """One KMS Encrypt under the account's encryption context, uncounted: seal and seal_state count it."""
         if self.key_id is None:
             raise SecretError(["No key given: pass --key-id with the stack's CredentialsKeyArn output."])
         if len(plaintext) > MAX_PLAINTEXT_BYTES:
@@ -78,12 +81,10 @@ class Vault:
             )
         with _kms_errors(account_id):
             reply = self.client.encrypt(KeyId=self.key_id, Plaintext=plaintext, EncryptionContext=context(account_id))
-        self.encrypts += 1
         return bytes(reply["CiphertextBlob"]), str(reply.get("KeyId", self.key_id))
 
     def open(self, account_id: str, ciphertext: bytes) -> bytes:
         """The plaintext, from the cache while the ciphertext is unchanged."""
-        now = self._clock()
         with self._lock:
             hit = self._cache.get(account_id)
             if hit is not None and hit[0] == ciphertext:
@@ -92,7 +93,7 @@ class Vault:
         plaintext = self._decrypt(account_id, ciphertext)
         with self._lock:
             self.decrypts += 1
-            self._cache[account_id] = (ciphertext, plaintext, now)
+            self._cache[account_id] = (ciphertext, plaintext)
             self._cache.move_to_end(account_id)
             while len(self._cache) > self.max_entries:
                 self._cache.popitem(last=False)
@@ -112,10 +113,9 @@ class Vault:
         known = self._state_get(("p", account_id, hashlib.sha256(plaintext).digest()))
         if known is not None:
             return known
-        ciphertext, _ = self.seal(account_id, plaintext)
+        ciphertext, _ = self._encrypt(account_id, plaintext)
         with self._lock:
-            self.encrypts -= 1  # counted as state: `encrypts` stays the operator's credentials
-            self.state_encrypts += 1
+            self.state_encrypts += 1  # `encrypts` stays the operator's credentials
         self._state_put(account_id, plaintext, ciphertext)
         return ciphertext
 

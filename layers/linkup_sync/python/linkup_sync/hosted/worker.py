@@ -161,7 +161,7 @@ class Worker:
         store = DynamoDBStateStore(settings.table_name, clock=clock)
         return cls(
             registry=Registry(settings.table_name, client=store.client, clock=clock),
-            vault=Vault(settings.key_arn, clock=clock),
+            vault=Vault(settings.key_arn),
             store=store,
             stack_env=env,  # the loopback switch of the tests too (addresses.loopback_allowed)
             clock=clock,
@@ -213,11 +213,8 @@ class Worker:
             return self._run_account(account_id, due, interval, ends)
 
     def _run_account(self, account_id: str, due: int, interval: int, ends: float | None) -> Outcome:
-        deadline_s = RUN_DEADLINE_S
-        if ends is not None:
-            deadline_s = min(deadline_s, ends - time.monotonic() - AFTER_DEADLINE_S)
-            if deadline_s <= 1.0:  # no time for a run in this invocation: nothing claimed, SQS delivers again
-                return Outcome(account=account_id, status="error", reason="no_time")
+        if _run_deadline_s(ends) <= 1.0:  # no time for a run in this invocation: nothing claimed, SQS delivers again
+            return Outcome(account=account_id, status="error", reason="no_time")
         now_minute = int(self.clock() // 60)
         # One minute of grace: the dispatcher's delays (up to 59 s after it started) carry the last
         # messages of a minute into the next one, every minute, and a 1-minute account must still run.
@@ -231,8 +228,7 @@ class Worker:
             return Outcome(account=account_id, status="duplicate")
         try:
             deps = self.dependencies(account)
-            if ends is not None:  # the claim took some of the time: the deadline starts now
-                deadline_s = min(RUN_DEADLINE_S, ends - time.monotonic() - AFTER_DEADLINE_S)
+            deadline_s = _run_deadline_s(ends)  # the claim took some of the time: the deadline starts now
             if deadline_s <= 1.0:
                 # No time left after the claim: a run started now would fail on its own budget, which the
                 # run takes for LibreLink Up timing out (a back-off). Release the claim: SQS delivers again.
@@ -310,6 +306,14 @@ class Worker:
             self._incidents.move_to_end(account_id)
             while len(self._incidents) > INCIDENT_MEMORY:
                 self._incidents.popitem(last=False)
+
+
+def _run_deadline_s(ends: float | None) -> float:
+    """A run's deadline, from now: RUN_DEADLINE_S, less when the batch must return (`ends`, monotonic) before
+    the run could store what it did after it."""
+    if ends is None:
+        return RUN_DEADLINE_S
+    return min(RUN_DEADLINE_S, ends - time.monotonic() - AFTER_DEADLINE_S)
 
 
 def _message(record: Mapping[str, Any]) -> tuple[str, int, int] | None:

@@ -22,13 +22,11 @@ from ..errors import (
     LinkUpUnreachable,
 )
 from ..http import (
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_READ_TIMEOUT,
-    DEFAULT_REQUEST_LIMIT_S,
     Deadline,
     TransportError,
     check_url_scheme,
     make_pool,
+    request_timeout,
 )
 from ..http_request import send
 from ..model import Connection, Graph, Ticket
@@ -180,13 +178,8 @@ class LinkUpClient:
     ) -> dict[str, Any]:
         url = base_url(self.url_template, region) + path
         check_url_scheme(url, name="The LibreLink Up URL")
-        if self.deadline is not None:
-            expired = LinkUpTimeout("LibreLink Up (the run's time budget is used up)")
-            timeout = self.deadline.timeout(error=expired)
-        else:
-            timeout = urllib3.Timeout(
-                total=DEFAULT_REQUEST_LIMIT_S, connect=DEFAULT_CONNECT_TIMEOUT, read=DEFAULT_READ_TIMEOUT
-            )
+        expired = LinkUpTimeout("LibreLink Up (the run's time budget is used up)")
+        timeout = request_timeout(self.deadline, expired=expired)
         self.requests_made += 1
         try:
             result = send(

@@ -18,12 +18,11 @@ from typing import Any
 
 from ..errors import LinkUpMalformedResponse
 from ..model import Connection, Graph, Sensor, Ticket
-from ..plausibility import SGV_MAX, ImplausibleValue, sgv_value
+from ..plausibility import ImplausibleValue, sgv_value
 from ..readings import Reading, Source, direction_for
 
 log = logging.getLogger("linkup_sync")
 
-MAX_SGV = SGV_MAX  # a sensor's HI; the plausibility rules live in plausibility.py
 
 # --- timestamps (§11) ----------------------------------------------------------------------------
 

@@ -14,14 +14,7 @@ from urllib.parse import urlsplit
 import urllib3
 
 from ..errors import NightscoutError, NightscoutRejected, NightscoutTooLarge, NightscoutUnreachable
-from ..http import (
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_READ_TIMEOUT,
-    DEFAULT_REQUEST_LIMIT_S,
-    Deadline,
-    HttpResult,
-    TransportError,
-)
+from ..http import Deadline, HttpResult, TransportError, request_timeout
 from ..http_request import send
 from ..model import Existing
 from .url import normalize_nightscout_url
@@ -136,12 +129,7 @@ class NightscoutTransport:
     ) -> HttpResult:
         """One request, whole within the deadline, its answer at most `max_body` bytes decoded; any failure
         to get a usable answer is a NightscoutUnreachable (NightscoutTooLarge for too much)."""
-        if self.deadline is not None:
-            timeout = self.deadline.timeout(error=NightscoutUnreachable("the run's time budget is used up"))
-        else:
-            timeout = urllib3.Timeout(
-                total=DEFAULT_REQUEST_LIMIT_S, connect=DEFAULT_CONNECT_TIMEOUT, read=DEFAULT_READ_TIMEOUT
-            )
+        timeout = request_timeout(self.deadline, expired=NightscoutUnreachable("the run's time budget is used up"))
         with self._lock:
             self.requests_made += 1
         try:

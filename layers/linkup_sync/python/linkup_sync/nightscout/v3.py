@@ -27,7 +27,6 @@ from ..errors import (
     NightscoutError,
     NightscoutPartialUpload,
     NightscoutRejected,
-    NightscoutUnauthorized,
 )
 from ..http import Deadline, HttpResult, make_pool
 from ..model import Existing
@@ -41,7 +40,7 @@ from .transport import (
     readback_limit,
 )
 from .treatments import announcement_v3, sensor_start_v3, v3_identifier
-from .v3_access import ANNOUNCE_ROLE, ENTRIES_ROLE, TREATMENTS_ROLE, UNKNOWN_SUBJECT_TEXT, V3Access
+from .v3_access import ANNOUNCE_ROLE, ENTRIES_ROLE, TREATMENTS_ROLE, V3Access
 
 log = logging.getLogger("linkup_sync")
 
@@ -198,13 +197,8 @@ class NightscoutV3(V3Access):
         """One SEARCH of the sgv entries whose `date` matches `dates`, newest first, at most READ_LIMIT."""
         query = f"?type$eq=sgv&{dates}&sort$desc=date&limit={READ_LIMIT}&fields=date"
         what = READ_BACK
-        jwt = self._bearer()
         limit = readback_limit(READ_LIMIT)
-        result = self._send_get(_ENTRIES_PATH + query, jwt, max_body=limit)
-        if result.status == 401:  # a stale JWT: one new one, one retry (as for uploads)
-            result = self._send_get(_ENTRIES_PATH + query, self._renew(jwt), max_body=limit)
-            if result.status == 401:
-                raise NightscoutUnauthorized(UNKNOWN_SUBJECT_TEXT)
+        result = self._authorized(lambda jwt: self._send_get(_ENTRIES_PATH + query, jwt, max_body=limit))
         parsed = json_or_none(result.data)
         if result.status == 403:
             message = str(parsed.get("message", "")) if isinstance(parsed, dict) else ""
@@ -256,13 +250,7 @@ class NightscoutV3(V3Access):
     ) -> _Outcome:
         body = json.dumps(doc, separators=(",", ":")).encode("utf-8")
         try:
-            jwt = self._bearer()
-            result = self._send_json("POST", path, body, jwt)
-            if result.status == 401:
-                jwt = self._renew(jwt)
-                result = self._send_json("POST", path, body, jwt)
-                if result.status == 401:
-                    raise NightscoutUnauthorized(UNKNOWN_SUBJECT_TEXT)
+            result = self._authorized(lambda jwt: self._send_json("POST", path, body, jwt))
             return self._outcome(result, role_text, what, update_means_present)
         except NightscoutError as exc:
             return _Outcome(ok=False, error=exc)

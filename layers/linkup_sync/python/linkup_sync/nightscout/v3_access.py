@@ -124,6 +124,17 @@ class V3Access(NightscoutTransport):
                 return self._jwt
             return self._exchange()
 
+    def _authorized(self, request: Callable[[str], HttpResult]) -> HttpResult:
+        """`request` sent with a JWT; after a 401 (a stale JWT) once more with a new one. A second 401 is the
+        access token's own: NightscoutUnauthorized."""
+        jwt = self._bearer()
+        result = request(jwt)
+        if result.status == 401:
+            result = request(self._renew(jwt))
+            if result.status == 401:
+                raise NightscoutUnauthorized(UNKNOWN_SUBJECT_TEXT)
+        return result
+
     def _exchange(self) -> str:
         """GET /api/v2/authorization/request/<token> (§3.7). Caller holds _jwt_lock."""
         result = self._send("GET", _JWT_PATH + quote(self._token, safe=""), None, {"Accept": "application/json"})
