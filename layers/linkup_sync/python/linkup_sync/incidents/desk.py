@@ -169,8 +169,8 @@ class IncidentDesk:
         self.announce = announce
         self.sent: list[tuple[str, str, str]] = []  # (what, kind, scope) of every message this run sent
 
-    def process(self, observation: Observation) -> bool:
-        """Open, tell, remind, close. Returns whether an incident is still open afterwards."""
+    def process(self, observation: Observation) -> None:
+        """Open, tell, remind, close (which ones it leaves open: incidents/known.py, OpenTally)."""
         now = int(self.clock())
         records = self.store.load_incidents()
         known = self.store.people
@@ -188,7 +188,6 @@ class IncidentDesk:
                     continue
                 log.warning("incident opened: %s", incident.title, extra={"incident": incident.kind})
                 records[incident.key] = opened
-        still_open = False
         for key, record in list(records.items()):
             solved = key in observation.solved or (key[0] in ACCOUNT_KINDS and key[1] in observation.solved_scopes)
             if record.is_open and solved and key not in seen_keys:
@@ -197,11 +196,9 @@ class IncidentDesk:
                 log.info("incident solved: %s", record.title, extra={"incident": record.kind})
                 record = replace(record, closed_at=now)
             if record.is_open:
-                still_open = True
                 self._tell_open(record, now)
             else:
                 self._tell_clear(record, now)
-        return still_open
 
     # --- sending -----------------------------------------------------------------------------------------
 
