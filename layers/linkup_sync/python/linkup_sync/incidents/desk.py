@@ -57,6 +57,11 @@ class Observation:
 # --- what a run saw -----------------------------------------------------------------------------------
 
 
+def new_people(known: Mapping[str, str], seen: Mapping[str, str]) -> bool:
+    """Whether a run saw someone (scope -> initials) whose initials are not the ones stored for that scope."""
+    return any(known.get(scope) != initials for scope, initials in seen.items())
+
+
 def wants_fresh_secret(report: RunReport, exc: BaseException | None) -> bool:
     """A login failure or a Nightscout 401/403: the secret may be what is wrong, so read it again at once."""
     if report.skipped == "bad_credentials":
@@ -174,7 +179,7 @@ class IncidentDesk:
         now = int(self.clock())
         records = self.store.load_incidents()
         known = self.store.people
-        if any(known.get(scope) != initials for scope, initials in observation.people.items()):
+        if new_people(known, observation.people):
             known = {**known, **observation.people}
             self.store.remember_people(known)
         seen_keys = {inc.key for inc in observation.seen}
