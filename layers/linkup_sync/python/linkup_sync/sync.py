@@ -18,7 +18,15 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from .breakers import ACTION_RETRY_S, after_answer, after_failure, after_login, login_blocked, run_blocked
+from .breakers import (
+    ACTION_RETRY_S,
+    adoptable_minimum,
+    after_answer,
+    after_failure,
+    after_login,
+    login_blocked,
+    run_blocked,
+)
 from .errors import (
     ConfigError,
     LinkUpActionRequired,
@@ -292,8 +300,8 @@ class SyncService:
         try:
             return call()
         except LinkUpVersionRejected as exc:
-            minimum = exc.minimum_version
-            if not (self.version_auto and not self._adopted and minimum and minimum.startswith("4.")):
+            minimum = adoptable_minimum(exc, version_auto=self.version_auto)
+            if minimum is None or self._adopted:
                 raise
             self._adopted = True  # at most once per run: a server that keeps raising its minimum is stopped
             log.warning(
