@@ -17,8 +17,6 @@ from ..errors import (
     LinkUpBadCredentials,
     LinkUpVersionRejected,
     NightscoutError,
-    NightscoutRejected,
-    NightscoutUnauthorized,
 )
 from ..ports import AlertPublisher, Announcer, IncidentStore
 from ..report import RunReport, TargetReport
@@ -36,6 +34,7 @@ from .model import (
     incident_for,
     is_nightscout_refusal,
     stale_incident,
+    token_refused,
 )
 from .texts import announcement_clear, announcement_open, email_clear, email_open, email_reminder
 
@@ -67,11 +66,7 @@ def wants_fresh_secret(report: RunReport, exc: BaseException | None) -> bool:
     if report.skipped == "bad_credentials":
         return True
     failures = [exc] + [t.failure for t in report.targets]
-    return any(
-        isinstance(f, LinkUpBadCredentials | NightscoutUnauthorized | ConfigError)
-        or (isinstance(f, NightscoutRejected) and "HTTP 403" in f.message)
-        for f in failures
-    )
+    return any(isinstance(f, LinkUpBadCredentials | ConfigError) or token_refused(f) for f in failures)
 
 
 def observe(
