@@ -132,9 +132,16 @@ def after_failure(
     return {}
 
 
-def _after_version_rejected(exc: LinkUpVersionRejected, *, now: int, version_auto: bool) -> Changes:
+def adoptable_minimum(exc: LinkUpVersionRejected, *, version_auto: bool) -> str | None:
+    """The minimum version LINK_UP_VERSION=auto takes on from this refusal: a 4.x one (a 5.x minimum means
+    the API is retired, and a pinned version is never changed)."""
     minimum = exc.minimum_version
-    if version_auto and minimum and minimum.startswith("4."):
+    return minimum if version_auto and minimum and minimum.startswith("4.") else None
+
+
+def _after_version_rejected(exc: LinkUpVersionRejected, *, now: int, version_auto: bool) -> Changes:
+    minimum = adoptable_minimum(exc, version_auto=version_auto)
+    if minimum is not None:
         # auto, but not adopted in this run (a refused login, or a second raise in one run): the next
         # run starts with it, so this needs no person either.
         return {"version": minimum}

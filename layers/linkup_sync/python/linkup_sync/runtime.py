@@ -24,7 +24,7 @@ from .ports import (
 )
 from .report import RunReport
 from .settings import Settings
-from .state.model import TargetState
+from .state.model import TargetState, site_digest
 from .sync import SyncService
 
 if TYPE_CHECKING:
@@ -283,8 +283,6 @@ def _announcers(
     deps: Dependencies, creds: Credentials | None, report: RunReport, deadline: Deadline
 ) -> dict[str, list[Site]]:
     """Per incident scope, the Nightscout sites to announce on: every site for "" (the whole stack)."""
-    import hashlib
-
     if creds is None:
         return {}
     by_scope: dict[str, list[Site]] = {"": []}
@@ -296,7 +294,7 @@ def _announcers(
                 sink = deps.sink_factory(deps, target, TargetState(target_id=""), deadline)
             except ConfigError:
                 return None
-            site = hashlib.sha256(target.nightscout_url.strip().rstrip("/").lower().encode()).hexdigest()[:10]
+            site = site_digest(target.nightscout_url)
             if not isinstance(sink, Announcer):
                 return None  # a sink that cannot announce (the command line's dry run)
             made[id(target)] = (site, sink)

@@ -18,7 +18,15 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, TypeVar
 
-from .breakers import ACTION_RETRY_S, after_answer, after_failure, after_login, login_blocked, run_blocked
+from .breakers import (
+    ACTION_RETRY_S,
+    adoptable_minimum,
+    after_answer,
+    after_failure,
+    after_login,
+    login_blocked,
+    run_blocked,
+)
 from .errors import (
     ConfigError,
     LinkUpActionRequired,
@@ -62,10 +70,10 @@ class SyncService:
         fingerprint: Callable[[Credentials], str] = slow_fingerprint,
     ) -> None:
         self.source = source
-        self.trend_arrows = trend_arrows
         self.sinks = sinks
-        self.sensor_start = sensor_start
         self.store = store
+        # Each target's readings go through it (upload.py): one for the run, it holds no per-target state.
+        self.uploader = Uploader(store=store, clock=clock, trend_arrows=trend_arrows, sensor_start=sensor_start)
         self.clock = clock
         self.region = region
         self.connection = connection
@@ -292,8 +300,8 @@ class SyncService:
         try:
             return call()
         except LinkUpVersionRejected as exc:
-            minimum = exc.minimum_version
-            if not (self.version_auto and not self._adopted and minimum and minimum.startswith("4.")):
+            minimum = adoptable_minimum(exc, version_auto=self.version_auto)
+            if minimum is None or self._adopted:
                 raise
             self._adopted = True  # at most once per run: a server that keeps raising its minimum is stopped
             log.warning(
@@ -309,13 +317,11 @@ class SyncService:
             return call()
 
     def _upload(self, state: StoredState, target: Target, graph: Graph, report: TargetReport) -> None:
-        uploader = Uploader(
-            store=self.store, clock=self.clock, trend_arrows=self.trend_arrows, sensor_start=self.sensor_start
-        )
-        prepared = uploader.prepare(graph, state.target(target_id(graph.patient_id, target.nightscout_url)), report)
+        stored = state.target(target_id(graph.patient_id, target.nightscout_url))
+        prepared = self.uploader.prepare(graph, stored, report)
         sink = self.sinks(target, prepared.stored)
         try:
-            uploader.send(state.key, prepared, sink, report)
+            self.uploader.send(state.key, prepared, sink, report)
         except NightscoutError as exc:
             report.error = exc.reason
             report.failure = exc

@@ -17,8 +17,6 @@ from ..errors import (
     LinkUpBadCredentials,
     LinkUpVersionRejected,
     NightscoutError,
-    NightscoutRejected,
-    NightscoutUnauthorized,
 )
 from ..ports import AlertPublisher, Announcer, IncidentStore
 from ..report import RunReport, TargetReport
@@ -36,6 +34,7 @@ from .model import (
     incident_for,
     is_nightscout_refusal,
     stale_incident,
+    token_refused,
 )
 from .texts import announcement_clear, announcement_open, email_clear, email_open, email_reminder
 
@@ -57,16 +56,17 @@ class Observation:
 # --- what a run saw -----------------------------------------------------------------------------------
 
 
+def new_people(known: Mapping[str, str], seen: Mapping[str, str]) -> bool:
+    """Whether a run saw someone (scope -> initials) whose initials are not the ones stored for that scope."""
+    return any(known.get(scope) != initials for scope, initials in seen.items())
+
+
 def wants_fresh_secret(report: RunReport, exc: BaseException | None) -> bool:
     """A login failure or a Nightscout 401/403: the secret may be what is wrong, so read it again at once."""
     if report.skipped == "bad_credentials":
         return True
     failures = [exc] + [t.failure for t in report.targets]
-    return any(
-        isinstance(f, LinkUpBadCredentials | NightscoutUnauthorized | ConfigError)
-        or (isinstance(f, NightscoutRejected) and "HTTP 403" in f.message)
-        for f in failures
-    )
+    return any(isinstance(f, LinkUpBadCredentials | ConfigError) or token_refused(f) for f in failures)
 
 
 def observe(
@@ -169,12 +169,12 @@ class IncidentDesk:
         self.announce = announce
         self.sent: list[tuple[str, str, str]] = []  # (what, kind, scope) of every message this run sent
 
-    def process(self, observation: Observation) -> bool:
-        """Open, tell, remind, close. Returns whether an incident is still open afterwards."""
+    def process(self, observation: Observation) -> None:
+        """Open, tell, remind, close (which ones it leaves open: incidents/known.py, OpenTally)."""
         now = int(self.clock())
         records = self.store.load_incidents()
         known = self.store.people
-        if any(known.get(scope) != initials for scope, initials in observation.people.items()):
+        if new_people(known, observation.people):
             known = {**known, **observation.people}
             self.store.remember_people(known)
         seen_keys = {inc.key for inc in observation.seen}
@@ -188,7 +188,6 @@ class IncidentDesk:
                     continue
                 log.warning("incident opened: %s", incident.title, extra={"incident": incident.kind})
                 records[incident.key] = opened
-        still_open = False
         for key, record in list(records.items()):
             solved = key in observation.solved or (key[0] in ACCOUNT_KINDS and key[1] in observation.solved_scopes)
             if record.is_open and solved and key not in seen_keys:
@@ -197,11 +196,9 @@ class IncidentDesk:
                 log.info("incident solved: %s", record.title, extra={"incident": record.kind})
                 record = replace(record, closed_at=now)
             if record.is_open:
-                still_open = True
                 self._tell_open(record, now)
             else:
                 self._tell_clear(record, now)
-        return still_open
 
     # --- sending -----------------------------------------------------------------------------------------
 

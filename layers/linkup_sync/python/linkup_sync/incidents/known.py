@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from ..ports import IncidentStore
 from ..state.model import IncidentKey
-from .desk import Observation
+from .desk import Observation, new_people
 from .model import Incident, IncidentRecord
 
 
@@ -33,7 +33,7 @@ def must_read(known: KnownIncidents | None, observation: Observation, marker: fr
     state's marker says is open."""
     if known is None or known.open or observation.seen or marker:
         return True
-    return any(known.people.get(scope) != initials for scope, initials in observation.people.items())
+    return new_people(known.people, observation.people)
 
 
 class OpenTally:

@@ -142,7 +142,7 @@ def incident_for(exc: BaseException, *, scope: str = "", person: str = "", secre
             "Set the secret's value as JSON with LINK_UP_USERNAME, LINK_UP_PASSWORD, NIGHTSCOUT_URL and "
             "NIGHTSCOUT_API_TOKEN" + (f": {secret_hint}" if secret_hint else "") + ". The next run uses it.",
         )
-    if isinstance(exc, NightscoutUnauthorized) or (isinstance(exc, NightscoutRejected) and "HTTP 403" in exc.message):
+    if token_refused(exc):
         return Incident(
             "nightscout_token",
             scope,
@@ -170,6 +170,13 @@ def stale_incident(minutes: int, *, scope: str, person: str = "") -> Incident:
         person=person,
         email=False,  # the stale-data alarm (CloudWatch) e-mails; this one is for Nightscout's screen
     )
+
+
+def token_refused(exc: BaseException | None) -> bool:
+    """Nightscout refuses the bridge's token: a 401, or a 403 (a role without the entries permissions)."""
+    if isinstance(exc, NightscoutRejected):
+        return "HTTP 403" in exc.message
+    return isinstance(exc, NightscoutUnauthorized)
 
 
 def is_nightscout_refusal(exc: BaseException) -> bool:

@@ -108,10 +108,15 @@ class AccountState:
     rev: int = 0  # optimistic-concurrency counter of the stored item; 0 = not stored yet
 
 
+def site_digest(nightscout_url: str) -> str:
+    """A Nightscout site as a short digest (its URL is never stored or logged): one per site, whatever
+    the case, surrounding spaces or trailing slash."""
+    return hashlib.sha256(nightscout_url.strip().rstrip("/").lower().encode()).hexdigest()[:10]
+
+
 def target_id(patient_id: str, nightscout_url: str) -> str:
     """One patient's readings going to one Nightscout site. The site appears only as a short digest."""
-    site = hashlib.sha256(nightscout_url.strip().rstrip("/").lower().encode()).hexdigest()[:10]
-    return f"{patient_id}#{site}"
+    return f"{patient_id}#{site_digest(nightscout_url)}"
 
 
 @dataclass(frozen=True)
